@@ -1,0 +1,227 @@
+"""The ``graphrec`` command line: one thin command per step, each calling the public function of that step."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from graphrec.errors import GraphrecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="graphrec: multimodal recommendation with graph neural networks.")
+
+
+def _parse_key_values(pairs: list[str], flag: str) -> dict[str, str]:
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise GraphrecError(f"{flag} expects KEY=VALUE, got {pair!r}")
+        parsed[key.strip()] = value.strip()
+    return parsed
+
+
+def _parse_ratios(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise GraphrecError(f"--ratios expects three numbers like 0.8,0.1,0.1, got {text!r}") from None
+    if len(values) != 3:
+        raise GraphrecError(f"--ratios expects three numbers like 0.8,0.1,0.1, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+@app.command()
+def convert(
+    format: Annotated[str, typer.Argument(help="movielens, lightgcn, json-split, mmrec, recbole, amazon, csv, "
+                                               "parquet or synthetic")],
+    src: Annotated[str, typer.Argument(help="source file or directory ('-' for synthetic)")],
+    dst: Annotated[Path, typer.Argument(help="dataset directory to create")],
+    min_rating: Annotated[Optional[float], typer.Option("--min-rating", help="keep rating >= T")] = None,
+    dedupe: Annotated[bool, typer.Option("--dedupe/--no-dedupe", help="remove repeated pairs (reported)")] = True,
+    kcore: Annotated[int, typer.Option("--kcore", help="iterative k-core filtering of users and items")] = 0,
+    split: Annotated[str, typer.Option("--split", help="auto, random, temporal, leave-last or given")] = "auto",
+    ratios: Annotated[str, typer.Option("--ratios", help="train,valid,test shares")] = "0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option("--seed")] = 2020,
+    cold_items: Annotated[float, typer.Option("--cold-items", help="share of items held out of training")] = 0.0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing DST")] = False,
+    name: Annotated[Optional[str], typer.Option("--name", help="dataset name (default: DST's name)")] = None,
+    users: Annotated[Optional[int], typer.Option("--users", help="synthetic: number of users")] = None,
+    items: Annotated[Optional[int], typer.Option("--items", help="synthetic: number of items")] = None,
+    validation_dir: Annotated[Optional[str], typer.Option("--validation-dir",
+                                                          help="lightgcn: subfolder with train.txt + valid.txt")] = None,
+    meta: Annotated[Optional[Path], typer.Option("--meta", help="amazon: metadata file")] = None,
+    columns: Annotated[Optional[str], typer.Option("--columns",
+                                                   help="csv/parquet: user=COL,item=COL,rating=COL,...")] = None,
+    sep: Annotated[Optional[str], typer.Option("--sep", help="csv: field separator")] = None,
+    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="extra reader option KEY=VALUE")] = None,
+) -> None:
+    """Convert a source dataset into graphrec's format and print its summary."""
+    from graphrec.data.convert import ConvertConfig, convert as run_convert
+
+    reader_options: dict[str, object] = dict(_parse_key_values(option or [], "--option"))
+    if format == "synthetic":
+        reader_options.update({k: v for k, v in (("users", users), ("items", items)) if v is not None})
+        reader_options["seed"] = seed
+    elif users is not None or items is not None:
+        raise GraphrecError("--users and --items apply to the synthetic format only")
+    if validation_dir is not None:
+        reader_options["validation_dir"] = validation_dir
+    if meta is not None:
+        reader_options["meta"] = meta
+    if columns is not None:
+        reader_options["columns"] = _parse_key_values(columns.split(","), "--columns")
+    if sep is not None:
+        reader_options["sep"] = sep
+    config = ConvertConfig(min_rating=min_rating, dedupe=dedupe, kcore=kcore, split=split,
+                           ratios=_parse_ratios(ratios), seed=seed, cold_items=cold_items, name=name)
+    run_convert(format, src, dst, config, overwrite=overwrite, reader_options=reader_options, log=typer.echo)
+
+
+@app.command()
+def info(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Print a dataset's counts, splits, density and modalities."""
+    from graphrec.data.convert import format_summary
+    from graphrec.data.dataset import load_dataset
+
+    loaded = load_dataset(dataset)
+    if as_json:
+        typer.echo(json.dumps(loaded.summary(), indent=2))
+    else:
+        typer.echo(format_summary(loaded, [], loaded.manifest.get("notes", [])))
+
+
+@app.command()
+def export(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    out: Annotated[Path, typer.Argument(help="output directory")],
+    format: Annotated[str, typer.Option("--format", help="recbole, mmrec or lightgcn")],
+    overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+) -> None:
+    """Write the dataset, on exactly its split, in a peer library's format."""
+    from graphrec.data.dataset import load_dataset
+    from graphrec.data.export import export_dataset
+
+    path = export_dataset(load_dataset(dataset), format, out, overwrite=overwrite)
+    typer.echo(f"wrote {format} files to {path}")
+
+
+def _parse_ks(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise GraphrecError(f"--ks expects comma-separated integers like 10,20,50, got {text!r}") from None
+    if not ks or ks[0] <= 0:
+        raise GraphrecError(f"--ks expects positive integers, got {text!r}")
+    return ks
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    model: Annotated[str, typer.Option("--model", help="lightgcn, mf, vbpr, gat, pop or random")] = "lightgcn",
+    out: Annotated[Path, typer.Option("--out", help="run directory to write")] = Path("runs/latest"),
+    epochs: Annotated[int, typer.Option("--epochs")] = 100,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 2048,
+    dim: Annotated[int, typer.Option("--dim")] = 64,
+    layers: Annotated[int, typer.Option("--layers")] = 3,
+    heads: Annotated[int, typer.Option("--heads", help="gat: attention heads")] = 1,
+    dropout: Annotated[float, typer.Option("--dropout", help="gat: attention dropout")] = 0.0,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
+    reg: Annotated[float, typer.Option("--reg", help="L2 weight on the batch's layer-0 embeddings")] = 1e-4,
+    seed: Annotated[int, typer.Option("--seed")] = 2020,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    eval_every: Annotated[int, typer.Option("--eval-every", help="validate every N epochs")] = 1,
+    patience: Annotated[int, typer.Option("--patience", help="evaluations without improvement")] = 10,
+    metric: Annotated[str, typer.Option("--metric", help="validation metric for model selection")] = "recall@20",
+    ks: Annotated[str, typer.Option("--ks", help="cut-offs to report")] = "10,20,50",
+    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="training time budget")] = None,
+    entities: Annotated[str, typer.Option("--entities", help="gat: item columns that become entity nodes")]
+        = "genres,categories,brand",
+    modalities: Annotated[Optional[str], typer.Option("--modalities", help="modalities to use (default all)")]
+        = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from RUN/last.pt")] = False,
+    plot: Annotated[bool, typer.Option("--plot", help="save RUN/curves.png")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+) -> None:
+    """Train a model with BPR, select on validation, test, and write RUN/metrics.json."""
+    from graphrec.training.run import ModelConfig, TrainConfig, train as run_train
+
+    model_config = ModelConfig(name=model, dim=dim, layers=layers, heads=heads, dropout=dropout,
+                               entities=tuple(e for e in entities.split(",") if e),
+                               modalities=None if modalities is None else tuple(m for m in modalities.split(",") if m))
+    try:
+        train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, seed=seed, device=device,
+                                   eval_every=eval_every, patience=patience, select_metric=metric,
+                                   eval_ks=_parse_ks(ks), max_minutes=max_minutes, progress=progress, plot=plot)
+    except ValueError as error:
+        raise GraphrecError(str(error)) from None
+    run_train(dataset, model_config, train_config, out=out, resume=resume, log=typer.echo)
+    typer.echo(f"wrote {out / 'metrics.json'}")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="run directory written by graphrec train")],
+    split: Annotated[str, typer.Option("--split", help="valid or test")] = "test",
+    protocol: Annotated[str, typer.Option("--protocol", help="warm, or cold (rank among cold items)")] = "warm",
+    ks: Annotated[Optional[str], typer.Option("--ks")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Evaluate a trained run with full ranking (seen items masked)."""
+    from graphrec.training.run import evaluate_run
+
+    if split not in ("valid", "test"):
+        raise GraphrecError(f"--split must be valid or test, got {split!r}")
+    metrics = evaluate_run(run, split=split, protocol=protocol, ks=None if ks is None else _parse_ks(ks))
+    if as_json:
+        typer.echo(json.dumps({"split": split, "protocol": protocol, "metrics": metrics}, indent=2))
+    else:
+        for key, value in metrics.items():
+            typer.echo(f"{key:<16} {value:.4f}")
+
+
+@app.command()
+def quickstart(
+    out: Annotated[Path, typer.Option("--out", help="where the dataset and runs go")] = Path("runs/quickstart"),
+    users: Annotated[int, typer.Option("--users")] = 1000,
+    items: Annotated[int, typer.Option("--items")] = 400,
+    epochs: Annotated[int, typer.Option("--epochs")] = 40,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Generate the synthetic multimodal dataset, train the models and print their metrics."""
+    from graphrec.quickstart import QuickstartConfig, run_quickstart
+
+    run_quickstart(out, QuickstartConfig(users=users, items=items, epochs=epochs, seed=seed), log=typer.echo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``graphrec`` console script; returns the exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except GraphrecError as error:
+        typer.echo(f"error: {error}", err=True)
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        return 130
+    except Exception as error:  # click usage errors
+        import click
+        if isinstance(error, click.exceptions.ClickException):
+            error.show()
+            return error.exit_code
+        if isinstance(error, click.exceptions.Exit):
+            return error.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

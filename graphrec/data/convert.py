@@ -1,0 +1,275 @@
+"""Convert any supported source into a graphrec dataset directory.
+
+The pipeline is the same for every format::
+
+    read (format reader) -> min-rating -> de-duplicate -> k-core -> index ids
+        -> split (given | random | temporal | leave-last) -> hold out cold items -> write atomically
+
+Every step that removes rows reports how many and why; the reports are printed
+in the conversion summary and stored in ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from graphrec.data.dataset import SPLIT_DTYPE, SPLITS, Dataset, ModalityFeatures, check_finite
+from graphrec.data.filtering import FilterReport, drop_duplicates, filter_min_rating, kcore
+from graphrec.data.formats import get_reader
+from graphrec.data.raw import RawDataset
+from graphrec.data.splitting import (
+    PROTOCOLS, check_ratios, choose_cold_items, hold_out_items, split_leave_last, split_random, split_temporal,
+)
+from graphrec.data.storage import atomic_directory
+from graphrec.errors import DataFormatError, DatasetExistsError, GraphrecError
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """How to turn a raw source into a dataset.
+
+    ``split="auto"`` keeps the source's split when it has one and otherwise splits
+    at random per user with ``ratios``. ``cold_items`` holds a random share of items
+    out of training entirely (all their interactions go to valid and test).
+    """
+
+    min_rating: float | None = None
+    dedupe: bool = True
+    kcore: int = 0
+    split: str = "auto"
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 2020
+    cold_items: float = 0.0
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.split not in (*PROTOCOLS, "auto"):
+            raise GraphrecError(f"unknown --split {self.split!r}; choose one of {', '.join(PROTOCOLS)}")
+        check_ratios(self.ratios)
+        if self.kcore < 0:
+            raise GraphrecError(f"--kcore must be >= 0, got {self.kcore}")
+
+
+@dataclass
+class ConversionResult:
+    dataset: Dataset
+    reports: list[FilterReport] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary_text(self) -> str:
+        return format_summary(self.dataset, self.reports, self.notes)
+
+
+def convert(format: str, src: str | Path, dst: str | Path, config: ConvertConfig = ConvertConfig(),
+            overwrite: bool = False, reader_options: dict[str, Any] | None = None,
+            log: Callable[[str], None] | None = None) -> ConversionResult:
+    """Read ``src`` in ``format``, filter, index and split it, and write the dataset to ``dst``.
+
+    ``dst`` appears only when the whole conversion succeeded; an existing ``dst`` is
+    replaced only with ``overwrite=True``.
+    """
+    reader = get_reader(format)
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise DatasetExistsError(f"{dst} already exists; pass --overwrite (overwrite=True) to replace it")
+    if format != "synthetic" and not Path(src).exists():
+        raise DataFormatError("source not found", path=src)
+    options = dict(reader_options or {})
+    with atomic_directory(dst, overwrite=overwrite) as workdir:
+        if "workdir" in inspect.signature(reader).parameters:
+            options["workdir"] = workdir
+        raw = reader(Path(src) if format != "synthetic" else src, **options)
+        options.pop("workdir", None)
+        result = build_dataset(raw, config, name=config.name or (dst.name if format != "synthetic" else "synthetic"),
+                               provenance={"format": format, "source": str(Path(src).resolve())
+                                           if format != "synthetic" else "generated",
+                                           "reader_options": {k: _plain(v) for k, v in options.items()},
+                                           "reader": raw.source})
+        result.dataset.write_into(workdir)
+    result.dataset.path = dst
+    if log is not None:
+        log(result.summary_text())
+    return result
+
+
+def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name: str = "dataset",
+                  provenance: dict[str, Any] | None = None) -> ConversionResult:
+    """Apply the filters, indexing and split of ``config`` to a parsed source, in memory."""
+    frame = raw.interactions
+    if frame.empty:
+        raise GraphrecError("the source has no interactions (empty input)")
+    reports: list[FilterReport] = []
+    notes = list(raw.notes)
+    if config.min_rating is not None:
+        frame, report = filter_min_rating(frame, config.min_rating)
+        reports.append(report)
+    if config.dedupe:
+        frame, dedupe_reports = drop_duplicates(frame)
+        reports.extend(dedupe_reports)
+    if config.kcore > 1:
+        frame, report = kcore(frame, config.kcore)
+        reports.append(report)
+    if frame.empty:
+        raise GraphrecError("no interactions are left after filtering: " + "; ".join(r.describe() for r in reports))
+
+    filtered = config.min_rating is not None or config.kcore > 1
+    user_ids = _index_order(frame["user_id"], None if filtered else raw.user_universe)
+    item_ids = _index_order(frame["item_id"], None if filtered else raw.item_universe)
+    if filtered:
+        for kind, universe, kept in (("users", raw.user_universe, user_ids), ("items", raw.item_universe, item_ids)):
+            if universe is not None and len(set(universe) - set(kept)):
+                notes.append(f"{len(set(universe) - set(kept)):,} {kind} of the source have no interactions left "
+                             f"after filtering and are not in the dataset")
+    users = pd.Index(user_ids).get_indexer(frame["user_id"]).astype(np.int32)
+    items = pd.Index(item_ids).get_indexer(frame["item_id"]).astype(np.int32)
+
+    rng = np.random.default_rng(config.seed)
+    protocol = config.split if config.split != "auto" else ("given" if raw.has_split else "random")
+    codes = _split_codes(frame, users, protocol, config.ratios, rng)
+    cold = choose_cold_items(len(item_ids), config.cold_items, rng)
+    if len(cold):
+        codes = hold_out_items(items, codes, cold, rng)
+        notes.append(f"{len(cold):,} cold items ({config.cold_items:.0%}) held out of training: "
+                     f"their interactions are in valid and test only")
+    has_train = np.zeros(len(user_ids), dtype=bool)
+    has_train[users[codes == 0]] = True
+    if (~has_train).any():
+        notes.append(f"{int((~has_train).sum()):,} users have no training interactions")
+
+    interactions = pd.DataFrame({
+        "user": users, "item": items,
+        "rating": frame["rating"].to_numpy(np.float32),
+        "timestamp": frame["timestamp"].astype("Int64").to_numpy(),
+        "split": pd.Categorical.from_codes(codes, dtype=SPLIT_DTYPE),
+    })
+    interactions["timestamp"] = interactions["timestamp"].astype("Int64")
+    items_table, unmatched_items = _align_table(raw.items, "item_id", item_ids)
+    users_table, unmatched_users = _align_table(raw.users, "user_id", user_ids)
+    if unmatched_items:
+        notes.append(f"{unmatched_items:,} items in the metadata have no interactions and are not in the dataset")
+    if unmatched_users:
+        notes.append(f"{unmatched_users:,} users in the user table have no interactions and are not in the dataset")
+    features = {modality: _align_features(modality, ids, matrix, encoder, item_ids)
+                for modality, (ids, matrix, encoder) in raw.features.items()}
+    manifest = {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "graphrec_version": _version(),
+        "provenance": provenance or {"reader": raw.source},
+        "split": {"protocol": protocol, "ratios": list(config.ratios) if protocol != "given" else None,
+                  "seed": config.seed, "cold_items": len(cold), "cold_fraction": config.cold_items},
+        "filters": [r.to_dict() for r in reports],
+        "config": asdict(config),
+        "notes": notes,
+    }
+    dataset = Dataset(name=name, interactions=interactions, items=items_table, users=users_table,
+                      features=features, manifest=manifest)
+    return ConversionResult(dataset, reports, notes)
+
+
+def format_summary(dataset: Dataset, reports: list[FilterReport], notes: list[str]) -> str:
+    """The human-readable summary printed after a conversion."""
+    counts = dataset.split_counts()
+    info = dataset.summary()
+    lines = [
+        f"dataset {dataset.name!r}" + (f" at {dataset.path}" if dataset.path else ""),
+        f"  users        {dataset.num_users:>12,}",
+        f"  items        {dataset.num_items:>12,}",
+        f"  interactions {dataset.num_interactions:>12,}   density {info['density']:.5f}",
+    ]
+    lines += [f"    {split:<10} {counts[split]:>12,}" for split in SPLITS]
+    lines.append(f"  split        {dataset.manifest['split']['protocol']}")
+    if dataset.modalities:
+        lines.append("  modalities   " + ", ".join(f"{m} ({dataset.features[m].dim}-d, "
+                                                   f"{dataset.features[m].num_missing} missing)"
+                                                   for m in dataset.modalities))
+    metadata = info["item_metadata"]
+    if metadata:
+        lines.append("  item fields  " + ", ".join(metadata))
+    removed = [r for r in reports if r.removed_interactions]
+    lines.append("  filtered     " + ("nothing" if not removed else ""))
+    lines += [f"    - {r.describe()}" for r in removed]
+    lines += [f"  note: {note}" for note in notes]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _index_order(ids: pd.Series, universe: list[str] | None) -> list[str]:
+    """Universe ids first, in their order; then other ids in natural order (numeric when all are integers)."""
+    present = pd.unique(ids.to_numpy())
+    if universe is not None:
+        known = set(universe)
+        extra = [i for i in present if i not in known]
+        return list(universe) + _natural_sort(extra)
+    return _natural_sort(list(present))
+
+
+def _natural_sort(ids: list[str]) -> list[str]:
+    if not ids:
+        return []
+    as_series = pd.Series(ids, dtype=object)
+    numeric = pd.to_numeric(as_series, errors="coerce")
+    if numeric.notna().all() and (numeric == numeric.round()).all():
+        return [ids[i] for i in np.argsort(numeric.to_numpy(), kind="stable")]
+    return sorted(ids)
+
+
+def _split_codes(frame: pd.DataFrame, users: np.ndarray, protocol: str, ratios: tuple[float, float, float],
+                 rng: np.random.Generator) -> np.ndarray:
+    if protocol == "given":
+        if "split" not in frame.columns:
+            raise GraphrecError("--split given needs a source that defines a split (this one does not); "
+                                "use random, temporal or leave-last")
+        return frame["split"].map({s: i for i, s in enumerate(SPLITS)}).to_numpy(np.int8)
+    if protocol == "random":
+        return split_random(users, ratios, rng)
+    timestamps = frame["timestamp"]
+    if timestamps.isna().any():
+        raise GraphrecError(f"--split {protocol} needs a timestamp on every interaction; "
+                            f"{int(timestamps.isna().sum()):,} have none")
+    values = timestamps.to_numpy(np.int64)
+    return split_temporal(values, ratios) if protocol == "temporal" else split_leave_last(users, values)
+
+
+def _align_table(table: pd.DataFrame | None, id_column: str, ids: list[str]) -> tuple[pd.DataFrame, int]:
+    """Reorder a metadata table to index order; rows for ids without metadata stay empty."""
+    index = pd.DataFrame({id_column: ids})
+    if table is None or table.empty:
+        return index, 0
+    table = table.drop_duplicates(subset=[id_column], keep="first").copy()
+    table[id_column] = table[id_column].astype(str)
+    aligned = index.merge(table, on=id_column, how="left")
+    unmatched = int((~table[id_column].isin(set(ids))).sum())
+    return aligned, unmatched
+
+
+def _align_features(modality: str, ids: list[str], matrix: np.ndarray, encoder: dict[str, Any],
+                    item_ids: list[str]) -> ModalityFeatures:
+    source = encoder.get("source", f"{modality} features")
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if matrix.ndim != 2 or matrix.shape[0] != len(ids):
+        raise DataFormatError(f"feature matrix has shape {matrix.shape} but {len(ids)} item ids", path=source,
+                              field=modality)
+    check_finite(matrix, source)
+    rows = pd.Index(ids).get_indexer(item_ids)
+    mask = rows >= 0
+    values = np.zeros((len(item_ids), matrix.shape[1]), dtype=np.float32)
+    values[mask] = matrix[rows[mask]]
+    return ModalityFeatures(modality, values, mask, dict(encoder))
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+def _version() -> str:
+    from graphrec import __version__
+    return __version__

@@ -1,0 +1,116 @@
+"""Write a dataset in a peer library's format, on exactly our split.
+
+* ``recbole``: ``NAME.train.inter`` / ``NAME.valid.inter`` / ``NAME.test.inter`` (RecBole's
+  ``benchmark_filename`` convention) plus ``NAME.user`` and ``NAME.item`` listing every user and
+  item in index order, so a re-import keeps every index.
+* ``mmrec``: ``NAME.inter`` with ``x_label`` (0/1/2), ``<modality>_feat.npy`` per modality, and the
+  ``u_id_mapping.csv`` / ``i_id_mapping.csv`` id maps.
+* ``lightgcn``: ``train.txt`` / ``valid.txt`` / ``test.txt`` (``user item item ...``) and
+  ``user_list.txt`` / ``item_list.txt`` (``org_id remap_id``).
+
+Each export is written to a temporary directory and renamed into place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graphrec.data.dataset import SPLITS, Dataset
+from graphrec.data.storage import atomic_directory
+from graphrec.errors import GraphrecError
+
+EXPORT_FORMATS = ("recbole", "mmrec", "lightgcn")
+_RECBOLE_SPLIT_FILES = {"train": "train", "valid": "valid", "test": "test"}
+
+
+def export_dataset(dataset: Dataset, format: str, out: str | Path, overwrite: bool = False) -> Path:
+    """Write ``dataset`` to ``out`` in ``format`` (one of :data:`EXPORT_FORMATS`)."""
+    writers = {"recbole": _write_recbole, "mmrec": _write_mmrec, "lightgcn": _write_lightgcn}
+    if format not in writers:
+        raise GraphrecError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    out = Path(out)
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        writers[format](dataset, tmp)
+    return out
+
+
+def _token(values: pd.Series) -> pd.Series:
+    text = values.astype(str)
+    bad = text.str.contains(r"[\t\n]", regex=True)
+    if bad.any():
+        raise GraphrecError(f"id {text[bad].iloc[0]!r} contains a tab or newline and cannot be a RecBole token")
+    return text
+
+
+def _write_recbole(dataset: Dataset, out: Path) -> None:
+    name = dataset.name
+    inter = dataset.interactions
+    user_tokens = _token(dataset.users["user_id"]).to_numpy()
+    item_tokens = _token(dataset.items["item_id"]).to_numpy()
+    frame = pd.DataFrame({
+        "user_id:token": user_tokens[inter["user"].to_numpy()],
+        "item_id:token": item_tokens[inter["item"].to_numpy()],
+        "rating:float": inter["rating"].to_numpy(),
+        "timestamp:float": inter["timestamp"].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan),
+    })
+    for column in ("rating:float", "timestamp:float"):
+        if frame[column].isna().all():
+            frame = frame.drop(columns=column)
+    for split in SPLITS:
+        part = frame[(inter["split"] == split).to_numpy()]
+        part.to_csv(out / f"{name}.{_RECBOLE_SPLIT_FILES[split]}.inter", sep="\t", index=False, na_rep="")
+    pd.DataFrame({"user_id:token": user_tokens}).to_csv(out / f"{name}.user", sep="\t", index=False)
+    items = pd.DataFrame({"item_id:token": item_tokens})
+    if "title" in dataset.items:
+        items["title:token_seq"] = dataset.items["title"].fillna("").astype(str).str.replace(r"[\t\n]", " ",
+                                                                                              regex=True)
+    for column, field in (("genres", "genre:token_seq"), ("categories", "categories:token_seq")):
+        if column in dataset.items:
+            items[field] = dataset.items[column].map(
+                lambda v: " ".join(str(x).replace(" ", "_") for x in v) if isinstance(v, (list, np.ndarray)) else "")
+    items.to_csv(out / f"{name}.item", sep="\t", index=False)
+
+
+def _write_mmrec(dataset: Dataset, out: Path) -> None:
+    inter = dataset.interactions
+    frame = pd.DataFrame({
+        "userID": inter["user"].to_numpy(),
+        "itemID": inter["item"].to_numpy(),
+        "rating": inter["rating"].to_numpy(),
+        "timestamp": inter["timestamp"],
+        "x_label": inter["split"].cat.codes.to_numpy(),
+    })
+    frame.to_csv(out / f"{dataset.name}.inter", sep="\t", index=False, na_rep="")
+    for name, feature in dataset.features.items():
+        np.save(out / f"{name}_feat.npy", feature.values)
+    pd.DataFrame({"user_id": dataset.users["user_id"], "userID": np.arange(dataset.num_users)}).to_csv(
+        out / "u_id_mapping.csv", sep="\t", index=False)
+    pd.DataFrame({"asin": dataset.items["item_id"], "itemID": np.arange(dataset.num_items)}).to_csv(
+        out / "i_id_mapping.csv", sep="\t", index=False)
+
+
+def _write_lightgcn(dataset: Dataset, out: Path) -> None:
+    inter = dataset.interactions
+    for split in SPLITS:
+        mask = (inter["split"] == split).to_numpy()
+        if split == "valid" and not mask.any():
+            continue
+        users = inter["user"].to_numpy()[mask]
+        items = inter["item"].to_numpy()[mask]
+        order = np.lexsort((items, users))
+        users, items = users[order], items[order]
+        boundaries = np.searchsorted(users, np.arange(dataset.num_users + 1))
+        # Every user gets a line in train.txt, even with no items, so the user set survives a round trip.
+        keep_empty = split == "train"
+        with open(out / f"{split}.txt", "w") as handle:
+            for user in range(dataset.num_users):
+                start, end = boundaries[user], boundaries[user + 1]
+                if start == end and not keep_empty:
+                    continue
+                handle.write(" ".join([str(user), *map(str, items[start:end].tolist())]) + "\n")
+    for kind, table, column in (("user", dataset.users, "user_id"), ("item", dataset.items, "item_id")):
+        pd.DataFrame({"org_id": _token(table[column].str.replace(" ", "_")),
+                      "remap_id": np.arange(len(table))}).to_csv(out / f"{kind}_list.txt", sep=" ", index=False)

@@ -1,0 +1,319 @@
+"""Parsing helpers shared by the format readers: bytes in, typed columns out, errors located.
+
+Every reader turns a problem in its input into a :class:`~graphrec.errors.DataFormatError`
+that names the file, the line (or row) and the field. The helpers here do the
+tokenising with pyarrow's CSV reader (vectorised, no Python loop per row) and keep,
+for every parsed row, the line of the file it came from, so that a value found to be
+bad after parsing can still be reported at its line.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from graphrec.errors import DataFormatError
+
+#: A function that builds the error for a bad value: ``fail(row, message)``.
+Failure = Callable[[int, str], DataFormatError]
+
+GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+#: Accepted split labels: names and MMRec's ``x_label`` codes.
+SPLIT_LABELS: dict[str, str] = {"train": "train", "valid": "valid", "test": "test",
+                                "0": "train", "1": "valid", "2": "test"}
+# pyarrow's CSV reader takes a one-character delimiter; a longer separator ("::") is
+# replaced by this control character, which does not occur in text data.
+_UNIT_SEPARATOR = "\x1f"
+
+
+def require_file(path: Path, what: str | None = None) -> Path:
+    """Return ``path`` if it is a file, else raise an error naming the expected file."""
+    if not path.is_file():
+        detail = f" ({what})" if what else ""
+        raise DataFormatError(f"required file {path.name!r} is missing{detail}", path=path)
+    return path
+
+
+def read_bytes(path: Path) -> bytes:
+    """The contents of ``path``, gunzipped when it is gzip-compressed, without a UTF-8 BOM."""
+    require_file(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataFormatError(f"cannot be read: {exc.strerror}", path=path) from exc
+    if data[:2] == GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataFormatError(f"is not valid gzip data: {exc}", path=path) from exc
+    return data.removeprefix(UTF8_BOM)
+
+
+def decode(data: bytes, path: Path, encoding: str = "utf-8") -> str:
+    """Decode ``data``; an invalid byte is reported at its line."""
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataFormatError(f"is not valid {encoding} text (byte {data[exc.start]:#04x})",
+                              path=path, line=line) from None
+
+
+def require_content(data: bytes | str, path: Path) -> None:
+    """Raise a clear error for an empty (or whitespace-only) input file."""
+    if not data.strip():
+        raise DataFormatError("is empty", path=path)
+
+
+def line_of_offset(data: bytes | str, offset: int) -> int:
+    """1-based line number of the character at ``offset``."""
+    newline = b"\n" if isinstance(data, bytes) else "\n"
+    return data.count(newline, 0, offset) + 1  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class TextTable:
+    """String columns parsed from a delimited text file, with the line of each row.
+
+    ``columns`` maps a field name to a pyarrow string array; ``lines[r]`` is the
+    1-based line of row ``r`` in ``path``. Blank lines are not rows.
+    """
+
+    path: Path
+    columns: dict[str, pa.Array]
+    lines: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __getitem__(self, name: str) -> pa.Array:
+        return self.columns[name]
+
+    def failure(self, field: str) -> Failure:
+        """A ``fail(row, message)`` function for values of ``field``."""
+        def fail(row: int, message: str) -> DataFormatError:
+            return DataFormatError(message, path=self.path, line=int(self.lines[row]), field=field)
+        return fail
+
+
+def read_delimited(path: Path, *, sep: str, names: Sequence[str] | None = None, encoding: str = "utf-8",
+                   quoted: bool = False, data: bytes | None = None) -> TextTable:
+    """Parse a delimited text file into string columns.
+
+    ``names`` gives the fields of a file without a header; ``None`` reads them from
+    the first line. ``quoted`` enables CSV double-quote quoting. A line with the wrong
+    number of fields is an error that says which separator was expected. An empty
+    file is an error.
+    """
+    if data is None:
+        data = read_bytes(path)
+    text = decode(data, path, encoding)
+    require_content(text, path)
+    if encoding.replace("-", "").lower() != "utf8":
+        data = text.encode("utf-8")
+    first_line = 1
+    if names is None:
+        header_text = text.split("\n", 1)[0].rstrip("\r")
+        reader = csv.reader([header_text], delimiter=sep if len(sep) == 1 else _UNIT_SEPARATOR,
+                            quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+        names = next(reader) if len(sep) == 1 else header_text.split(sep)
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise DataFormatError(f"the header repeats column {duplicated[0]!r}", path=path, line=1,
+                                  field=duplicated[0])
+        first_line = 2
+    names = list(names)
+    delimiter = sep
+    if len(sep) != 1:
+        data = data.replace(sep.encode("utf-8"), _UNIT_SEPARATOR.encode("ascii"))
+        delimiter = _UNIT_SEPARATOR
+    expected = len(names)
+    bad_rows: list[tuple[int, int]] = []
+
+    def on_invalid_row(row: pa_csv.InvalidRow) -> str:
+        bad_rows.append((row.number or 0, row.actual_columns))
+        return "error"
+
+    label = {"\t": "tab", ",": "comma", " ": "space", "|": "pipe", ";": "semicolon"}.get(sep, repr(sep))
+    try:
+        table = pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(column_names=names, skip_rows=first_line - 1, use_threads=False),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False,
+                                              ignore_empty_lines=False, newlines_in_values=False,
+                                              invalid_row_handler=on_invalid_row),
+            convert_options=pa_csv.ConvertOptions(column_types={n: pa.string() for n in names},
+                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        if bad_rows:
+            line, found = bad_rows[0]
+            raise DataFormatError(f"expected {expected} {label}-separated fields "
+                                  f"({', '.join(names)}), found {found}",
+                                  path=path, line=line or None) from None
+        raise DataFormatError(f"cannot be parsed as {label}-separated text: {exc}", path=path) from None
+    columns = {name: table.column(name).combine_chunks() for name in names}
+    lines = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
+    # A blank line is read as a row of empty fields; it is not data.
+    blank = np.ones(table.num_rows, dtype=bool)
+    for column in columns.values():
+        blank &= pc.equal(column, "").to_numpy(zero_copy_only=False)
+    if blank.any():
+        keep = pa.array(~blank)
+        columns = {name: column.filter(keep) for name, column in columns.items()}
+        lines = lines[~blank]
+    return TextTable(path=path, columns=columns, lines=lines)
+
+
+def _first_unparsable(values: pa.Array, target: pa.DataType) -> int:
+    """Index of the first value that cannot be cast to ``target`` (bisection, O(n) casts in total)."""
+    lo, hi = 0, len(values)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            pc.cast(values.slice(lo, mid - lo), target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+def _as_strings(values: pa.Array) -> pa.Array:
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        return pc.utf8_trim_whitespace(values)
+    return values
+
+
+def parse_ints(values: pa.Array, fail: Failure, what: str, *, non_negative: bool = False) -> np.ndarray:
+    """Integers from a string (or numeric) column; a non-integer value is an error at its row."""
+    if pa.types.is_integer(values.type):
+        out = values.to_numpy(zero_copy_only=False)
+    else:
+        if pa.types.is_floating(values.type):
+            numbers = values.to_numpy(zero_copy_only=False)
+            fractional = ~np.isfinite(numbers) | (numbers != np.floor(numbers))
+            if fractional.any():
+                row = int(np.flatnonzero(fractional)[0])
+                raise fail(row, f"{what} {numbers[row]!r} is not an integer")
+            return numbers.astype(np.int64)
+        values = _as_strings(values)
+        if values.null_count:
+            row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+            raise fail(row, f"{what} is missing")
+        try:
+            out = pc.cast(values, pa.int64()).to_numpy()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            row = _first_unparsable(values, pa.int64())
+            raise fail(row, f"{what} {values[row].as_py()!r} is not an integer") from None
+    out = np.asarray(out, dtype=np.int64)
+    if non_negative and len(out) and out.min() < 0:
+        row = int(np.flatnonzero(out < 0)[0])
+        raise fail(row, f"{what} {int(out[row])} is negative")
+    return out
+
+
+def _missing_mask(values: pa.Array) -> np.ndarray:
+    """True where a (trimmed) string cell is null or empty."""
+    return pc.fill_null(pc.equal(values, ""), True).to_numpy(zero_copy_only=False)
+
+
+def parse_floats(values: pa.Array, fail: Failure, what: str, *, allow_missing: bool = False) -> np.ndarray:
+    """Finite floats from a string (or numeric) column; empty cells give NaN when ``allow_missing``."""
+    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        missing = values.is_null().to_numpy(zero_copy_only=False)
+        out = values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
+        shown = values
+    else:
+        shown = _as_strings(values)
+        missing = _missing_mask(shown)
+        present = pc.if_else(pa.array(missing), pa.scalar(None, shown.type), shown)
+        try:
+            out = pc.cast(present, pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            row = _first_unparsable(present, pa.float64())
+            raise fail(row, f"{what} {shown[row].as_py()!r} is not a number") from None
+    if missing.any() and not allow_missing:
+        raise fail(int(np.flatnonzero(missing)[0]), f"{what} is missing")
+    out = np.array(out, dtype=np.float64)
+    invalid = ~np.isfinite(out) & ~missing
+    if invalid.any():
+        row = int(np.flatnonzero(invalid)[0])
+        raise fail(row, f"{what} {shown[row].as_py()!r} is not a finite number")
+    out[missing] = np.nan
+    return out
+
+
+def parse_timestamps(values: pa.Array, fail: Failure, what: str = "timestamp", *,
+                     allow_missing: bool = False) -> tuple[pd.arrays.IntegerArray, int]:
+    """Integer timestamps (nullable Int64) and how many fractional values had to be floored."""
+    if pa.types.is_integer(values.type):
+        missing = values.is_null().to_numpy(zero_copy_only=False)
+        exact = values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+    else:
+        strings = _as_strings(values)
+        missing = (values.is_null().to_numpy(zero_copy_only=False) if strings is values
+                   else _missing_mask(strings))
+        present = pc.if_else(pa.array(missing), pa.scalar(None, strings.type), strings)
+        try:  # integers first: exact beyond float precision
+            exact = pc.cast(present, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            exact = None
+    if missing.any() and not allow_missing:
+        raise fail(int(np.flatnonzero(missing)[0]), f"{what} is missing")
+    fractional = 0
+    if exact is None:
+        numbers = parse_floats(values, fail, what, allow_missing=allow_missing)
+        floored = np.floor(np.where(missing, 0.0, numbers))
+        fractional = int(((floored != numbers) & ~missing).sum())
+        exact = floored.astype(np.int64)
+    return pd.arrays.IntegerArray(np.asarray(exact, dtype=np.int64), np.asarray(missing, dtype=bool)), fractional
+
+
+def parse_ids(values: pa.Array, fail: Failure, what: str) -> np.ndarray:
+    """Non-empty string ids (numeric columns are written out as integers)."""
+    if pa.types.is_floating(values.type):
+        values = pa.array(parse_ints(values, fail, what))
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = pc.cast(values, pa.string())
+    empty = values.is_null().to_numpy(zero_copy_only=False)
+    if not empty.any():
+        empty = pc.equal(pc.utf8_trim_whitespace(values), "").to_numpy(zero_copy_only=False)
+    if empty.any():
+        raise fail(int(np.flatnonzero(empty)[0]), f"{what} is missing")
+    return values.to_numpy(zero_copy_only=False).astype(str)
+
+
+def parse_splits(values: pa.Array, fail: Failure, what: str = "split") -> np.ndarray:
+    """Split names from labels ``train``/``valid``/``test`` or ``0``/``1``/``2``."""
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        values = pc.cast(values, pa.string())
+    labels = pd.Series(_as_strings(values).to_numpy(zero_copy_only=False), dtype=object)
+    names = labels.map(SPLIT_LABELS)
+    unknown = names.isna().to_numpy()
+    if unknown.any():
+        row = int(np.flatnonzero(unknown)[0])
+        raise fail(row, f"{what} label {labels.iloc[row]!r} is not one of train/valid/test or 0/1/2")
+    return names.to_numpy(dtype=str)
+
+
+def join_texts(parts: object, sep: str = " ") -> str | None:
+    """Text from a string or a list of strings (non-strings and blanks skipped); None if empty."""
+    if isinstance(parts, str):
+        text = parts.strip()
+    elif isinstance(parts, (list, tuple)):
+        text = sep.join(p.strip() for p in parts if isinstance(p, str) and p.strip())
+    else:
+        return None
+    return text or None

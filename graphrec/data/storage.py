@@ -1,0 +1,88 @@
+"""Atomic writes: outputs appear whole or not at all.
+
+A conversion, an encoding pass or a checkpoint is written to a temporary path
+beside its destination and renamed into place only once it is complete, so a
+crash or a bad input never leaves a half-written dataset behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from graphrec.errors import DatasetExistsError
+
+
+@contextlib.contextmanager
+def atomic_directory(dst: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory that replaces ``dst`` when the block succeeds.
+
+    On an exception the temporary directory is removed and ``dst`` is untouched.
+    """
+    dst = Path(dst)
+    if dst.exists() and not overwrite:
+        raise DatasetExistsError(f"{dst} already exists; pass --overwrite (overwrite=True) to replace it")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    backup = None
+    if dst.exists():
+        backup = dst.parent / f".{dst.name}.old-{os.getpid()}"
+        os.replace(dst, backup)
+    os.replace(tmp, dst)
+    if backup is not None:
+        if backup.is_dir():
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            backup.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_file(dst: str | Path) -> Iterator[Path]:
+    """Yield a temporary file path that is renamed to ``dst`` when the block succeeds."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, dst)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def write_npy(path: str | Path, array: np.ndarray) -> None:
+    """Save a NumPy array atomically."""
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")

@@ -1,0 +1,114 @@
+r"""Per-user ranking metrics, computed from where the hits fall in each top-K list.
+
+Let :math:`(i_1, \dots, i_K)` be a user's top-K list, :math:`T` the user's
+ground-truth items and :math:`h_j = \mathbb{1}[i_j \in T]`. Then, per user,
+
+.. math::
+    \text{Recall@K} &= \frac{1}{|T|} \sum_{j=1}^{K} h_j \qquad
+    \text{Precision@K} = \frac{1}{K} \sum_{j=1}^{K} h_j \qquad
+    \text{HitRate@K} = \mathbb{1}\Big[\sum_{j=1}^{K} h_j > 0\Big]
+
+    \text{NDCG@K} &= \frac{\sum_{j=1}^{K} h_j / \log_2(j + 1)}
+                          {\sum_{j=1}^{\min(|T|, K)} 1 / \log_2(j + 1)}
+
+    \text{MRR@K} &= 1 / \min\{j \le K : h_j = 1\} \quad (0 \text{ without a hit})
+
+    \text{MAP@K} &= \frac{1}{\min(|T|, K)} \sum_{j=1}^{K} h_j \,
+                    \frac{\sum_{l \le j} h_l}{j}
+
+Recall divides by :math:`|T|`, not :math:`\min(|T|, K)`, and NDCG uses binary
+gains with the ideal list truncated at :math:`\min(|T|, K)`, as in the LightGCN
+reference code. Precision divides by the nominal K even when fewer than K items
+could be ranked. Each metric is averaged over the evaluated users by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+#: Names of the cut-off metrics, reported as ``f"{name}@{k}"``.
+RANKING_METRICS: tuple[str, ...] = ("recall", "ndcg", "precision", "hit", "mrr", "map")
+
+
+def ranking_metrics(hits: Tensor, num_relevant: Tensor, ks: Sequence[int]) -> dict[str, Tensor]:
+    """Per-user cut-off metrics from a hit matrix.
+
+    Args:
+        hits: ``[B, L]`` bool, ``hits[u, j]`` is True when the item ranked ``j + 1``
+            for user ``u`` is relevant. Lists shorter than ``max(ks)`` (fewer
+            candidates than K) are treated as padded with misses.
+        num_relevant: ``[B]`` number of ground-truth items per user (at least 1).
+        ks: cut-offs.
+
+    Returns:
+        ``{"recall@10": Tensor[B], ...}`` in float64, for every name in
+        :data:`RANKING_METRICS` and every K.
+    """
+    if hits.dim() != 2:
+        raise ValueError(f"hits must be 2-D [users, positions], got shape {tuple(hits.shape)}")
+    if num_relevant.shape != hits.shape[:1]:
+        raise ValueError(f"num_relevant must have shape ({hits.size(0)},), got {tuple(num_relevant.shape)}")
+    if hits.size(0) and int(num_relevant.min()) < 1:
+        raise ValueError("every evaluated user needs at least one ground-truth item")
+    if not ks or min(ks) < 1:
+        raise ValueError(f"cut-offs must be positive, got {tuple(ks)}")
+    max_k = max(ks)
+    hits = hits[:, :max_k].to(torch.float64)
+    if hits.size(1) < max_k:
+        hits = torch.nn.functional.pad(hits, (0, max_k - hits.size(1)))
+
+    positions = torch.arange(1, max_k + 1, dtype=torch.float64, device=hits.device)
+    discounts = 1.0 / torch.log2(positions + 1.0)
+    cum_hits = hits.cumsum(dim=1)
+    cum_dcg = (hits * discounts).cumsum(dim=1)
+    cum_ideal = discounts.cumsum(dim=0)
+    cum_precision_at_hits = (hits * cum_hits / positions).cumsum(dim=1)
+    has_hit = hits.bool().any(dim=1)
+    # argmax returns the first maximal position, i.e. the first hit when there is one.
+    first_hit = torch.where(has_hit, hits.argmax(dim=1), max_k)
+    relevant = num_relevant.to(device=hits.device, dtype=torch.float64)
+
+    out: dict[str, Tensor] = {}
+    for k in ks:
+        num_hits = cum_hits[:, k - 1]
+        ideal_length = torch.clamp(num_relevant.to(hits.device), max=k).long()
+        out[f"recall@{k}"] = num_hits / relevant
+        out[f"ndcg@{k}"] = cum_dcg[:, k - 1] / cum_ideal[ideal_length - 1]
+        out[f"precision@{k}"] = num_hits / k
+        out[f"hit@{k}"] = (num_hits > 0).to(torch.float64)
+        out[f"mrr@{k}"] = torch.where(first_hit < k, 1.0 / (first_hit + 1).to(torch.float64), 0.0)
+        out[f"map@{k}"] = cum_precision_at_hits[:, k - 1] / ideal_length.to(torch.float64)
+    return out
+
+
+def reciprocal_rank(scores: Tensor, relevant: Tensor) -> Tensor:
+    r"""Reciprocal rank of each row's best-ranked relevant item over the whole row (no cut-off).
+
+    The rank follows the same rule as :func:`graphrec.evaluation.ranking.top_k`:
+    higher score first, equal scores by lower column first,
+
+    .. math::
+        \text{rank}(i) = 1 + |\{j : s_j > s_i\}| + |\{j : s_j = s_i,\ j < i\}|.
+
+    Items scored :math:`-\infty` are not recommended: a row whose relevant items
+    all score :math:`-\infty` gets 0.
+
+    Args:
+        scores: ``[B, N]`` floating scores (no NaN), masked items at ``-inf``.
+        relevant: ``[B, N]`` bool ground truth.
+
+    Returns:
+        ``[B]`` float64.
+    """
+    if scores.shape != relevant.shape:
+        raise ValueError(f"scores {tuple(scores.shape)} and relevant {tuple(relevant.shape)} differ in shape")
+    minus_inf = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
+    best = torch.where(relevant, scores, minus_inf).max(dim=1, keepdim=True).values
+    best_column = (relevant & (scores == best)).to(torch.uint8).argmax(dim=1, keepdim=True)
+    columns = torch.arange(scores.size(1), device=scores.device)
+    ahead = (scores > best).sum(dim=1) + ((scores == best) & (columns < best_column)).sum(dim=1)
+    rr = 1.0 / (ahead + 1).to(torch.float64)
+    return torch.where(best.squeeze(1) == float("-inf"), 0.0, rr)

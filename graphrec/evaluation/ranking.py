@@ -1,0 +1,311 @@
+r"""Leak-free full-ranking evaluation.
+
+Every user with ground truth in the evaluated split gets a score for every item;
+the items the user has already seen are masked, the rest are ranked, and the
+metrics of :mod:`graphrec.evaluation.metrics` (and, optionally,
+:mod:`graphrec.evaluation.beyond`) are averaged over users.
+
+* **Ground truth** of user u: the distinct items u interacted with in ``split``.
+* **Masking** (scores set to :math:`-\infty` before ranking): at ``split="valid"``
+  the user's training items; at ``split="test"`` the user's training *and*
+  validation items. Test items are never masked at validation time: they are
+  unseen then. A ground-truth item that the user also has in a masked split
+  (a repeated interaction) can never be ranked; it is removed from the ground
+  truth and counted in :attr:`EvaluationResult.num_seen_ground_truth`.
+* **Protocols**: ``"warm"`` ranks all items. ``"cold"`` ranks only the cold items
+  (no training interaction, see :func:`cold_items`) and restricts the ground
+  truth to them.
+* Users left with no ground truth are skipped and counted
+  (:attr:`EvaluationResult.num_skipped_users`).
+* **Ties**: items are ordered by score, descending; equal scores are ordered by
+  lower item index first (a stable descending sort). :func:`top_k` applies this
+  rule exactly, so results do not depend on the device or the batch size.
+  Positions whose score is :math:`-\infty` (masked items, filling lists when a
+  user has fewer candidates than K) never count as hits or recommendations.
+
+Users are processed ``batch_size`` at a time, so memory is
+:math:`O(\text{batch\_size} \times \text{num\_items})` whatever the number of users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from graphrec.data.dataset import Dataset
+from graphrec.errors import GraphrecError
+from graphrec.evaluation.beyond import BeyondAccuracy
+from graphrec.evaluation.metrics import RANKING_METRICS, ranking_metrics, reciprocal_rank
+
+#: user indices (int64, ``[B]``) -> scores ``[B, num_items]``.
+ScoreFn = Callable[[Tensor], Tensor]
+
+PROTOCOLS: tuple[str, ...] = ("warm", "cold")
+EVALUATED_SPLITS: tuple[str, ...] = ("valid", "test")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How to evaluate.
+
+    Args:
+        ks: cut-offs of every ``@K`` metric.
+        batch_size: users scored at once; bounds memory to ``batch_size x num_items`` scores.
+        protocol: ``"warm"`` (rank all items) or ``"cold"`` (rank cold items only).
+        beyond_accuracy: also report coverage, ILD, novelty, average popularity and Gini.
+    """
+
+    ks: tuple[int, ...] = (10, 20, 50)
+    batch_size: int = 2048
+    protocol: str = "warm"
+    beyond_accuracy: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in self.ks):
+            raise ValueError(f"EvalConfig.ks must be positive integers, got {self.ks!r}")
+        if len(set(self.ks)) != len(self.ks):
+            raise ValueError(f"EvalConfig.ks has duplicates: {self.ks!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"EvalConfig.batch_size must be positive, got {self.batch_size}")
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"EvalConfig.protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+
+
+@dataclass
+class EvaluationResult:
+    """Metrics averaged over the evaluated users, and what was evaluated.
+
+    ``users`` lists the evaluated user indices and ``per_user`` holds, for every
+    per-user metric, one value per entry of ``users`` (for paired comparisons of
+    models); neither is part of :meth:`to_dict`.
+    """
+
+    metrics: dict[str, float]
+    num_users: int
+    num_skipped_users: int
+    split: str
+    protocol: str
+    num_seen_ground_truth: int = 0
+    users: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64), repr=False)
+    per_user: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"split": self.split, "protocol": self.protocol, "num_users": self.num_users,
+                "num_skipped_users": self.num_skipped_users,
+                "num_seen_ground_truth": self.num_seen_ground_truth, "metrics": dict(self.metrics)}
+
+
+def cold_items(dataset: Dataset) -> np.ndarray:
+    """Indices (int64, sorted) of the items with no training interaction."""
+    _, items = dataset.pairs("train")
+    return np.flatnonzero(np.bincount(items, minlength=dataset.num_items) == 0).astype(np.int64)
+
+
+def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """The ``k`` best columns of each row, best first; equal scores by lower column first.
+
+    Gives the first ``k`` entries of a stable descending sort, but sorts whole
+    rows only where :func:`torch.topk` had to choose among scores tied at the
+    k-th place (rare with learned scores; every row when most scores are
+    ``-inf``). ``k`` is clipped to the number of columns.
+
+    Returns:
+        ``(values, columns)``, each ``[B, min(k, N)]``.
+    """
+    k = min(k, scores.size(1))
+    values, columns = torch.topk(scores, k, dim=1)
+    # topk's order among equal values is unspecified: put them in column order.
+    by_column = columns.argsort(dim=1)
+    values, columns = values.gather(1, by_column), columns.gather(1, by_column)
+    by_value = values.argsort(dim=1, descending=True, stable=True)
+    values, columns = values.gather(1, by_value), columns.gather(1, by_value)
+    if k == 0:
+        return values, columns
+    boundary_tie = (scores >= values[:, -1:]).sum(dim=1) > k
+    rows = boundary_tie.nonzero().squeeze(1)
+    if rows.numel():
+        tied_values, tied_columns = torch.sort(scores[rows], dim=1, descending=True, stable=True)
+        values[rows], columns[rows] = tied_values[:, :k], tied_columns[:, :k]
+    return values, columns
+
+
+@dataclass(frozen=True)
+class _Targets:
+    ground_truth: sp.csr_matrix   # users x items, restricted to candidates, seen items removed
+    seen: sp.csr_matrix           # users x items to mask
+    candidates: np.ndarray | None  # None: every item
+    users: np.ndarray             # users with ground truth
+    num_seen_ground_truth: int
+
+
+def _targets(dataset: Dataset, split: str, protocol: str) -> _Targets:
+    if split not in EVALUATED_SPLITS:
+        raise ValueError(f"split must be one of {EVALUATED_SPLITS}, got {split!r}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    seen = dataset.csr(["train"] if split == "valid" else ["train", "valid"])
+    ground_truth = dataset.csr(split)
+    candidates = None
+    if protocol == "cold":
+        candidates = cold_items(dataset)
+        if len(candidates) == 0:
+            raise GraphrecError(f"dataset {dataset.name!r}: the cold protocol needs items without "
+                                f"training interactions, and every item has some")
+        keep = np.zeros(dataset.num_items, dtype=np.float32)
+        keep[candidates] = 1.0
+        ground_truth = (ground_truth @ sp.diags(keep)).tocsr()
+    ground_truth.eliminate_zeros()
+    overlap = ground_truth.multiply(seen).tocsr()
+    num_seen = int(overlap.nnz)
+    if num_seen:
+        ground_truth = (ground_truth - overlap).tocsr()
+        ground_truth.eliminate_zeros()
+    users = np.flatnonzero(np.diff(ground_truth.indptr) > 0).astype(np.int64)
+    return _Targets(ground_truth, seen.tocsr(), candidates, users, num_seen)
+
+
+def _rows_dense(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -> Tensor:
+    block = matrix[rows].tocoo()
+    dense = torch.zeros((len(rows), matrix.shape[1]), dtype=torch.bool, device=device)
+    dense[torch.as_tensor(block.row, dtype=torch.long, device=device),
+          torch.as_tensor(block.col, dtype=torch.long, device=device)] = True
+    return dense
+
+
+def _score_batch(score_fn: ScoreFn, users: np.ndarray, num_items: int, device: torch.device) -> Tensor:
+    with torch.no_grad():
+        scores = score_fn(torch.as_tensor(users, dtype=torch.long, device=device))
+    if not isinstance(scores, Tensor):
+        raise GraphrecError(f"score_fn must return a torch.Tensor, got {type(scores).__name__}")
+    if scores.shape != (len(users), num_items):
+        raise GraphrecError(f"score_fn returned scores of shape {tuple(scores.shape)} for {len(users)} "
+                            f"users; expected ({len(users)}, {num_items}) (one score per item)")
+    dtype = scores.dtype if scores.is_floating_point() else torch.float32
+    # A copy, because masking writes into it and score_fn may return a cached tensor.
+    scores = scores.detach().to(device=device, dtype=dtype, copy=True)
+    nan_rows = torch.isnan(scores).any(dim=1)
+    if bool(nan_rows.any()):
+        first = int(users[int(nan_rows.nonzero()[0])])
+        raise GraphrecError(f"score_fn returned NaN scores for {int(nan_rows.sum())} of {len(users)} "
+                            f"users (first: user {first})")
+    return scores
+
+
+def evaluate(score_fn: ScoreFn, dataset: Dataset, split: str = "test", config: EvalConfig = EvalConfig(),
+             item_features: np.ndarray | Tensor | None = None,
+             device: torch.device | str = "cpu") -> EvaluationResult:
+    """Full-ranking evaluation of ``score_fn`` on ``split`` of ``dataset``.
+
+    Args:
+        score_fn: maps user indices (int64 ``[B]``, on ``device``) to scores
+            ``[B, num_items]``. It is called under :func:`torch.no_grad`; put a model
+            in ``eval()`` mode first.
+        dataset: supplies ground truth, masks and training popularity.
+        split: ``"valid"`` (train items masked) or ``"test"`` (train and valid masked).
+        config: cut-offs, batch size, protocol, beyond-accuracy switch.
+        item_features: ``[num_items, d]`` features for intra-list diversity
+            (``ild@K``); without them ``ild`` is not reported.
+        device: where scores are ranked.
+
+    Returns:
+        An :class:`EvaluationResult` with ``recall@K``, ``ndcg@K``, ``precision@K``,
+        ``hit@K``, ``mrr@K``, ``map@K`` for every K, ``mrr`` (no cut-off) and, if
+        enabled, ``coverage@K``, ``ild@K``, ``novelty@K``, ``avg_pop@K``, ``gini@K``.
+
+    Raises:
+        GraphrecError: no user has ground truth; ``score_fn`` returns a wrong shape
+            or NaN; the cold protocol finds no cold item.
+    """
+    device = torch.device(device)
+    targets = _targets(dataset, split, config.protocol)
+    if len(targets.users) == 0:
+        raise GraphrecError(f"dataset {dataset.name!r}: no user has {config.protocol} ground truth in "
+                            f"split {split!r}; nothing to evaluate")
+    features = _check_features(item_features, dataset.num_items) if config.beyond_accuracy else None
+    candidates = None if targets.candidates is None else torch.as_tensor(targets.candidates, device=device)
+    beyond = None
+    if config.beyond_accuracy:
+        train_counts = np.asarray(dataset.csr("train").sum(axis=0)).ravel()
+        beyond = BeyondAccuracy(config.ks, np.arange(dataset.num_items) if targets.candidates is None
+                                else targets.candidates, train_counts, features, device)
+
+    max_k = max(config.ks)
+    collected: dict[str, list[Tensor]] = {}
+    for start in range(0, len(targets.users), config.batch_size):
+        users = targets.users[start:start + config.batch_size]
+        scores = _score_batch(score_fn, users, dataset.num_items, device)
+        seen = targets.seen[users].tocoo()
+        scores[torch.as_tensor(seen.row, dtype=torch.long, device=device),
+               torch.as_tensor(seen.col, dtype=torch.long, device=device)] = float("-inf")
+        relevant = _rows_dense(targets.ground_truth, users, device)
+        if candidates is not None:
+            scores, relevant = scores[:, candidates], relevant[:, candidates]
+        top_scores, top_columns = top_k(scores, max_k)
+        recommended = top_scores != float("-inf")
+        hits = relevant.gather(1, top_columns) & recommended
+        batch = ranking_metrics(hits, relevant.sum(dim=1), config.ks)
+        batch["mrr"] = reciprocal_rank(scores, relevant)
+        for name, values in batch.items():
+            collected.setdefault(name, []).append(values.cpu())
+        if beyond is not None:
+            items = top_columns if candidates is None else candidates[top_columns]
+            beyond.update(items, recommended)
+
+    per_user = {name: torch.cat(values).numpy() for name, values in collected.items()}
+    metrics = {f"{name}@{k}": float(per_user[f"{name}@{k}"].mean())
+               for k in config.ks for name in RANKING_METRICS}
+    metrics["mrr"] = float(per_user["mrr"].mean())
+    if beyond is not None:
+        metrics.update(beyond.compute())
+        per_user.update(beyond.per_user())
+    return EvaluationResult(metrics=metrics, num_users=len(targets.users),
+                            num_skipped_users=dataset.num_users - len(targets.users), split=split,
+                            protocol=config.protocol, num_seen_ground_truth=targets.num_seen_ground_truth,
+                            users=targets.users, per_user=per_user)
+
+
+def evaluate_embeddings(user_emb: Tensor, item_emb: Tensor, dataset: Dataset, split: str = "test",
+                        config: EvalConfig = EvalConfig(), item_features: np.ndarray | Tensor | None = None,
+                        device: torch.device | str = "cpu") -> EvaluationResult:
+    """:func:`evaluate` with dot-product scores ``user_emb[u] @ item_emb.T``."""
+    if user_emb.dim() != 2 or item_emb.dim() != 2 or user_emb.size(1) != item_emb.size(1):
+        raise GraphrecError(f"embeddings must be [num_users, d] and [num_items, d], got "
+                            f"{tuple(user_emb.shape)} and {tuple(item_emb.shape)}")
+    if user_emb.size(0) != dataset.num_users or item_emb.size(0) != dataset.num_items:
+        raise GraphrecError(f"embeddings cover {user_emb.size(0)} users and {item_emb.size(0)} items; "
+                            f"dataset {dataset.name!r} has {dataset.num_users} and {dataset.num_items}")
+    device = torch.device(device)
+    users_on_device = user_emb.detach().to(device)
+    items_t = item_emb.detach().to(device).t()
+
+    def score(users: Tensor) -> Tensor:
+        return users_on_device[users] @ items_t
+
+    return evaluate(score, dataset, split, config, item_features, device)
+
+
+def _check_features(item_features: np.ndarray | Tensor | None, num_items: int) -> Tensor | None:
+    if item_features is None:
+        return None
+    features = torch.as_tensor(item_features)
+    if features.dim() != 2 or features.size(0) != num_items:
+        raise GraphrecError(f"item_features must have shape ({num_items}, d), got {tuple(features.shape)}")
+    if not bool(torch.isfinite(features).all()):
+        row = int((~torch.isfinite(features)).any(dim=1).nonzero()[0])
+        raise GraphrecError(f"item_features contain NaN or inf (first at row {row})")
+    return features
+
+
+def metric_names(ks: Sequence[int], beyond_accuracy: bool = True, with_ild: bool = True) -> list[str]:
+    """The metric keys :func:`evaluate` reports for these cut-offs, in order."""
+    names = [f"{name}@{k}" for k in ks for name in RANKING_METRICS] + ["mrr"]
+    if beyond_accuracy:
+        names += [f"{name}@{k}" for k in ks for name in
+                  ("coverage", "ild", "novelty", "avg_pop", "gini") if with_ild or name != "ild"]
+    return names

@@ -1,0 +1,31 @@
+"""Graphs built from a dataset: the heterogeneous PyG graph and the normalised adjacency."""
+
+from graphrec.graph.adjacency import SymmetricPropagation, normalized_adjacency, propagate
+from graphrec.graph.hetero import (
+    ENTITY_NODE_TYPES,
+    INTERACTS,
+    GraphConfig,
+    build_graph,
+    entity_node_types,
+    graph_statistics,
+    item_entities,
+    item_modalities,
+    modality_node_types,
+    to_networkx,
+)
+
+__all__ = [
+    "ENTITY_NODE_TYPES",
+    "INTERACTS",
+    "GraphConfig",
+    "SymmetricPropagation",
+    "build_graph",
+    "entity_node_types",
+    "graph_statistics",
+    "item_entities",
+    "item_modalities",
+    "modality_node_types",
+    "normalized_adjacency",
+    "propagate",
+    "to_networkx",
+]

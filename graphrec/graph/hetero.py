@@ -1,0 +1,227 @@
+"""The heterogeneous graph of a dataset: users, items, modality nodes and side entities.
+
+:func:`build_graph` turns a :class:`~graphrec.data.dataset.Dataset` into a PyG
+:class:`~torch_geometric.data.HeteroData` with
+
+========================  ===============================================================
+node type                 what
+========================  ===============================================================
+``user``, ``item``        one node per user / item index (``num_nodes``)
+``<modality>``            e.g. ``text``, ``image``: one node per item that *has* the
+                          modality; ``x`` its feature row, ``item_index`` its item
+``genre``, ``category``,  one node per distinct value of the ``genres``, ``categories``,
+``brand``                 ``brand`` item column; ``names`` the values (sorted)
+========================  ===============================================================
+
+and the edge types ``(user, interacts, item)`` (training interactions only, each
+pair once), ``(item, has_<modality>, <modality>)`` and ``(item, has_<entity>, <entity>)``,
+each with its reverse ``rev_<relation>`` unless ``GraphConfig.reverse_edges`` is False.
+Validation and test interactions never enter the graph: they are what the model
+is judged on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+
+from graphrec.data.dataset import Dataset
+from graphrec.errors import GraphrecError
+
+USER = "user"
+ITEM = "item"
+INTERACTS = (USER, "interacts", ITEM)
+REVERSE_PREFIX = "rev_"
+
+#: item column -> node type of its entities; other columns keep their name as node type.
+ENTITY_NODE_TYPES: dict[str, str] = {"genres": "genre", "categories": "category", "brand": "brand"}
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """Which parts of a dataset become nodes and edges.
+
+    ``entities``: item columns whose values become entity nodes (absent columns are skipped).
+    ``modalities``: modality names to attach, ``None`` for all of ``dataset.features``.
+    ``reverse_edges``: add ``rev_<relation>`` edges so that messages flow both ways.
+    """
+
+    entities: tuple[str, ...] = ("genres", "categories", "brand")
+    modalities: tuple[str, ...] | None = None
+    reverse_edges: bool = True
+
+
+def build_graph(dataset: Dataset, config: GraphConfig = GraphConfig()) -> HeteroData:
+    """Build the heterogeneous graph of ``dataset`` from its training interactions."""
+    data = HeteroData()
+    data[USER].num_nodes = dataset.num_users
+    data[ITEM].num_nodes = dataset.num_items
+
+    users, items = dataset.pairs("train")
+    pairs = np.unique(users * dataset.num_items + items)
+    _add_relation(data, INTERACTS, np.stack([pairs // dataset.num_items, pairs % dataset.num_items]),
+                  config.reverse_edges)
+
+    modalities = list(dataset.features) if config.modalities is None else list(config.modalities)
+    unknown = [name for name in modalities if name not in dataset.features]
+    if unknown:
+        raise ValueError(f"dataset {dataset.name!r} has no modality {unknown}; "
+                         f"it has {sorted(dataset.features) or 'none'}")
+    entity_columns = [column for column in config.entities if column in dataset.items.columns]
+    node_types = [ENTITY_NODE_TYPES.get(column, column) for column in entity_columns] + modalities
+    clashes = sorted({name for name in node_types if node_types.count(name) > 1 or name in (USER, ITEM)})
+    if clashes:
+        raise ValueError(f"node type name(s) {clashes} used twice (modalities and entity columns must "
+                         f"differ from each other and from 'user' / 'item')")
+
+    for name in modalities:
+        feature = dataset.features[name]
+        present = np.flatnonzero(np.asarray(feature.mask, dtype=bool))
+        data[name].x = torch.from_numpy(np.ascontiguousarray(feature.values[present], dtype=np.float32))
+        data[name].item_index = torch.from_numpy(present.astype(np.int64))
+        _add_relation(data, (ITEM, f"has_{name}", name), np.stack([present, np.arange(len(present))]),
+                      config.reverse_edges)
+
+    for column in entity_columns:
+        node_type = ENTITY_NODE_TYPES.get(column, column)
+        item_index, entity_index, names = _entity_edges(dataset.items[column])
+        data[node_type].num_nodes = len(names)
+        data[node_type].names = names
+        _add_relation(data, (ITEM, f"has_{node_type}", node_type), np.stack([item_index, entity_index]),
+                      config.reverse_edges)
+    return data
+
+
+def _add_relation(data: HeteroData, edge_type: tuple[str, str, str], edge_index: np.ndarray,
+                  reverse: bool) -> None:
+    edge_index = torch.from_numpy(np.ascontiguousarray(edge_index, dtype=np.int64)).reshape(2, -1)
+    data[edge_type].edge_index = edge_index
+    if reverse:
+        source, relation, target = edge_type
+        data[target, REVERSE_PREFIX + relation, source].edge_index = edge_index.flip(0)
+
+
+def _entity_edges(column: pd.Series) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(item index, entity index, entity names) of one item column.
+
+    Cells may be a list / array of values (several edges), one string, or missing.
+    """
+    values = pd.Series(column.to_numpy(dtype=object), index=np.arange(len(column))).explode()
+    values = values.dropna().astype(str).str.strip()
+    values = values[values != ""]
+    codes, names = pd.factorize(values, sort=True)
+    keys = np.unique(values.index.to_numpy(np.int64) * max(len(names), 1) + codes)
+    return keys // max(len(names), 1), keys % max(len(names), 1), [str(name) for name in names]
+
+
+# ---------------------------------------------------------------------------- model inputs
+def modality_node_types(data: HeteroData) -> list[str]:
+    """Node types that hold one modality (they carry ``x`` and ``item_index``)."""
+    return [name for name in data.node_types if "item_index" in data[name] and "x" in data[name]]
+
+
+def entity_node_types(data: HeteroData) -> list[str]:
+    """Node types that hold side entities (they carry ``names`` and an ``item -> entity`` relation)."""
+    return [name for name in data.node_types
+            if "names" in data[name] and (ITEM, f"has_{name}", name) in data.edge_types]
+
+
+def item_modalities(data: HeteroData) -> dict[str, tuple[Tensor, Tensor]]:
+    """Each modality as an item-aligned ``(features [I, F], mask [I])``; missing rows are zeros."""
+    num_items = data[ITEM].num_nodes
+    out = {}
+    for name in modality_node_types(data):
+        store = data[name]
+        features = store.x.new_zeros(num_items, store.x.size(1))
+        features[store.item_index] = store.x
+        mask = torch.zeros(num_items, dtype=torch.bool)
+        mask[store.item_index] = True
+        out[name] = (features, mask)
+    return out
+
+
+def item_entities(data: HeteroData) -> dict[str, tuple[Tensor, int]]:
+    """Each entity type as ``(edge_index (2, E) item -> entity, number of entities)``."""
+    return {name: (data[ITEM, f"has_{name}", name].edge_index, int(data[name].num_nodes))
+            for name in entity_node_types(data)}
+
+
+# ---------------------------------------------------------------------------- inspection
+def graph_statistics(data: HeteroData) -> dict[str, Any]:
+    """Node and edge counts, degree statistics and density, as a JSON-serialisable dict.
+
+    ``degrees[node type]`` summarises each node's degree over the forward relations
+    (reverse ``rev_*`` relations mirror them and are not counted twice); ``isolated``
+    counts nodes of degree 0 (for example users with no training interaction).
+    ``density`` is that of the training user–item graph.
+    """
+    num_nodes = {name: int(data[name].num_nodes) for name in data.node_types}
+    num_edges = {"__".join(edge_type): int(data[edge_type].num_edges) for edge_type in data.edge_types}
+    degree = {name: torch.zeros(count, dtype=torch.long) for name, count in num_nodes.items()}
+    for edge_type in _forward_edge_types(data):
+        source, _, target = edge_type
+        edge_index = data[edge_type].edge_index
+        degree[source] += torch.bincount(edge_index[0], minlength=num_nodes[source])
+        degree[target] += torch.bincount(edge_index[1], minlength=num_nodes[target])
+    interactions = int(data[INTERACTS].num_edges) if INTERACTS in data.edge_types else 0
+    cells = max(num_nodes.get(USER, 0) * num_nodes.get(ITEM, 0), 1)
+    return {
+        "num_nodes": num_nodes,
+        "num_edges": num_edges,
+        "degrees": {name: _summary(values) for name, values in degree.items()},
+        "isolated": {name: int((values == 0).sum()) for name, values in degree.items()},
+        "density": interactions / cells,
+    }
+
+
+def _forward_edge_types(data: HeteroData) -> list[tuple[str, str, str]]:
+    return [edge_type for edge_type in data.edge_types if not edge_type[1].startswith(REVERSE_PREFIX)]
+
+
+def _summary(values: Tensor) -> dict[str, float]:
+    if values.numel() == 0:
+        return {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0}
+    values = values.to(torch.float64)
+    return {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
+            "median": float(values.median())}
+
+
+def to_networkx(data: HeteroData, max_nodes: int = 50_000) -> Any:
+    """Return the graph as an undirected :class:`networkx.Graph`.
+
+    Nodes are numbered type after type (in ``data.node_types`` order) and carry
+    ``type``, ``index`` (the index within the type) and, for entities, ``name``.
+    Edges carry ``relation``; reverse relations are skipped since the graph is undirected.
+    Graphs with more than ``max_nodes`` nodes are refused: networkx holds every node
+    as a Python object, which is slow and large for a full dataset.
+    """
+    import networkx as nx
+
+    total = sum(int(data[name].num_nodes) for name in data.node_types)
+    if total > max_nodes:
+        raise GraphrecError(f"the graph has {total} nodes, more than max_nodes={max_nodes}; "
+                            f"networkx export is meant for small graphs or samples "
+                            f"(raise max_nodes to force it)")
+    graph = nx.Graph()
+    offsets: dict[str, int] = {}
+    start = 0
+    for name in data.node_types:
+        count = int(data[name].num_nodes)
+        offsets[name] = start
+        names = data[name].names if "names" in data[name] else None
+        graph.add_nodes_from(
+            (start + index, {"type": name, "index": index} | ({"name": names[index]} if names else {}))
+            for index in range(count))
+        start += count
+    for edge_type in _forward_edge_types(data):
+        source, relation, target = edge_type
+        edge_index = data[edge_type].edge_index
+        graph.add_edges_from(zip((edge_index[0] + offsets[source]).tolist(),
+                                 (edge_index[1] + offsets[target]).tolist()), relation=relation)
+    return graph

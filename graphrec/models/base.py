@@ -1,0 +1,81 @@
+r"""The interface every graphrec recommender implements.
+
+A recommender computes final user and item representations
+:math:`\mathbf{U} \in \mathbb{R}^{N \times d}`, :math:`\mathbf{V} \in \mathbb{R}^{M \times d}`
+once per step with :meth:`Recommender.embed`, and scores by inner product,
+
+.. math::
+    \hat{y}_{ui} = \langle \mathbf{u}_u, \mathbf{v}_i \rangle,
+
+so that one :meth:`~Recommender.embed` serves a whole batch of BPR triples or a
+full ranking. :meth:`~Recommender.regularization` is the batch L2 term of the
+LightGCN reference implementation, taken on the layer-0 ("ego") parameters
+:math:`\mathbf{e}^{(0)}` of the batch's users, positive and negative items:
+
+.. math::
+    \mathcal{R} = \frac{1}{2B} \sum_{b=1}^{B} \left( \|\mathbf{e}^{(0)}_{u_b}\|^2
+    + \|\mathbf{e}^{(0)}_{p_b}\|^2 + \|\mathbf{e}^{(0)}_{n_b}\|^2 \right).
+
+Models know nothing of files or training loops: they take tensors and return tensors.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import Tensor
+
+#: Standard deviation of the normal initialisation of id embeddings (as the LightGCN reference).
+EMBEDDING_INIT_STD = 0.1
+
+
+class Recommender(torch.nn.Module, abc.ABC):
+    """Base class: subclasses define :meth:`embed`, :meth:`user_ego`, :meth:`item_ego`
+    and :meth:`reset_parameters`."""
+
+    def __init__(self, num_users: int, num_items: int) -> None:
+        super().__init__()
+        if num_users <= 0 or num_items <= 0:
+            raise ValueError(f"need at least one user and one item, got {num_users} users and "
+                             f"{num_items} items")
+        self.num_users = int(num_users)
+        self.num_items = int(num_items)
+
+    @abc.abstractmethod
+    def reset_parameters(self) -> None:
+        """Re-initialise every learnable parameter."""
+
+    @abc.abstractmethod
+    def embed(self) -> tuple[Tensor, Tensor]:
+        """Final user ``[num_users, d]`` and item ``[num_items, d]`` representations (with grad)."""
+
+    @abc.abstractmethod
+    def user_ego(self, users: Tensor) -> Tensor:
+        """Layer-0 parameters of ``users`` ``[B, d0]``, the ones :meth:`regularization` penalises."""
+
+    @abc.abstractmethod
+    def item_ego(self, items: Tensor) -> Tensor:
+        """Layer-0 parameters of ``items`` ``[B, d0]``, the ones :meth:`regularization` penalises."""
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        return self.embed()
+
+    @staticmethod
+    def score(user_emb: Tensor, item_emb: Tensor, users: Tensor, items: Tensor) -> Tensor:
+        """Scores ``[B]`` of the pairs ``(users[b], items[b])``."""
+        return (user_emb[users] * item_emb[items]).sum(dim=-1)
+
+    @staticmethod
+    def full_scores(user_emb: Tensor, item_emb: Tensor, users: Tensor) -> Tensor:
+        """Scores ``[B, num_items]`` of ``users`` against every item."""
+        return user_emb[users] @ item_emb.t()
+
+    def regularization(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+        """Batch L2 of the layer-0 parameters (see the module docstring)."""
+        squares = (self.user_ego(users).pow(2).sum() + self.item_ego(pos_items).pow(2).sum()
+                   + self.item_ego(neg_items).pow(2).sum())
+        return 0.5 * squares / max(users.numel(), 1)
+
+    def extra_repr(self) -> str:
+        return f"num_users={self.num_users}, num_items={self.num_items}"

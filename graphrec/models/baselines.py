@@ -1,0 +1,65 @@
+r"""Non-learned floors: popularity and random scores.
+
+* :class:`Popularity`: :math:`\hat y_{ui} = \log(1 + n_i)`, with :math:`n_i` the number of
+  training interactions of item :math:`i`; the same ranking for every user.
+* :class:`RandomScores`: :math:`\hat y_{ui} = \langle \mathbf{r}_u, \mathbf{s}_i \rangle` with fixed
+  Gaussian vectors drawn from a seed; an independent random ranking per user.
+
+Both speak the :class:`~graphrec.models.base.Recommender` interface and have no
+trainable parameter, so the trainer only evaluates them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from graphrec.models.base import Recommender
+
+
+class Popularity(Recommender):
+    """Rank items by their training popularity."""
+
+    def __init__(self, num_users: int, num_items: int, train_items: Tensor) -> None:
+        super().__init__(num_users, num_items)
+        counts = torch.bincount(torch.as_tensor(train_items, dtype=torch.long), minlength=num_items)
+        self.register_buffer("item_score", torch.log1p(counts.to(torch.float32)).unsqueeze(1))
+        self.register_buffer("user_one", torch.ones(num_users, 1))
+
+    def reset_parameters(self) -> None:
+        """Nothing to learn."""
+
+    def embed(self) -> tuple[Tensor, Tensor]:
+        return self.user_one, self.item_score
+
+    def user_ego(self, users: Tensor) -> Tensor:
+        return self.user_one[users]
+
+    def item_ego(self, items: Tensor) -> Tensor:
+        return self.item_score[items]
+
+
+class RandomScores(Recommender):
+    """Score with fixed random vectors: the floor every model must beat."""
+
+    def __init__(self, num_users: int, num_items: int, dim: int = 32, seed: int = 0) -> None:
+        super().__init__(num_users, num_items)
+        self.dim = dim
+        self.seed = seed
+        self.register_buffer("user_vectors", torch.empty(num_users, dim))
+        self.register_buffer("item_vectors", torch.empty(num_items, dim))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        generator = torch.Generator().manual_seed(self.seed)
+        self.user_vectors.copy_(torch.randn(self.num_users, self.dim, generator=generator))
+        self.item_vectors.copy_(torch.randn(self.num_items, self.dim, generator=generator))
+
+    def embed(self) -> tuple[Tensor, Tensor]:
+        return self.user_vectors, self.item_vectors
+
+    def user_ego(self, users: Tensor) -> Tensor:
+        return self.user_vectors[users]
+
+    def item_ego(self, items: Tensor) -> Tensor:
+        return self.item_vectors[items]

@@ -1,0 +1,233 @@
+r"""ModalityGAT: modality attention on items, then attentive propagation over the user–item graph.
+
+**Item representation.** Each item :math:`i` has an id embedding :math:`\mathbf{e}_i` and
+a set :math:`\mathcal{S}_i` of available *sources*: the pretrained features
+:math:`\mathbf{x}_{i,m}` of each modality it has (text, image, ...) and, per side-entity
+type it has (genre, category, brand), the mean of its entities' learned embeddings. With a
+projection :math:`\mathbf{z}_{i,s} = \mathbf{W}_s \mathbf{x}_{i,s} + \mathbf{b}_s` per source,
+
+.. math::
+    \mathbf{h}_i = \mathbf{e}_i + \sum_{s \in \mathcal{S}_i} \alpha_{i,s} \mathbf{z}_{i,s},
+    \qquad \alpha_{i,s} = \frac{\exp \mathbf{a}^\top \tanh(\mathbf{W}_a \mathbf{z}_{i,s} + \mathbf{b})}
+    {\sum_{t \in \mathcal{S}_i} \exp \mathbf{a}^\top \tanh(\mathbf{W}_a \mathbf{z}_{i,t} + \mathbf{b})}.
+
+Missing sources are out of the softmax; an item with no source at all has
+:math:`\alpha_i = \mathbf{0}` and :math:`\mathbf{h}_i = \mathbf{e}_i`. The weights of the
+last forward are kept for explanations (:meth:`ModalityGAT.modality_attention`). The
+attention can be swapped for another :class:`~graphrec.models.fusion.Fusion` strategy
+(``fusion=``) for ablations.
+
+**Propagation.** On the homogeneous graph of users and items joined by the training
+interactions in both directions, :math:`\mathbf{x}^{(0)} = [\mathbf{e}_u ; \mathbf{h}_i]` and
+:math:`L` :class:`~torch_geometric.nn.conv.GATConv` layers (no self-loops, heads averaged)
+
+.. math::
+    \mathbf{x}^{(l+1)}_v = \sum_{w \in \mathcal{N}(v)} \beta^{(l)}_{vw} \boldsymbol{\Theta}^{(l)}
+    \mathbf{x}^{(l)}_w, \qquad \beta^{(l)}_{vw} = \operatorname{softmax}_{w \in \mathcal{N}(v)}
+    \operatorname{LeakyReLU}\big(\mathbf{c}^\top [\boldsymbol{\Theta}^{(l)} \mathbf{x}^{(l)}_v \|
+    \boldsymbol{\Theta}^{(l)} \mathbf{x}^{(l)}_w]\big),
+
+combined as in LightGCN, :math:`\mathbf{x}_v = \frac{1}{L+1} \sum_{l=0}^{L} \mathbf{x}^{(l)}_v`,
+and :math:`\hat{y}_{ui} = \langle \mathbf{x}_u, \mathbf{x}_i \rangle`. There is no
+non-linearity between layers: LightGCN showed it only hurts collaborative filtering,
+and a neighbour's weight is what the attention learns. Items without training
+interactions receive no messages and keep :math:`\mathbf{h}_i / (L + 1)`, so content
+still places cold items.
+
+:meth:`~graphrec.models.base.Recommender.regularization` penalises the id embeddings
+:math:`\mathbf{e}_u, \mathbf{e}_i` of the batch; projections and attention are shared
+weights (use weight decay for them if needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+from torch_geometric.data import HeteroData
+from torch_geometric.nn import GATConv
+from torch_geometric.utils import scatter
+
+from graphrec.graph.hetero import INTERACTS, item_entities, item_modalities
+from graphrec.models.base import EMBEDDING_INIT_STD, Recommender
+from graphrec.models.fusion import FUSION_STRATEGIES, Fusion
+
+
+class ModalityGAT(Recommender):
+    """Modality attention and graph attention (see the module docstring).
+
+    Args:
+        num_users, num_items: node counts.
+        edge_index: ``(2, E)`` training interactions, user index then item index.
+        modality_features: per modality, item-aligned features ``[num_items, F_m]``.
+        modality_masks: per modality, ``[num_items]`` bool, which items have it.
+        entity_index: per entity type, ``(2, E_t)`` item index then entity index.
+        num_entities: per entity type, how many entities there are.
+        dim: embedding width; num_layers: GAT layers; heads: attention heads per layer
+        (averaged); dropout: dropout on the GAT attention coefficients.
+        fusion: how sources combine, one of :data:`~graphrec.models.fusion.FUSION_STRATEGIES`
+        but ``late`` (default ``attention``, the model above).
+
+    Features, masks and graph are non-persistent buffers: not saved in the ``state_dict``.
+    """
+
+    def __init__(self, num_users: int, num_items: int, edge_index: Tensor,
+                 modality_features: Mapping[str, Tensor] | None = None,
+                 modality_masks: Mapping[str, Tensor] | None = None,
+                 entity_index: Mapping[str, Tensor] | None = None,
+                 num_entities: Mapping[str, int] | None = None,
+                 dim: int = 64, num_layers: int = 2, heads: int = 1, dropout: float = 0.0,
+                 fusion: str = "attention") -> None:
+        super().__init__(num_users, num_items)
+        modality_features = dict(modality_features or {})
+        modality_masks = dict(modality_masks or {})
+        entity_index = dict(entity_index or {})
+        num_entities = dict(num_entities or {})
+        if fusion not in FUSION_STRATEGIES or fusion == "late":
+            raise ValueError(f"fusion must be one of {[s for s in FUSION_STRATEGIES if s != 'late']}, "
+                             f"got {fusion!r}")
+        if num_layers < 0:
+            raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+        if set(modality_masks) != set(modality_features):
+            raise ValueError(f"modality_masks {sorted(modality_masks)} must name the same modalities as "
+                             f"modality_features {sorted(modality_features)}")
+        if set(num_entities) != set(entity_index):
+            raise ValueError(f"num_entities {sorted(num_entities)} must name the same entity types as "
+                             f"entity_index {sorted(entity_index)}")
+        self.dim = int(dim)
+        self.num_layers = int(num_layers)
+        self.heads = int(heads)
+        self.dropout = float(dropout)
+        self.fusion_strategy = fusion
+        self.modality_names: list[str] = list(modality_features)
+        self.entity_names: list[str] = list(entity_index)
+        self.source_names: list[str] = self.modality_names + self.entity_names
+        clashes = set(self.modality_names) & set(self.entity_names)
+        if clashes:
+            raise ValueError(f"source name(s) {sorted(clashes)} are both a modality and an entity type")
+
+        self.register_buffer("edge_index", self._bipartite_edges(edge_index), persistent=False)
+        for name in self.modality_names:
+            features, mask = modality_features[name], modality_masks[name].to(torch.bool).reshape(-1)
+            if features.dim() != 2 or features.size(0) != num_items or mask.numel() != num_items:
+                raise ValueError(f"modality {name!r}: features must be ({num_items}, F) and the mask "
+                                 f"({num_items},), got {tuple(features.shape)} and {tuple(mask.shape)}")
+            self.register_buffer(f"features_{name}", features.detach().to(torch.float32), persistent=False)
+            self.register_buffer(f"mask_{name}", mask, persistent=False)
+        for name in self.entity_names:
+            index = entity_index[name].to(torch.long)
+            if index.dim() != 2 or index.size(0) != 2:
+                raise ValueError(f"entity type {name!r}: entity_index must be (2, E), got {tuple(index.shape)}")
+            if index.numel() and (int(index[0].max()) >= num_items or int(index[1].max()) >= num_entities[name]
+                                  or int(index.min()) < 0):
+                raise ValueError(f"entity type {name!r}: entity_index has an item index outside "
+                                 f"[0, {num_items}) or an entity index outside [0, {num_entities[name]})")
+            self.register_buffer(f"entity_index_{name}", index, persistent=False)
+            self.register_buffer(f"mask_{name}", torch.bincount(index[0], minlength=num_items) > 0,
+                                 persistent=False)
+
+        self.user_embedding = torch.nn.Embedding(num_users, dim)
+        self.item_embedding = torch.nn.Embedding(num_items, dim)
+        self.entity_embeddings = torch.nn.ModuleDict(
+            {name: torch.nn.Embedding(max(int(num_entities[name]), 1), dim) for name in self.entity_names})
+        in_dims = {name: int(modality_features[name].size(1)) for name in self.modality_names}
+        in_dims.update({name: self.dim for name in self.entity_names})
+        self.fusion = Fusion(fusion, in_dims, dim) if in_dims else None
+        # Bias-free: a bias shared by every node would only shift all scores alike.
+        self.convs = torch.nn.ModuleList(
+            [GATConv(dim, dim, heads=heads, concat=False, dropout=dropout, add_self_loops=False, bias=False)
+             for _ in range(num_layers)])
+        self._last_attention: Tensor | None = None
+        self.reset_parameters()
+
+    def _bipartite_edges(self, edge_index: Tensor) -> Tensor:
+        edge_index = edge_index.to(torch.long)
+        if edge_index.dim() != 2 or edge_index.size(0) != 2:
+            raise ValueError(f"edge_index must be (2, E) user -> item, got {tuple(edge_index.shape)}")
+        users, items = edge_index
+        if users.numel() and (int(users.min()) < 0 or int(users.max()) >= self.num_users
+                              or int(items.min()) < 0 or int(items.max()) >= self.num_items):
+            raise ValueError(f"edge_index has a user outside [0, {self.num_users}) or an item outside "
+                             f"[0, {self.num_items})")
+        pairs = torch.unique(users * self.num_items + items)
+        users, items = pairs // self.num_items, pairs % self.num_items + self.num_users
+        return torch.stack([torch.cat([users, items]), torch.cat([items, users])])
+
+    @classmethod
+    def from_graph(cls, data: HeteroData, dim: int = 64, num_layers: int = 2, heads: int = 1,
+                   dropout: float = 0.0, fusion: str = "attention") -> ModalityGAT:
+        """ModalityGAT over a graph from :func:`~graphrec.graph.build_graph`: its training
+        interactions, every modality node type and every entity node type."""
+        modalities = item_modalities(data)
+        entities = item_entities(data)
+        return cls(data["user"].num_nodes, data["item"].num_nodes, data[INTERACTS].edge_index,
+                   modality_features={name: values for name, (values, _) in modalities.items()},
+                   modality_masks={name: mask for name, (_, mask) in modalities.items()},
+                   entity_index={name: index for name, (index, _) in entities.items()},
+                   num_entities={name: count for name, (_, count) in entities.items()},
+                   dim=dim, num_layers=num_layers, heads=heads, dropout=dropout, fusion=fusion)
+
+    def reset_parameters(self) -> None:
+        torch.nn.init.normal_(self.user_embedding.weight, std=EMBEDDING_INIT_STD)
+        torch.nn.init.normal_(self.item_embedding.weight, std=EMBEDDING_INIT_STD)
+        for embedding in self.entity_embeddings.values():
+            torch.nn.init.normal_(embedding.weight, std=EMBEDDING_INIT_STD)
+        if self.fusion is not None:
+            self.fusion.reset_parameters()
+        for conv in self.convs:
+            conv.reset_parameters()
+        self._last_attention = None
+
+    def source_mask(self) -> Tensor:
+        """``[num_items, S]`` bool: which sources (in :attr:`source_names` order) each item has."""
+        if not self.source_names:
+            return torch.zeros(self.num_items, 0, dtype=torch.bool, device=self.item_embedding.weight.device)
+        return torch.stack([getattr(self, f"mask_{name}") for name in self.source_names], dim=1)
+
+    def item_sources(self) -> Tensor:
+        """Fused sources :math:`\\sum_s \\alpha_{i,s} \\mathbf{z}_{i,s}` of every item ``[num_items, dim]``."""
+        if self.fusion is None:
+            return self.item_embedding.weight.new_zeros(self.num_items, self.dim)
+        inputs = {name: getattr(self, f"features_{name}") for name in self.modality_names}
+        for name in self.entity_names:
+            items, entities = getattr(self, f"entity_index_{name}")
+            inputs[name] = scatter(self.entity_embeddings[name](entities), items, dim=0,
+                                   dim_size=self.num_items, reduce="mean")
+        fused = self.fusion(inputs, self.source_mask())
+        if self.fusion.last_weights is not None:
+            self._last_attention = self.fusion.last_weights
+        return fused
+
+    def embed(self) -> tuple[Tensor, Tensor]:
+        items = self.item_embedding.weight + self.item_sources()
+        x = torch.cat([self.user_embedding.weight, items])
+        total = x
+        for conv in self.convs:
+            x = conv(x, self.edge_index)
+            total = total + x
+        final = total / (self.num_layers + 1)
+        return final[:self.num_users], final[self.num_users:]
+
+    def modality_attention(self) -> tuple[list[str], Tensor]:
+        """Source names and the ``[num_items, S]`` attention weights of the last forward (detached;
+        computed now if there was none). Rows sum to 1 over an item's available sources."""
+        if self.fusion_strategy != "attention":
+            raise ValueError(f"modality attention exists only with fusion='attention', this model uses "
+                             f"{self.fusion_strategy!r}")
+        if self.fusion is None:
+            return [], torch.zeros(self.num_items, 0)
+        if self._last_attention is None:
+            with torch.no_grad():
+                self.item_sources()
+        return list(self.source_names), self._last_attention
+
+    def user_ego(self, users: Tensor) -> Tensor:
+        return self.user_embedding(users)
+
+    def item_ego(self, items: Tensor) -> Tensor:
+        return self.item_embedding(items)
+
+    def extra_repr(self) -> str:
+        return (f"{super().extra_repr()}, dim={self.dim}, num_layers={self.num_layers}, heads={self.heads}, "
+                f"sources={self.source_names}")

@@ -1,0 +1,68 @@
+"""Build a model by name from a dataset: the only place that knows which inputs each model needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from graphrec.data.dataset import Dataset
+from graphrec.errors import GraphrecError
+from graphrec.graph import GraphConfig, build_graph, normalized_adjacency
+from graphrec.models import MF, VBPR, LightGCN, ModalityGAT
+from graphrec.models.baselines import Popularity, RandomScores
+
+MODEL_NAMES = ("mf", "lightgcn", "vbpr", "gat", "pop", "random")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Model architecture. ``entities`` are item columns that become side-entity nodes (GAT)."""
+
+    name: str = "lightgcn"
+    dim: int = 64
+    layers: int = 3
+    heads: int = 1
+    dropout: float = 0.0
+    entities: tuple[str, ...] = ("genres", "categories", "brand")
+    modalities: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in MODEL_NAMES:
+            raise GraphrecError(f"unknown model {self.name!r}; choose one of {', '.join(MODEL_NAMES)}")
+        if self.dim <= 0 or self.layers < 0:
+            raise GraphrecError("--dim must be positive and --layers non-negative")
+
+
+def create_model(config: ModelConfig, dataset: Dataset, seed: int = 0) -> torch.nn.Module:
+    """Instantiate ``config.name`` for ``dataset`` (training edges only)."""
+    torch.manual_seed(seed)
+    users, items = dataset.pairs("train")
+    if config.name == "mf":
+        return MF(dataset.num_users, dataset.num_items, dim=config.dim)
+    if config.name == "lightgcn":
+        adjacency = normalized_adjacency(dataset.num_users, dataset.num_items, users, items)
+        return LightGCN(dataset.num_users, dataset.num_items, adjacency, dim=config.dim, num_layers=config.layers)
+    if config.name == "vbpr":
+        features, mask = _stacked_features(dataset, config.modalities)
+        return VBPR(dataset.num_users, dataset.num_items, features, mask, dim=config.dim, content_dim=config.dim)
+    if config.name == "gat":
+        graph = build_graph(dataset, GraphConfig(entities=config.entities, modalities=config.modalities))
+        return ModalityGAT.from_graph(graph, dim=config.dim, num_layers=config.layers, heads=config.heads,
+                                      dropout=config.dropout)
+    if config.name == "pop":
+        return Popularity(dataset.num_users, dataset.num_items, items)
+    return RandomScores(dataset.num_users, dataset.num_items, seed=seed)
+
+
+def _stacked_features(dataset: Dataset, modalities: tuple[str, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    names = list(dataset.features) if modalities is None else list(modalities)
+    if not names:
+        raise GraphrecError(f"model 'vbpr' needs item features, but dataset {dataset.name!r} has no modality; "
+                            f"run `graphrec encode` first")
+    missing = [n for n in names if n not in dataset.features]
+    if missing:
+        raise GraphrecError(f"dataset {dataset.name!r} has no modality {missing}")
+    features = torch.cat([torch.from_numpy(dataset.features[n].values) for n in names], dim=1)
+    mask = torch.stack([torch.from_numpy(dataset.features[n].mask) for n in names], dim=1)
+    return features, mask

@@ -1,0 +1,195 @@
+"""Train, evaluate and reload a model on a dataset: the API behind ``graphrec train`` and ``graphrec evaluate``.
+
+A run directory holds everything needed to use the model again::
+
+    RUN/run.json       model and training configuration, dataset path, graphrec version
+    RUN/model.pt       the best validation weights (loads with ``weights_only=True``)
+    RUN/last.pt        the resumable checkpoint (model, optimiser, random states, history)
+    RUN/metrics.json   valid / test (and test_cold) metrics, and one record per epoch
+    RUN/curves.png     training curves (with ``plot=True``)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from graphrec.data.dataset import Dataset, load_dataset
+from graphrec.data.storage import atomic_file, write_json
+from graphrec.errors import GraphrecError
+from graphrec.evaluation import EvalConfig, cold_items, evaluate_embeddings
+from graphrec.training.factory import MODEL_NAMES, ModelConfig, create_model
+from graphrec.training.plots import plot_training_curves
+from graphrec.training.trainer import TrainConfig, TrainResult, fit, resolve_device
+
+
+@dataclass
+class Run:
+    """A trained model together with its dataset and configuration."""
+
+    model: torch.nn.Module
+    dataset: Dataset
+    model_config: ModelConfig
+    train_config: TrainConfig
+    path: Path | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @torch.no_grad()
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self.model.eval()
+        return self.model.embed()
+
+    def evaluate(self, split: str = "test", protocol: str = "warm", ks: tuple[int, ...] | None = None,
+                 beyond_accuracy: bool = True) -> dict[str, float]:
+        return evaluate_model(self.model, self.dataset, split, EvalConfig(
+            ks=ks or self.train_config.eval_ks, batch_size=self.train_config.eval_batch_size, protocol=protocol,
+            beyond_accuracy=beyond_accuracy))
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, dataset: Dataset, split: str, config: EvalConfig) -> dict[str, float]:
+    """Full-ranking metrics of ``model`` on ``split`` (train items masked; valid too when testing)."""
+    model.eval()
+    user_emb, item_emb = model.embed()
+    features = _item_features_for_diversity(dataset)
+    return evaluate_embeddings(user_emb, item_emb, dataset, split=split, config=config,
+                               item_features=features).metrics
+
+
+def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
+          config: TrainConfig = TrainConfig(), out: str | Path | None = None, resume: bool = False,
+          log: Callable[[str], None] = print) -> Run:
+    """Train a model on a dataset, pick the best validation epoch, and test it.
+
+    With ``out``, the run directory is written (see the module docstring) and
+    ``resume=True`` continues from ``out/last.pt`` to the identical result.
+    """
+    if not isinstance(dataset, Dataset):
+        dataset = load_dataset(dataset)
+    model_config = ModelConfig(name=model) if isinstance(model, str) else model
+    torch.manual_seed(config.seed)
+    recommender = create_model(model_config, dataset, seed=config.seed)
+    out_path = Path(out) if out is not None else None
+    if out_path is not None:
+        out_path.mkdir(parents=True, exist_ok=True)
+        _write_run_json(out_path, dataset, model_config, config, resume)
+    device = resolve_device(config.device)
+    log(f"training {model_config.name} on {dataset.name!r} ({dataset.num_users:,} users, {dataset.num_items:,} "
+        f"items, {dataset.split_counts()['train']:,} training interactions) on {device}, {config.sampling}-graph")
+    eval_config = EvalConfig(ks=config.eval_ks, batch_size=config.eval_batch_size, beyond_accuracy=False)
+
+    def validate(model_: torch.nn.Module, dataset_: Dataset, split: str) -> dict[str, float]:
+        return evaluate_model(model_, dataset_, split, eval_config)
+
+    if any(p.requires_grad for p in recommender.parameters()):
+        result = fit(recommender, dataset, config, validate,
+                     checkpoint_path=out_path / "last.pt" if out_path is not None else None,
+                     resume=resume, log=log)
+    else:
+        recommender.to(device)
+        result = TrainResult(model=recommender, dataset=dataset, stopped_reason="nothing to train",
+                             best_valid=validate(recommender, dataset, "valid"))
+    run = Run(model=result.model, dataset=result.dataset, model_config=model_config, train_config=config,
+              path=out_path)
+    run.metrics = _final_metrics(run, result)
+    if out_path is not None:
+        with atomic_file(out_path / "model.pt") as tmp:
+            torch.save(result.model.state_dict(), tmp)
+        write_json(out_path / "metrics.json", run.metrics)
+        if config.plot and result.history:
+            plot_training_curves(result.history, out_path / "curves.png",
+                                 title=f"{model_config.name} on {dataset.name}")
+    _log_metrics(run.metrics, log)
+    return run
+
+
+def _final_metrics(run: Run, result: TrainResult) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "model": run.model_config.name,
+        "dataset": run.dataset.name,
+        "valid": run.evaluate("valid"),
+        "test": run.evaluate("test"),
+    }
+    if len(cold_items(run.dataset)) and run.dataset.split_counts()["test"]:
+        metrics["test_cold"] = run.evaluate("test", protocol="cold")
+    metrics.update({
+        "best_epoch": result.best_epoch,
+        "stopped_reason": result.stopped_reason,
+        "train_seconds": result.train_seconds,
+        "seconds_per_epoch": (result.train_seconds / len(result.history)) if result.history else 0.0,
+        "epochs": [record.to_dict() for record in result.history],
+        "notes": result.notes,
+        "model_config": asdict(run.model_config),
+        "train_config": asdict(run.train_config),
+    })
+    return metrics
+
+
+def load_run(path: str | Path, dataset: Dataset | None = None) -> Run:
+    """Rebuild a trained model from its run directory (weights loaded with ``weights_only=True``)."""
+    path = Path(path)
+    spec_path = path / "run.json"
+    if not spec_path.is_file():
+        raise GraphrecError(f"{path} is not a graphrec run directory (run.json is missing)")
+    spec = json.loads(spec_path.read_text())
+    model_config = ModelConfig(**_tuples(spec["model"]))
+    train_config = TrainConfig(**_tuples(spec["train"]))
+    if dataset is None:
+        dataset = load_dataset(spec["dataset"])
+    if spec.get("carved_validation") and dataset.split_counts()["valid"] == 0:
+        from graphrec.training.trainer import ensure_validation_split
+        dataset, _ = ensure_validation_split(dataset, train_config.seed)
+    model = create_model(model_config, dataset, seed=train_config.seed)
+    weights = path / "model.pt"
+    if not weights.is_file():
+        raise GraphrecError(f"{weights} is missing: the run has not finished training")
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    metrics_path = path / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    return Run(model=model, dataset=dataset, model_config=model_config, train_config=train_config, path=path,
+               metrics=metrics)
+
+
+def evaluate_run(path: str | Path, split: str = "test", protocol: str = "warm",
+                 ks: tuple[int, ...] | None = None) -> dict[str, float]:
+    """Metrics of a saved run on ``split``."""
+    return load_run(path).evaluate(split, protocol=protocol, ks=ks)
+
+
+def _write_run_json(out: Path, dataset: Dataset, model_config: ModelConfig, config: TrainConfig,
+                    resume: bool) -> None:
+    spec = {"model": asdict(model_config), "train": asdict(config),
+            "dataset": str(Path(dataset.path).resolve()) if dataset.path else None,
+            "carved_validation": dataset.split_counts()["valid"] == 0}
+    existing = out / "run.json"
+    if resume and existing.is_file():
+        previous = json.loads(existing.read_text())
+        keys = ("model", "dataset")
+        if any(previous.get(k) != json.loads(json.dumps(spec[k])) for k in keys):
+            raise GraphrecError(f"cannot resume {out}: its model or dataset differs from this command's")
+    write_json(existing, spec)
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def _item_features_for_diversity(dataset: Dataset) -> torch.Tensor | None:
+    if not dataset.features:
+        return None
+    return torch.cat([torch.from_numpy(f.values) for f in dataset.features.values()], dim=1)
+
+
+def _log_metrics(metrics: dict[str, Any], log: Callable[[str], None]) -> None:
+    for split in ("valid", "test", "test_cold"):
+        if split in metrics:
+            shown = {k: v for k, v in metrics[split].items() if k.endswith("@20")}
+            log(f"{split:<9} " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items()))
+
+
+__all__ = ["MODEL_NAMES", "ModelConfig", "Run", "TrainConfig", "evaluate_model", "evaluate_run", "load_run", "train"]

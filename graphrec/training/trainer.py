@@ -1,0 +1,281 @@
+"""The BPR training loop, model-agnostic: it speaks only the ``Recommender`` interface.
+
+One epoch visits every training interaction once, in a seeded random order, with one
+uniform negative per interaction. After every ``eval_every`` epochs the model is
+scored on the **validation** split (never the test split); the best validation
+state is kept, training stops after ``patience`` evaluations without improvement
+or when the time budget runs out, and the best state is what gets tested.
+
+A checkpoint written after each epoch holds the model, the optimiser and every
+random-number state, so a resumed run ends bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from graphrec.data.dataset import SPLIT_DTYPE, Dataset
+from graphrec.data.splitting import TRAIN, VALID, split_random
+from graphrec.data.storage import atomic_file, write_json
+from graphrec.training.bpr import bpr_loss
+from graphrec.training.negatives import NegativeSampler
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. ``patience`` counts evaluations, ``max_minutes`` bounds training wall time."""
+
+    epochs: int = 100
+    batch_size: int = 2048
+    lr: float = 1e-3
+    reg: float = 1e-4
+    seed: int = 2020
+    device: str = "auto"
+    eval_every: int = 1
+    patience: int = 10
+    select_metric: str = "recall@20"
+    eval_ks: tuple[int, ...] = (10, 20, 50)
+    eval_batch_size: int = 4096
+    max_minutes: float | None = None
+    progress: bool = True
+    plot: bool = False
+    sampling: str = "full"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.lr <= 0 or self.reg < 0:
+            raise ValueError("TrainConfig.lr must be > 0 and reg >= 0")
+        metric, _, k = self.select_metric.partition("@")
+        if not k.isdigit() or int(k) not in self.eval_ks:
+            raise ValueError(f"select_metric {self.select_metric!r} must be METRIC@K with K in eval_ks {self.eval_ks}")
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    seconds: float
+    loss: float
+    valid: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "seconds": self.seconds, "loss": self.loss, "valid": self.valid}
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    dataset: Dataset
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_valid: dict[str, float] = field(default_factory=dict)
+    stopped_reason: str = ""
+    train_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def ensure_validation_split(dataset: Dataset, seed: int, share: float = 0.1) -> tuple[Dataset, str | None]:
+    """Return the dataset unchanged if it has validation interactions; else carve them out of training."""
+    counts = dataset.split_counts()
+    if counts["valid"] > 0:
+        return dataset, None
+    inter = dataset.interactions
+    codes = inter["split"].cat.codes.to_numpy().copy()
+    train_rows = np.flatnonzero(codes == TRAIN)
+    rng = np.random.default_rng(seed)
+    carved = split_random(inter["user"].to_numpy()[train_rows], (1.0 - share, share, 0.0), rng)
+    codes[train_rows[carved == VALID]] = VALID
+    new_inter = inter.copy()
+    new_inter["split"] = pd.Categorical.from_codes(codes, dtype=SPLIT_DTYPE)
+    carved_dataset = dataclasses.replace(dataset, interactions=new_inter)
+    note = (f"the dataset has no validation split; carved {int((carved == VALID).sum()):,} training "
+            f"interactions ({share:.0%} per user, seed {seed}) into validation for early stopping")
+    return carved_dataset, note
+
+
+EvaluateFn = Callable[[torch.nn.Module, Dataset, str], dict[str, float]]
+
+
+def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_fn: EvaluateFn,
+        checkpoint_path: Path | None = None, resume: bool = False,
+        log: Callable[[str], None] = print) -> TrainResult:
+    """Train ``model`` with BPR on ``dataset``'s training split, selecting on validation.
+
+    ``evaluate_fn(model, dataset, split)`` returns the metrics dict of one split; it is
+    called with ``"valid"`` only. The returned model holds the best validation weights.
+    """
+    device = resolve_device(config.device)
+    dataset, note = ensure_validation_split(dataset, config.seed)
+    notes = [note] if note else []
+    if note:
+        log(f"note: {note}")
+    model.to(device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    users_np, items_np = dataset.pairs("train")
+    train_users = torch.from_numpy(users_np)
+    train_items = torch.from_numpy(items_np)
+    sampler = NegativeSampler(train_users, train_items, dataset.num_items)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+
+    state = _LoopState()
+    if resume and checkpoint_path is not None and checkpoint_path.exists():
+        state = _load_checkpoint(checkpoint_path, model, optimizer, generator)
+        log(f"resumed from {checkpoint_path} after epoch {state.epoch}")
+
+    budget = None if config.max_minutes is None else config.max_minutes * 60.0
+    progress = _progress_bar(config, initial=state.epoch)
+    stopped_reason = "completed all epochs"
+    while state.epoch < config.epochs:
+        if budget is not None and state.train_seconds >= budget:
+            stopped_reason = f"time budget of {config.max_minutes:g} minutes reached"
+            break
+        if state.evals_without_improvement >= config.patience:
+            stopped_reason = f"early stopping: no validation improvement in {config.patience} evaluations"
+            break
+        epoch = state.epoch + 1
+        started = time.perf_counter()
+        loss, out_of_time = _train_one_epoch(model, optimizer, sampler, train_users, train_items, generator,
+                                             config, device, budget_left=None if budget is None
+                                             else budget - state.train_seconds)
+        seconds = time.perf_counter() - started
+        state.train_seconds += seconds
+        record = EpochRecord(epoch=epoch, seconds=seconds, loss=loss)
+        if epoch % config.eval_every == 0 or epoch == config.epochs or out_of_time:
+            record.valid = evaluate_fn(model, dataset, "valid")
+            value = record.valid[config.select_metric]
+            if value > state.best_value:
+                state.best_value = value
+                state.best_epoch = epoch
+                state.best_valid = dict(record.valid)
+                state.best_state = copy.deepcopy(model.state_dict())
+                state.evals_without_improvement = 0
+            else:
+                state.evals_without_improvement += 1
+        state.history.append(record)
+        state.epoch = epoch
+        if progress is not None:
+            progress.update(1)
+            postfix = {"loss": f"{loss:.4f}"}
+            if record.valid is not None:
+                postfix[config.select_metric] = f"{record.valid[config.select_metric]:.4f}"
+            progress.set_postfix(postfix)
+        if checkpoint_path is not None:
+            _save_checkpoint(checkpoint_path, model, optimizer, generator, state)
+        if out_of_time:
+            stopped_reason = f"time budget of {config.max_minutes:g} minutes reached"
+            break
+    if progress is not None:
+        progress.close()
+    if state.best_state is not None:
+        model.load_state_dict(state.best_state)
+    log(f"stopped: {stopped_reason}; best validation {config.select_metric} = {state.best_value:.4f} "
+        f"at epoch {state.best_epoch}")
+    return TrainResult(model=model, dataset=dataset, history=state.history, best_epoch=state.best_epoch,
+                       best_valid=state.best_valid, stopped_reason=stopped_reason,
+                       train_seconds=state.train_seconds, notes=notes)
+
+
+def _train_one_epoch(model, optimizer, sampler: NegativeSampler, train_users: torch.Tensor,
+                     train_items: torch.Tensor, generator: torch.Generator, config: TrainConfig,
+                     device: torch.device, budget_left: float | None) -> tuple[float, bool]:
+    model.train()
+    order = torch.randperm(len(train_users), generator=generator)
+    users_all = train_users[order]
+    positives_all = train_items[order]
+    negatives_all = sampler.sample(users_all, generator=generator)
+    total, batches = 0.0, 0
+    started = time.perf_counter()
+    for start in range(0, len(order), config.batch_size):
+        users = users_all[start:start + config.batch_size].to(device)
+        positives = positives_all[start:start + config.batch_size].to(device)
+        negatives = negatives_all[start:start + config.batch_size].to(device)
+        user_emb, item_emb = model.embed()
+        positive_scores = model.score(user_emb, item_emb, users, positives)
+        negative_scores = model.score(user_emb, item_emb, users, negatives)
+        loss = bpr_loss(positive_scores, negative_scores)
+        if config.reg > 0:
+            loss = loss + config.reg * model.regularization(users, positives, negatives)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+        batches += 1
+        if budget_left is not None and time.perf_counter() - started >= budget_left:
+            return total / batches, True
+    return total / max(batches, 1), False
+
+
+@dataclass
+class _LoopState:
+    epoch: int = 0
+    train_seconds: float = 0.0
+    best_value: float = -math.inf
+    best_epoch: int = 0
+    best_valid: dict[str, float] = field(default_factory=dict)
+    best_state: dict[str, torch.Tensor] | None = None
+    evals_without_improvement: int = 0
+    history: list[EpochRecord] = field(default_factory=list)
+
+
+def _save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, state: _LoopState) -> None:
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "epoch": state.epoch,
+        "train_seconds": state.train_seconds,
+        "best_value": state.best_value,
+        "best_epoch": state.best_epoch,
+        "best_valid": state.best_valid,
+        "best_state": state.best_state,
+        "evals_without_improvement": state.evals_without_improvement,
+        "history": [record.to_dict() for record in state.history],
+    }
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _load_checkpoint(path: Path, model, optimizer, generator: torch.Generator) -> _LoopState:
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    generator.set_state(payload["generator"])
+    torch.set_rng_state(payload["torch_rng"])
+    return _LoopState(
+        epoch=payload["epoch"], train_seconds=payload["train_seconds"], best_value=payload["best_value"],
+        best_epoch=payload["best_epoch"], best_valid=payload["best_valid"], best_state=payload["best_state"],
+        evals_without_improvement=payload["evals_without_improvement"],
+        history=[EpochRecord(**record) for record in payload["history"]])
+
+
+def _progress_bar(config: TrainConfig, initial: int):
+    if not config.progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=config.epochs, initial=initial, desc="train", unit="epoch", dynamic_ncols=True)
+
+
+def save_metrics(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``metrics.json`` atomically."""
+    write_json(path, payload)

@@ -1,0 +1,107 @@
+"""Training: validation-only selection, identical resume, time budget, carved validation, run files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from graphrec.data.convert import ConvertConfig, convert
+from graphrec.data.dataset import SPLIT_DTYPE
+from graphrec.training.run import ModelConfig, TrainConfig, evaluate_run, load_run, train
+
+FAST = dict(batch_size=4096, lr=5e-3, progress=False, eval_ks=(10, 20))
+
+
+@pytest.fixture(scope="module")
+def movielens(shared_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return convert("movielens", shared_data / "ml-100k", root / "ml100k",
+                   ConvertConfig(min_rating=3, split="random", seed=5)).dataset
+
+
+def test_run_directory_and_metrics_schema(movielens, tmp_path):
+    run = train(movielens, ModelConfig("mf", dim=32), TrainConfig(epochs=3, plot=True, **FAST), out=tmp_path / "r",
+                log=lambda _: None)
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    for split in ("valid", "test"):
+        assert {"recall@20", "ndcg@20", "precision@20", "hit@20", "mrr@20", "map@20"} <= set(metrics[split])
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]
+    assert all(e["seconds"] > 0 and np.isfinite(e["loss"]) and "recall@20" in e["valid"] for e in metrics["epochs"])
+    assert (tmp_path / "r" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    torch.load(tmp_path / "r" / "model.pt", weights_only=True)
+    torch.load(tmp_path / "r" / "last.pt", weights_only=True)
+    # reloading the run reproduces its test metrics
+    again = evaluate_run(tmp_path / "r", split="test", ks=(10, 20))
+    assert again["recall@20"] == pytest.approx(run.metrics["test"]["recall@20"], abs=1e-6)
+
+
+def test_resume_gives_the_identical_result(movielens, tmp_path):
+    config = TrainConfig(epochs=4, **FAST)
+    straight = train(movielens, ModelConfig("lightgcn", dim=16, layers=2), config, out=tmp_path / "a",
+                     log=lambda _: None)
+    train(movielens, ModelConfig("lightgcn", dim=16, layers=2), dataclasses.replace(config, epochs=2),
+          out=tmp_path / "b", log=lambda _: None)
+    resumed = train(movielens, ModelConfig("lightgcn", dim=16, layers=2), config, out=tmp_path / "b", resume=True,
+                    log=lambda _: None)
+    assert [e["loss"] for e in resumed.metrics["epochs"]] == [e["loss"] for e in straight.metrics["epochs"]]
+    assert resumed.metrics["test"] == straight.metrics["test"]
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key])
+
+
+def test_model_selection_never_looks_at_the_test_split(movielens, tmp_path):
+    """Scrambling the test split must not change anything about training or selection."""
+    inter = movielens.interactions.copy()
+    test_rows = np.flatnonzero((inter["split"] == "test").to_numpy())
+    rng = np.random.default_rng(0)
+    inter.loc[test_rows, "item"] = rng.integers(0, movielens.num_items, len(test_rows)).astype(np.int32)
+    scrambled = dataclasses.replace(movielens, interactions=inter)
+    config = TrainConfig(epochs=4, patience=2, **FAST)
+    a = train(movielens, ModelConfig("mf", dim=16), config, log=lambda _: None)
+    b = train(scrambled, ModelConfig("mf", dim=16), config, log=lambda _: None)
+    assert a.metrics["epochs"] == [dict(e, seconds=e2["seconds"]) for e, e2 in
+                                   zip(b.metrics["epochs"], a.metrics["epochs"])]
+    assert a.metrics["best_epoch"] == b.metrics["best_epoch"]
+    assert a.metrics["valid"] == b.metrics["valid"]
+    assert a.metrics["test"] != b.metrics["test"]
+
+
+def test_time_budget_stops_and_still_tests(movielens, tmp_path):
+    run = train(movielens, ModelConfig("lightgcn", dim=16), TrainConfig(epochs=1000, max_minutes=0.02, **FAST),
+                log=lambda _: None)
+    assert "time budget" in run.metrics["stopped_reason"]
+    assert len(run.metrics["epochs"]) < 1000
+    assert run.metrics["test"]["recall@20"] > 0
+
+
+def test_validation_is_carved_from_training_when_missing(movielens):
+    inter = movielens.interactions.copy()
+    inter["split"] = pd.Categorical(np.where(inter["split"] == "valid", "train", inter["split"].astype(str)),
+                                    dtype=SPLIT_DTYPE)
+    no_valid = dataclasses.replace(movielens, interactions=inter)
+    run = train(no_valid, ModelConfig("mf", dim=8), TrainConfig(epochs=1, **FAST), log=lambda _: None)
+    counts = run.dataset.split_counts()
+    assert counts["valid"] > 0 and counts["test"] == no_valid.split_counts()["test"]
+    assert counts["train"] + counts["valid"] == no_valid.split_counts()["train"]
+    assert any("carved" in note for note in run.metrics["notes"])
+
+
+def test_lightgcn_learns_beyond_popularity(movielens):
+    pop = train(movielens, ModelConfig("pop"), TrainConfig(epochs=1, **FAST), log=lambda _: None)
+    rnd = train(movielens, ModelConfig("random"), TrainConfig(epochs=1, **FAST), log=lambda _: None)
+    lgn = train(movielens, ModelConfig("lightgcn", dim=32), TrainConfig(epochs=25, **FAST), log=lambda _: None)
+    assert rnd.metrics["test"]["recall@20"] < pop.metrics["test"]["recall@20"]
+    assert lgn.metrics["test"]["recall@20"] > 1.1 * pop.metrics["test"]["recall@20"]
+
+
+def test_reloaded_run_has_identical_embeddings(movielens, tmp_path):
+    run = train(movielens, ModelConfig("mf", dim=8), TrainConfig(epochs=1, **FAST), out=tmp_path / "r",
+                log=lambda _: None)
+    loaded = load_run(tmp_path / "r")
+    for a, b in zip(run.embeddings(), loaded.embeddings()):
+        assert torch.equal(a, b)
