@@ -113,6 +113,42 @@ def export(
     typer.echo(f"wrote {format} files to {path}")
 
 
+@app.command()
+def encode(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    modality: Annotated[str, typer.Option("--modality", help="text or image")],
+    model: Annotated[str, typer.Option("--model", help="text: Hugging Face name or local directory; "
+                                                       "image: torchvision architecture (resnet50, vit_b_16, ...)")],
+    weights: Annotated[Optional[str], typer.Option("--weights", help="image: weights FILE or torchvision "
+                                                                     "weights name (DEFAULT, IMAGENET1K_V2)")] = None,
+    fields: Annotated[Optional[str], typer.Option("--fields", help="text: item fields to assemble")] = None,
+    max_length: Annotated[int, typer.Option("--max-length", help="text: token limit")] = 128,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    num_workers: Annotated[int, typer.Option("--num-workers", help="image: loader processes")] = 0,
+    name: Annotated[Optional[str], typer.Option("--name", help="modality name (default: --modality)")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="feature cache")] = None,
+) -> None:
+    """Encode item text or images with a pretrained model and add the features to the dataset."""
+    from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode as run_encode
+
+    if modality == "text":
+        if weights is not None:
+            raise GraphrecError("--weights applies to image encoders; for text pass a local directory to --model")
+        config: object = TextEncoderConfig(model=model, max_length=max_length, batch_size=batch_size, device=device,
+                                           **({"fields": tuple(f for f in fields.split(",") if f)} if fields else {}))
+    elif modality == "image":
+        if fields is not None:
+            raise GraphrecError("--fields applies to text encoders")
+        config = ImageEncoderConfig(model=model, weights=weights, batch_size=batch_size, device=device,
+                                    num_workers=num_workers)
+    else:
+        raise GraphrecError(f"--modality must be text or image, got {modality!r}")
+    features = run_encode(dataset, modality, config, name=name, cache_dir=cache_dir, log=typer.echo)
+    typer.echo(f"added modality {features.name!r} ({features.dim}-d, {features.num_missing} items missing) "
+               f"to {dataset}")
+
+
 def _parse_ks(text: str) -> tuple[int, ...]:
     try:
         ks = tuple(sorted({int(part) for part in text.split(",")}))
@@ -150,6 +186,8 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="continue from RUN/last.pt")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="save RUN/curves.png")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    deterministic: Annotated[bool, typer.Option("--deterministic",
+                                                help="one CPU thread: bit-identical runs and resumes")] = False,
 ) -> None:
     """Train a model with BPR, select on validation, test, and write RUN/metrics.json."""
     from graphrec.training.run import ModelConfig, TrainConfig, train as run_train
@@ -160,7 +198,8 @@ def train(
     try:
         train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, seed=seed, device=device,
                                    eval_every=eval_every, patience=patience, select_metric=metric,
-                                   eval_ks=_parse_ks(ks), max_minutes=max_minutes, progress=progress, plot=plot)
+                                   eval_ks=_parse_ks(ks), max_minutes=max_minutes, progress=progress, plot=plot,
+                                   deterministic=deterministic)
     except ValueError as error:
         raise GraphrecError(str(error)) from None
     run_train(dataset, model_config, train_config, out=out, resume=resume, log=typer.echo)
@@ -191,8 +230,8 @@ def evaluate(
 @app.command()
 def quickstart(
     out: Annotated[Path, typer.Option("--out", help="where the dataset and runs go")] = Path("runs/quickstart"),
-    users: Annotated[int, typer.Option("--users")] = 1000,
-    items: Annotated[int, typer.Option("--items")] = 400,
+    users: Annotated[int, typer.Option("--users")] = 1500,
+    items: Annotated[int, typer.Option("--items")] = 1000,
     epochs: Annotated[int, typer.Option("--epochs")] = 40,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
@@ -200,6 +239,68 @@ def quickstart(
     from graphrec.quickstart import QuickstartConfig, run_quickstart
 
     run_quickstart(out, QuickstartConfig(users=users, items=items, epochs=epochs, seed=seed), log=typer.echo)
+
+
+@app.command()
+def recommend(
+    run: Annotated[Path, typer.Argument(help="run directory written by graphrec train")],
+    user: Annotated[list[str], typer.Option("--user", help="original user id (repeatable)")],
+    k: Annotated[int, typer.Option("-k", "--k", help="how many items")] = 20,
+    explain: Annotated[bool, typer.Option("--explain/--no-explain")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Top-k items for users (original ids), excluding what they have seen, with explanations."""
+    from graphrec.serving import recommend as run_recommend
+    from graphrec.training.run import load_run
+
+    results = run_recommend(load_run(run), user, k=k, explain=explain)
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
+        return
+    for result in results:
+        typer.echo(f"user {result.user_id}")
+        for rank, (item, score) in enumerate(zip(result.items, result.scores), start=1):
+            line = f"  {rank:>3}. {item:<24} score {score:8.4f}"
+            if result.explanations:
+                why = result.explanations[rank - 1]
+                if why.modality_weights:
+                    line += "  attention " + ", ".join(f"{m} {w:.2f}" for m, w in why.modality_weights.items())
+                if why.because_of:
+                    line += "  because of " + ", ".join(f"{i} ({s:.2f})" for i, s in why.because_of)
+            typer.echo(line)
+
+
+@app.command("export-embeddings")
+def export_embeddings(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    out: Annotated[Path, typer.Argument(help="output directory")],
+    format: Annotated[str, typer.Option("--format", help="parquet or npy")] = "parquet",
+    overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+) -> None:
+    """Write user and item embeddings with their original ids."""
+    from graphrec.serving import export_embeddings as run_export
+    from graphrec.training.run import load_run
+
+    typer.echo(f"wrote {run_export(load_run(run), out, format=format, overwrite=overwrite)}")
+
+
+@app.command()
+def index(
+    run: Annotated[Path, typer.Argument(help="run directory")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="index directory (default RUN/index)")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="auto (faiss when installed), faiss or exact")] = "auto",
+    nlist: Annotated[Optional[int], typer.Option("--nlist", help="IVF cells")] = None,
+    nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF cells searched (default: tuned)")] = None,
+    target_recall: Annotated[float, typer.Option("--target-recall", help="tune nprobe up to this recall@10")]
+        = 0.95,
+    overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+) -> None:
+    """Build an ANN index of the item embeddings and report its recall against exact search."""
+    from graphrec.serving import build_index
+
+    path, stats = build_index(run, out=out, backend=backend, nlist=nlist, nprobe=nprobe,
+                              target_recall=target_recall, overwrite=overwrite)
+    typer.echo(json.dumps({"index": str(path), **stats}, indent=2, default=str))
 
 
 def main(argv: list[str] | None = None) -> int:

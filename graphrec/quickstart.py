@@ -19,8 +19,9 @@ from graphrec.training.run import ModelConfig, TrainConfig, train
 
 @dataclass(frozen=True)
 class QuickstartConfig:
-    users: int = 1000
-    items: int = 400
+    users: int = 1500
+    items: int = 1000
+    cold_fraction: float = 0.2
     seed: int = 0
     models: tuple[str, ...] = ("pop", "mf", "lightgcn", "gat")
     epochs: int = 40
@@ -36,7 +37,8 @@ def run_quickstart(out: str | Path, config: QuickstartConfig = QuickstartConfig(
     data_dir = out / "data"
     log(f"== generating the synthetic multimodal dataset into {data_dir}")
     dataset = convert("synthetic", "-", data_dir, ConvertConfig(seed=config.seed), overwrite=True,
-                      reader_options={"users": config.users, "items": config.items, "seed": config.seed},
+                      reader_options={"users": config.users, "items": config.items, "seed": config.seed,
+                                      "cold_fraction": config.cold_fraction},
                       log=log).dataset
     rows = []
     for name in config.models:

@@ -139,6 +139,8 @@ def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name
         codes = hold_out_items(items, codes, cold, rng)
         notes.append(f"{len(cold):,} cold items ({config.cold_items:.0%}) held out of training: "
                      f"their interactions are in valid and test only")
+    item_has_train = np.zeros(len(item_ids), dtype=bool)
+    item_has_train[items[codes == 0]] = True
     has_train = np.zeros(len(user_ids), dtype=bool)
     has_train[users[codes == 0]] = True
     if (~has_train).any():
@@ -164,7 +166,8 @@ def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name
         "graphrec_version": _version(),
         "provenance": provenance or {"reader": raw.source},
         "split": {"protocol": protocol, "ratios": list(config.ratios) if protocol != "given" else None,
-                  "seed": config.seed, "cold_items": len(cold), "cold_fraction": config.cold_items},
+                  "seed": config.seed, "cold_items": len(cold), "cold_fraction": config.cold_items,
+                  "items_without_training": int((~item_has_train).sum())},
         "filters": [r.to_dict() for r in reports],
         "config": asdict(config),
         "notes": notes,

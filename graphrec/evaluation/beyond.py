@@ -22,7 +22,8 @@ number of distinct training users of item i, :math:`n` the number of items and
 The Laplace smoothing in :math:`p_i` keeps novelty finite for items nobody
 trained on. The cosine of an all-zero feature row (an item missing the modality)
 is taken as 0 with every item. Users whose list has fewer than two items do not
-enter ILD; users with an empty list do not enter novelty or avg_pop.
+enter ILD (so ``ild@1`` is never reported); users with an empty list do not
+enter novelty or avg_pop.
 Gini is 0 when every candidate is recommended equally often and approaches 1
 when a single item fills every list.
 """
@@ -80,6 +81,8 @@ class BeyondAccuracy:
         self.self_information = -torch.log2((counts + 1.0) / (counts.sum() + num_items))
         self.features = None if item_features is None else normalized_rows(
             item_features.to(self.device, torch.float32))
+        # 1 for unit rows, 0 for the all-zero rows of items missing the modality
+        self.has_features = None if self.features is None else (self.features.norm(dim=1) > 0).to(torch.float64)
         self.times_recommended = {k: torch.zeros(num_items, dtype=torch.long, device=self.device)
                                   for k in self.ks}
         self._per_user: dict[str, list[Tensor]] = {f"{name}@{k}": [] for k in self.ks
@@ -104,18 +107,13 @@ class BeyondAccuracy:
                 self._per_user[f"ild@{k}"].append(self._intra_list_diversity(top, shown, length))
 
     def _intra_list_diversity(self, top: Tensor, shown: Tensor, length: Tensor) -> Tensor:
-        # sum_{i != j} cos(x_i, x_j) = ||sum_i x_i||^2 - sum_i ||x_i||^2 for unit rows; a sparse
-        # selection matrix gives sum_i x_i without materialising a [B, K, d] gather.
-        batch = top.size(0)
-        rows = torch.arange(batch, device=self.device).repeat_interleave(top.size(1))
-        selection = torch.sparse_coo_tensor(torch.stack([rows, top.flatten()]),
-                                            shown.flatten().to(torch.float32),
-                                            (batch, self.features.size(0)), check_invariants=False)
-        summed = torch.sparse.mm(selection, self.features).to(torch.float64)
-        unit = (self.features.norm(dim=1) > 0).to(torch.float64)
-        self_similarity = (unit[top] * shown).sum(dim=1)
+        # For unit rows, sum_{i != j} cos(x_i, x_j) = ||sum_i x_i||^2 - sum_i ||x_i||^2; embedding_bag
+        # sums each list's rows without materialising a [B, K, d] gather.
+        summed = torch.nn.functional.embedding_bag(top, self.features, mode="sum",
+                                                   per_sample_weights=shown.to(self.features.dtype))
+        self_similarity = (self.has_features[top] * shown).sum(dim=1)
         pairs = length * (length - 1)
-        mean_similarity = (summed.square().sum(dim=1) - self_similarity) / pairs
+        mean_similarity = (summed.to(torch.float64).square().sum(dim=1) - self_similarity) / pairs
         return torch.where(pairs > 0, 1.0 - mean_similarity, float("nan"))
 
     def per_user(self) -> dict[str, np.ndarray]:
@@ -129,7 +127,7 @@ class BeyondAccuracy:
         for k in self.ks:
             counts = self.times_recommended[k][self.candidates]
             out[f"coverage@{k}"] = float((counts > 0).sum()) / max(len(self.candidates), 1)
-            if f"ild@{k}" in per_user:
+            if f"ild@{k}" in per_user and not np.isnan(per_user[f"ild@{k}"]).all():
                 out[f"ild@{k}"] = _nanmean(per_user[f"ild@{k}"])
             out[f"novelty@{k}"] = _nanmean(per_user[f"novelty@{k}"])
             out[f"avg_pop@{k}"] = _nanmean(per_user[f"avg_pop@{k}"])

@@ -84,7 +84,7 @@ def ranking_metrics(hits: Tensor, num_relevant: Tensor, ks: Sequence[int]) -> di
     return out
 
 
-def reciprocal_rank(scores: Tensor, relevant: Tensor) -> Tensor:
+def reciprocal_rank(scores: Tensor, relevant: Tensor, top_hits: Tensor | None = None) -> Tensor:
     r"""Reciprocal rank of each row's best-ranked relevant item over the whole row (no cut-off).
 
     The rank follows the same rule as :func:`graphrec.evaluation.ranking.top_k`:
@@ -99,16 +99,42 @@ def reciprocal_rank(scores: Tensor, relevant: Tensor) -> Tensor:
     Args:
         scores: ``[B, N]`` floating scores (no NaN), masked items at ``-inf``.
         relevant: ``[B, N]`` bool ground truth.
+        top_hits: optional ``[B, L]`` hits of the rows' top-L lists ranked by that
+            same rule; rows with a hit there take the rank of their first hit, so
+            only the other rows need counting passes over all ``N`` scores.
 
     Returns:
         ``[B]`` float64.
     """
     if scores.shape != relevant.shape:
         raise ValueError(f"scores {tuple(scores.shape)} and relevant {tuple(relevant.shape)} differ in shape")
-    minus_inf = torch.tensor(float("-inf"), dtype=scores.dtype, device=scores.device)
-    best = torch.where(relevant, scores, minus_inf).max(dim=1, keepdim=True).values
-    best_column = (relevant & (scores == best)).to(torch.uint8).argmax(dim=1, keepdim=True)
-    columns = torch.arange(scores.size(1), device=scores.device)
-    ahead = (scores > best).sum(dim=1) + ((scores == best) & (columns < best_column)).sum(dim=1)
-    rr = 1.0 / (ahead + 1).to(torch.float64)
-    return torch.where(best.squeeze(1) == float("-inf"), 0.0, rr)
+    rr = torch.zeros(scores.size(0), dtype=torch.float64, device=scores.device)
+    todo = torch.arange(scores.size(0), device=scores.device)
+    if top_hits is not None:
+        has_hit = top_hits.any(dim=1)
+        first_hit = top_hits.to(torch.uint8).argmax(dim=1)
+        rr = torch.where(has_hit, 1.0 / (first_hit + 1).to(torch.float64), rr)
+        todo = (~has_hit).nonzero().squeeze(1)
+        if todo.numel() == 0:
+            return rr
+        if todo.numel() < scores.size(0):
+            scores, relevant = scores[todo], relevant[todo]
+
+    rows, columns = relevant.nonzero(as_tuple=True)
+    values = scores[rows, columns]
+    minus_inf = torch.full((scores.size(0),), float("-inf"), dtype=scores.dtype, device=scores.device)
+    best = minus_inf.scatter_reduce(0, rows, values, reduce="amax")
+    at_best = values == best[rows]
+    best_column = torch.full((scores.size(0),), scores.size(1), dtype=torch.long, device=scores.device)
+    best_column = best_column.scatter_reduce(0, rows[at_best], columns[at_best], reduce="amin")
+
+    # Counting a bool matrix through a uint8 view is several times faster than bool.sum on CPU.
+    above = (scores > best[:, None]).view(torch.uint8).sum(dim=1, dtype=torch.int64)
+    at_or_above = (scores >= best[:, None]).view(torch.uint8).sum(dim=1, dtype=torch.int64)
+    ahead = above.clone()
+    tied = (at_or_above - above > 1).nonzero().squeeze(1)  # other items share the best score
+    if tied.numel():
+        before = torch.arange(scores.size(1), device=scores.device) < best_column[tied, None]
+        ahead[tied] += ((scores[tied] == best[tied, None]) & before).sum(dim=1)
+    found = 1.0 / (ahead + 1).to(torch.float64)
+    return rr.index_put((todo,), torch.where(best == float("-inf"), 0.0, found))

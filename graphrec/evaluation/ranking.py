@@ -59,12 +59,16 @@ class EvalConfig:
         batch_size: users scored at once; bounds memory to ``batch_size x num_items`` scores.
         protocol: ``"warm"`` (rank all items) or ``"cold"`` (rank cold items only).
         beyond_accuracy: also report coverage, ILD, novelty, average popularity and Gini.
+        full_mrr: also report ``mrr`` without cut-off; it ranks every candidate for users with no
+            hit in the top K, the slowest part of an evaluation, so training's per-epoch
+            validation turns it off.
     """
 
     ks: tuple[int, ...] = (10, 20, 50)
     batch_size: int = 2048
     protocol: str = "warm"
     beyond_accuracy: bool = True
+    full_mrr: bool = True
 
     def __post_init__(self) -> None:
         if not self.ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in self.ks):
@@ -110,26 +114,28 @@ def cold_items(dataset: Dataset) -> np.ndarray:
 def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The ``k`` best columns of each row, best first; equal scores by lower column first.
 
-    Gives the first ``k`` entries of a stable descending sort, but sorts whole
-    rows only where :func:`torch.topk` had to choose among scores tied at the
-    k-th place (rare with learned scores; every row when most scores are
-    ``-inf``). ``k`` is clipped to the number of columns.
+    Gives the first ``k`` entries of a stable descending sort. :func:`torch.topk`
+    does the work; whole rows are sorted only where it had to choose among scores
+    tied at the k-th place (rare with learned scores; common when most scores are
+    ``-inf`` or a scorer gives many items the same score). ``k`` is clipped to the
+    number of columns. NaN, which :func:`torch.topk` ranks above everything,
+    comes first.
 
     Returns:
         ``(values, columns)``, each ``[B, min(k, N)]``.
     """
     k = min(k, scores.size(1))
-    values, columns = torch.topk(scores, k, dim=1)
+    # One extra place shows whether the k-th score continues beyond the list.
+    values, columns = torch.topk(scores, min(k + 1, scores.size(1)), dim=1)
+    boundary_tie = values[:, k - 1] == values[:, k] if values.size(1) > k else None
+    values, columns = values[:, :k], columns[:, :k]
     # topk's order among equal values is unspecified: put them in column order.
     by_column = columns.argsort(dim=1)
     values, columns = values.gather(1, by_column), columns.gather(1, by_column)
     by_value = values.argsort(dim=1, descending=True, stable=True)
     values, columns = values.gather(1, by_value), columns.gather(1, by_value)
-    if k == 0:
-        return values, columns
-    boundary_tie = (scores >= values[:, -1:]).sum(dim=1) > k
-    rows = boundary_tie.nonzero().squeeze(1)
-    if rows.numel():
+    if boundary_tie is not None and bool(boundary_tie.any()):
+        rows = boundary_tie.nonzero().squeeze(1)
         tied_values, tied_columns = torch.sort(scores[rows], dim=1, descending=True, stable=True)
         values[rows], columns[rows] = tied_values[:, :k], tied_columns[:, :k]
     return values, columns
@@ -178,7 +184,8 @@ def _rows_dense(matrix: sp.csr_matrix, rows: np.ndarray, device: torch.device) -
     return dense
 
 
-def _score_batch(score_fn: ScoreFn, users: np.ndarray, num_items: int, device: torch.device) -> Tensor:
+def _score_batch(score_fn: ScoreFn, users: np.ndarray, num_items: int, device: torch.device,
+                 owns_scores: bool) -> Tensor:
     with torch.no_grad():
         scores = score_fn(torch.as_tensor(users, dtype=torch.long, device=device))
     if not isinstance(scores, Tensor):
@@ -187,14 +194,17 @@ def _score_batch(score_fn: ScoreFn, users: np.ndarray, num_items: int, device: t
         raise GraphrecError(f"score_fn returned scores of shape {tuple(scores.shape)} for {len(users)} "
                             f"users; expected ({len(users)}, {num_items}) (one score per item)")
     dtype = scores.dtype if scores.is_floating_point() else torch.float32
-    # A copy, because masking writes into it and score_fn may return a cached tensor.
-    scores = scores.detach().to(device=device, dtype=dtype, copy=True)
-    nan_rows = torch.isnan(scores).any(dim=1)
+    # Masking writes into the scores: copy unless they are known to be a fresh tensor.
+    return scores.detach().to(device=device, dtype=dtype, copy=not owns_scores)
+
+
+def _check_no_nan(top_scores: Tensor, users: np.ndarray) -> None:
+    # top_k ranks NaN first, so a NaN among a user's candidates shows in the first place.
+    nan_rows = torch.isnan(top_scores[:, :1]).squeeze(1)
     if bool(nan_rows.any()):
         first = int(users[int(nan_rows.nonzero()[0])])
         raise GraphrecError(f"score_fn returned NaN scores for {int(nan_rows.sum())} of {len(users)} "
                             f"users (first: user {first})")
-    return scores
 
 
 def evaluate(score_fn: ScoreFn, dataset: Dataset, split: str = "test", config: EvalConfig = EvalConfig(),
@@ -219,10 +229,16 @@ def evaluate(score_fn: ScoreFn, dataset: Dataset, split: str = "test", config: E
         enabled, ``coverage@K``, ``ild@K``, ``novelty@K``, ``avg_pop@K``, ``gini@K``.
 
     Raises:
-        GraphrecError: no user has ground truth; ``score_fn`` returns a wrong shape
-            or NaN; the cold protocol finds no cold item.
+        GraphrecError: no user has ground truth; ``score_fn`` returns a wrong shape,
+            or NaN for an item it could recommend (NaN on masked items does not
+            matter); the cold protocol finds no cold item.
     """
-    device = torch.device(device)
+    return _evaluate(score_fn, dataset, split, config, item_features, torch.device(device), owns_scores=False)
+
+
+def _evaluate(score_fn: ScoreFn, dataset: Dataset, split: str, config: EvalConfig,
+              item_features: np.ndarray | Tensor | None, device: torch.device,
+              owns_scores: bool) -> EvaluationResult:
     targets = _targets(dataset, split, config.protocol)
     if len(targets.users) == 0:
         raise GraphrecError(f"dataset {dataset.name!r}: no user has {config.protocol} ground truth in "
@@ -239,7 +255,7 @@ def evaluate(score_fn: ScoreFn, dataset: Dataset, split: str = "test", config: E
     collected: dict[str, list[Tensor]] = {}
     for start in range(0, len(targets.users), config.batch_size):
         users = targets.users[start:start + config.batch_size]
-        scores = _score_batch(score_fn, users, dataset.num_items, device)
+        scores = _score_batch(score_fn, users, dataset.num_items, device, owns_scores)
         seen = targets.seen[users].tocoo()
         scores[torch.as_tensor(seen.row, dtype=torch.long, device=device),
                torch.as_tensor(seen.col, dtype=torch.long, device=device)] = float("-inf")
@@ -247,10 +263,13 @@ def evaluate(score_fn: ScoreFn, dataset: Dataset, split: str = "test", config: E
         if candidates is not None:
             scores, relevant = scores[:, candidates], relevant[:, candidates]
         top_scores, top_columns = top_k(scores, max_k)
+        _check_no_nan(top_scores, users)
         recommended = top_scores != float("-inf")
         hits = relevant.gather(1, top_columns) & recommended
-        batch = ranking_metrics(hits, relevant.sum(dim=1), config.ks)
-        batch["mrr"] = reciprocal_rank(scores, relevant)
+        num_relevant = torch.as_tensor(np.diff(targets.ground_truth.indptr)[users], device=device)
+        batch = ranking_metrics(hits, num_relevant, config.ks)
+        if config.full_mrr:
+            batch["mrr"] = reciprocal_rank(scores, relevant, top_hits=hits)
         for name, values in batch.items():
             collected.setdefault(name, []).append(values.cpu())
         if beyond is not None:
@@ -260,7 +279,8 @@ def evaluate(score_fn: ScoreFn, dataset: Dataset, split: str = "test", config: E
     per_user = {name: torch.cat(values).numpy() for name, values in collected.items()}
     metrics = {f"{name}@{k}": float(per_user[f"{name}@{k}"].mean())
                for k in config.ks for name in RANKING_METRICS}
-    metrics["mrr"] = float(per_user["mrr"].mean())
+    if config.full_mrr:
+        metrics["mrr"] = float(per_user["mrr"].mean())
     if beyond is not None:
         metrics.update(beyond.compute())
         per_user.update(beyond.per_user())
@@ -287,7 +307,7 @@ def evaluate_embeddings(user_emb: Tensor, item_emb: Tensor, dataset: Dataset, sp
     def score(users: Tensor) -> Tensor:
         return users_on_device[users] @ items_t
 
-    return evaluate(score, dataset, split, config, item_features, device)
+    return _evaluate(score, dataset, split, config, item_features, device, owns_scores=True)
 
 
 def _check_features(item_features: np.ndarray | Tensor | None, num_items: int) -> Tensor | None:

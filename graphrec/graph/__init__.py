@@ -1,6 +1,13 @@
 """Graphs built from a dataset: the heterogeneous PyG graph and the normalised adjacency."""
 
-from graphrec.graph.adjacency import SymmetricPropagation, normalized_adjacency, propagate
+from graphrec.graph.adjacency import (
+    SymmetricPropagation,
+    WeightedPropagation,
+    normalized_adjacency,
+    propagate,
+    propagate_weighted,
+    symmetric_csr_pattern,
+)
 from graphrec.graph.hetero import (
     ENTITY_NODE_TYPES,
     INTERACTS,
@@ -19,6 +26,7 @@ __all__ = [
     "INTERACTS",
     "GraphConfig",
     "SymmetricPropagation",
+    "WeightedPropagation",
     "build_graph",
     "entity_node_types",
     "graph_statistics",
@@ -27,5 +35,7 @@ __all__ = [
     "modality_node_types",
     "normalized_adjacency",
     "propagate",
+    "propagate_weighted",
+    "symmetric_csr_pattern",
     "to_networkx",
 ]

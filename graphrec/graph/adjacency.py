@@ -66,11 +66,19 @@ def normalized_adjacency(num_users: int, num_items: int, users: Tensor | np.ndar
     torch.cumsum(degree, dim=0, out=crow_indices[1:])
     col_indices = torch.cat([items + num_users, users[by_item]])
     values = torch.cat([weight, weight[by_item]])
+    return _csr(crow_indices, col_indices, values, num_nodes)
+
+
+def _csr(crow_indices: Tensor, col_indices: Tensor, values: Tensor, num_nodes: int) -> Tensor:
+    """A square CSR matrix from indices built here (valid by construction, so not re-checked)."""
     with warnings.catch_warnings():
-        # CSR is "beta" in torch; the products used here are stable and tested.
+        # torch calls CSR "beta" and, in some versions, warns even when checks are explicitly off;
+        # the products used here are covered by the tests.
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
         return torch.sparse_csr_tensor(crow_indices, col_indices, values, (num_nodes, num_nodes),
                                        check_invariants=False)
+
 
 class SymmetricPropagation(torch.autograd.Function):
     r""":math:`\mathbf{Y} = \mathbf{A} \mathbf{X}` for a symmetric sparse
@@ -97,3 +105,68 @@ def propagate(adjacency: Tensor, x: Tensor) -> Tensor:
     if adjacency.requires_grad:
         raise ValueError("propagate() treats the adjacency as a constant; it must not require grad")
     return SymmetricPropagation.apply(adjacency, x)
+
+
+def symmetric_csr_pattern(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""The CSR pattern of a structurally symmetric graph, for :func:`propagate_weighted`.
+
+    ``edge_index`` ``(2, E)`` holds ``source -> target`` edges and must contain every edge in
+    both directions (duplicates are collapsed). Row ``v`` of the pattern lists the sources
+    that send to ``v``. Returns ``(crow_indices, col_indices, row_indices, transpose)``:
+    edge ``e`` goes from ``col_indices[e]`` to ``row_indices[e]``, and ``transpose[e]`` is the
+    position of the reverse edge, so that ``values[transpose]`` are the values of
+    :math:`\mathbf{A}^\top` on the same pattern.
+    """
+    source, target = edge_index.to(torch.long)
+    keys = torch.unique(target * num_nodes + source)  # sorted: rows (targets), then columns
+    rows, cols = keys // num_nodes, keys % num_nodes
+    reverse_keys = cols * num_nodes + rows
+    transpose = torch.searchsorted(keys, reverse_keys).clamp(max=max(keys.numel() - 1, 0))
+    if keys.numel() and not torch.equal(keys[transpose], reverse_keys):
+        missing = int((keys[transpose] != reverse_keys).sum())
+        raise ValueError(f"the graph is not symmetric: {missing} edge(s) have no reverse edge")
+    crow_indices = torch.zeros(num_nodes + 1, dtype=torch.long)
+    torch.cumsum(torch.bincount(rows, minlength=num_nodes), dim=0, out=crow_indices[1:])
+    return crow_indices, cols, rows, transpose
+
+
+
+
+class WeightedPropagation(torch.autograd.Function):
+    r""":math:`\mathbf{Y} = \mathbf{A}(\mathbf{w}) \mathbf{X}` for a CSR matrix whose
+    values :math:`\mathbf{w}` (one per edge, e.g. attention coefficients) are differentiable.
+
+    .. math::
+        \nabla_{\mathbf{X}} = \mathbf{A}^\top \nabla_{\mathbf{Y}}, \qquad
+        \nabla_{w_e} = \langle (\nabla_{\mathbf{Y}})_{\mathrm{row}(e)}, \mathbf{X}_{\mathrm{col}(e)} \rangle
+
+    The first is a sparse product on the transposed values (same pattern, since the graph is
+    symmetric), the second a sampled dense product (:func:`torch.sparse.sampled_addmm`).
+    Neither materialises an ``[E, d]`` tensor, which is what makes message passing with
+    gather/scatter slow on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, values: Tensor, x: Tensor, crow_indices: Tensor, col_indices: Tensor,
+                transpose: Tensor) -> Tensor:
+        ctx.save_for_backward(values, x, crow_indices, col_indices, transpose)
+        return _csr(crow_indices, col_indices, values, x.size(0)) @ x
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, Tensor | None, None, None, None]:
+        values, x, crow_indices, col_indices, transpose = ctx.saved_tensors
+        grad_values = grad_x = None
+        grad_output = grad_output.contiguous()
+        if ctx.needs_input_grad[0]:
+            pattern = _csr(crow_indices, col_indices, torch.zeros_like(values), x.size(0))
+            grad_values = torch.sparse.sampled_addmm(pattern, grad_output, x.t(), beta=0.0).values()
+        if ctx.needs_input_grad[1]:
+            grad_x = _csr(crow_indices, col_indices, values[transpose], x.size(0)) @ grad_output
+        return grad_values, grad_x, None, None, None
+
+
+def propagate_weighted(values: Tensor, x: Tensor, crow_indices: Tensor, col_indices: Tensor,
+                       transpose: Tensor) -> Tensor:
+    """``y[v] = sum_e values[e] * x[col_indices[e]]`` over the edges ``e`` of row ``v``, on a
+    pattern from :func:`symmetric_csr_pattern`, differentiable in ``values`` and ``x``."""
+    return WeightedPropagation.apply(values.contiguous(), x.contiguous(), crow_indices, col_indices, transpose)

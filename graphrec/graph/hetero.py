@@ -47,7 +47,7 @@ ENTITY_NODE_TYPES: dict[str, str] = {"genres": "genre", "categories": "category"
 class GraphConfig:
     """Which parts of a dataset become nodes and edges.
 
-    ``entities``: item columns whose values become entity nodes (absent columns are skipped).
+    ``entities``: item columns whose values become entity nodes (absent or empty columns are skipped).
     ``modalities``: modality names to attach, ``None`` for all of ``dataset.features``.
     ``reverse_edges``: add ``rev_<relation>`` edges so that messages flow both ways.
     """
@@ -91,6 +91,8 @@ def build_graph(dataset: Dataset, config: GraphConfig = GraphConfig()) -> Hetero
     for column in entity_columns:
         node_type = ENTITY_NODE_TYPES.get(column, column)
         item_index, entity_index, names = _entity_edges(dataset.items[column])
+        if not names:  # the column exists but holds no value: no node type for it
+            continue
         data[node_type].num_nodes = len(names)
         data[node_type].names = names
         _add_relation(data, (ITEM, f"has_{node_type}", node_type), np.stack([item_index, entity_index]),
@@ -108,9 +110,10 @@ def _add_relation(data: HeteroData, edge_type: tuple[str, str, str], edge_index:
 
 
 def _entity_edges(column: pd.Series) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(item index, entity index, entity names) of one item column.
+    """(item index, entity index, entity names) of one item column, each pair once.
 
-    Cells may be a list / array of values (several edges), one string, or missing.
+    Cells may be a list / array of values (several edges), one value, or missing; missing
+    values and empty strings carry no entity and give no edge.
     """
     values = pd.Series(column.to_numpy(dtype=object), index=np.arange(len(column))).explode()
     values = values.dropna().astype(str).str.strip()

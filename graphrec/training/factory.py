@@ -44,8 +44,9 @@ def create_model(config: ModelConfig, dataset: Dataset, seed: int = 0) -> torch.
         adjacency = normalized_adjacency(dataset.num_users, dataset.num_items, users, items)
         return LightGCN(dataset.num_users, dataset.num_items, adjacency, dim=config.dim, num_layers=config.layers)
     if config.name == "vbpr":
-        features, mask = _stacked_features(dataset, config.modalities)
-        return VBPR(dataset.num_users, dataset.num_items, features, mask, dim=config.dim, content_dim=config.dim)
+        features, mask, dims = _stacked_features(dataset, config.modalities)
+        return VBPR(dataset.num_users, dataset.num_items, features, mask, dim=config.dim, content_dim=config.dim,
+                    modality_dims=dims)
     if config.name == "gat":
         graph = build_graph(dataset, GraphConfig(entities=config.entities, modalities=config.modalities))
         return ModalityGAT.from_graph(graph, dim=config.dim, num_layers=config.layers, heads=config.heads,
@@ -55,7 +56,8 @@ def create_model(config: ModelConfig, dataset: Dataset, seed: int = 0) -> torch.
     return RandomScores(dataset.num_users, dataset.num_items, seed=seed)
 
 
-def _stacked_features(dataset: Dataset, modalities: tuple[str, ...] | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _stacked_features(dataset: Dataset, modalities: tuple[str, ...] | None
+                      ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     names = list(dataset.features) if modalities is None else list(modalities)
     if not names:
         raise GraphrecError(f"model 'vbpr' needs item features, but dataset {dataset.name!r} has no modality; "
@@ -65,4 +67,4 @@ def _stacked_features(dataset: Dataset, modalities: tuple[str, ...] | None) -> t
         raise GraphrecError(f"dataset {dataset.name!r} has no modality {missing}")
     features = torch.cat([torch.from_numpy(dataset.features[n].values) for n in names], dim=1)
     mask = torch.stack([torch.from_numpy(dataset.features[n].mask) for n in names], dim=1)
-    return features, mask
+    return features, mask, [dataset.features[n].dim for n in names]

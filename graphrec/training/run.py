@@ -81,7 +81,8 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     device = resolve_device(config.device)
     log(f"training {model_config.name} on {dataset.name!r} ({dataset.num_users:,} users, {dataset.num_items:,} "
         f"items, {dataset.split_counts()['train']:,} training interactions) on {device}, {config.sampling}-graph")
-    eval_config = EvalConfig(ks=config.eval_ks, batch_size=config.eval_batch_size, beyond_accuracy=False)
+    eval_config = EvalConfig(ks=config.eval_ks, batch_size=config.eval_batch_size, beyond_accuracy=False,
+                             full_mrr=False)
 
     def validate(model_: torch.nn.Module, dataset_: Dataset, split: str) -> dict[str, float]:
         return evaluate_model(model_, dataset_, split, eval_config)
@@ -115,7 +116,8 @@ def _final_metrics(run: Run, result: TrainResult) -> dict[str, Any]:
         "valid": run.evaluate("valid"),
         "test": run.evaluate("test"),
     }
-    if len(cold_items(run.dataset)) and run.dataset.split_counts()["test"]:
+    cold = cold_items(run.dataset)
+    if len(cold) and run.dataset.csr("test")[:, cold].nnz > 0:
         metrics["test_cold"] = run.evaluate("test", protocol="cold")
     metrics.update({
         "best_epoch": result.best_epoch,

@@ -7,7 +7,11 @@ state is kept, training stops after ``patience`` evaluations without improvement
 or when the time budget runs out, and the best state is what gets tested.
 
 A checkpoint written after each epoch holds the model, the optimiser and every
-random-number state, so a resumed run ends bit-identical to an uninterrupted one.
+random-number state, so a resumed run ends identical to an uninterrupted one.
+With several CPU threads, MKL may split reductions differently from run to run
+(its thread count adapts to load), which changes results in the last bits;
+``deterministic=True`` trains on one intra-op thread and makes runs and resumes
+bit-identical.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class TrainConfig:
     progress: bool = True
     plot: bool = False
     sampling: str = "full"
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
@@ -123,6 +128,14 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
     ``evaluate_fn(model, dataset, split)`` returns the metrics dict of one split; it is
     called with ``"valid"`` only. The returned model holds the best validation weights.
     """
+    if config.deterministic:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fit(model, dataset, dataclasses.replace(config, deterministic=False), evaluate_fn,
+                       checkpoint_path=checkpoint_path, resume=resume, log=log)
+        finally:
+            torch.set_num_threads(threads)
     device = resolve_device(config.device)
     dataset, note = ensure_validation_split(dataset, config.seed)
     notes = [note] if note else []

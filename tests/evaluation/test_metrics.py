@@ -177,8 +177,8 @@ def test_beyond_accuracy_hand_computed():
     assert m["novelty@2"] == pytest.approx(((info[3] + info[2]) / 2 + (info[1] + info[3]) / 2) / 2)
     # [3, 2]: cos([1, 1], [0, 1]) = 1/sqrt(2); [1, 3]: cos([1, 0], [1, 1]) = 1/sqrt(2)
     assert m["ild@2"] == pytest.approx(1 - 1 / math.sqrt(2), rel=1e-6)
-    # one-item lists have no pairs: ILD@1 is undefined for every user
-    assert np.isnan(result.per_user["ild@1"]).all() and math.isnan(m["ild@1"])
+    # one-item lists have no pairs: ILD@1 is undefined for every user and not reported
+    assert np.isnan(result.per_user["ild@1"]).all() and "ild@1" not in m
 
 
 def test_ild_is_one_for_orthogonal_and_zero_for_identical_features():
@@ -207,6 +207,9 @@ def test_bad_config_and_bad_scores_are_reported():
         evaluate(lambda users: torch.zeros(len(users), 2), dataset)
     with pytest.raises(GraphrecError, match="NaN.*first: user 1"):
         evaluate(fixed_scores([[1, 2, 3], [np.nan, 0, 0]]), dataset)
+    # a NaN on an item the user has seen is masked away and cannot change a ranking
+    seen = make_dataset([0, 1, 1], [0, 1, 0], ["test", "test", "train"], num_users=2, num_items=3)
+    assert evaluate(fixed_scores([[1, 2, 3], [np.nan, 0, 0]]), seen).num_users == 2
     with pytest.raises(GraphrecError, match=r"item_features must have shape \(3, d\)"):
         evaluate(fixed_scores(np.zeros((2, 3))), dataset, item_features=np.ones((4, 2)))
     with pytest.raises(ValueError, match="split"):

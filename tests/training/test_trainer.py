@@ -41,7 +41,7 @@ def test_run_directory_and_metrics_schema(movielens, tmp_path):
 
 
 def test_resume_gives_the_identical_result(movielens, tmp_path):
-    config = TrainConfig(epochs=4, **FAST)
+    config = TrainConfig(epochs=4, deterministic=True, **FAST)
     straight = train(movielens, ModelConfig("lightgcn", dim=16, layers=2), config, out=tmp_path / "a",
                      log=lambda _: None)
     train(movielens, ModelConfig("lightgcn", dim=16, layers=2), dataclasses.replace(config, epochs=2),
@@ -61,7 +61,7 @@ def test_model_selection_never_looks_at_the_test_split(movielens, tmp_path):
     rng = np.random.default_rng(0)
     inter.loc[test_rows, "item"] = rng.integers(0, movielens.num_items, len(test_rows)).astype(np.int32)
     scrambled = dataclasses.replace(movielens, interactions=inter)
-    config = TrainConfig(epochs=4, patience=2, **FAST)
+    config = TrainConfig(epochs=4, patience=2, deterministic=True, **FAST)
     a = train(movielens, ModelConfig("mf", dim=16), config, log=lambda _: None)
     b = train(scrambled, ModelConfig("mf", dim=16), config, log=lambda _: None)
     assert a.metrics["epochs"] == [dict(e, seconds=e2["seconds"]) for e, e2 in

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ SPLIT_LABELS: dict[str, str] = {"train": "train", "valid": "valid", "test": "tes
 # pyarrow's CSV reader takes a one-character delimiter; a longer separator ("::") is
 # replaced by this control character, which does not occur in text data.
 _UNIT_SEPARATOR = "\x1f"
+_INT64_LIMIT = 2.0**63
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
 def require_file(path: Path, what: str | None = None) -> Path:
@@ -125,10 +128,17 @@ def read_delimited(path: Path, *, sep: str, names: Sequence[str] | None = None, 
         data = text.encode("utf-8")
     first_line = 1
     if names is None:
-        header_text = text.split("\n", 1)[0].rstrip("\r")
-        reader = csv.reader([header_text], delimiter=sep if len(sep) == 1 else _UNIT_SEPARATOR,
-                            quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
-        names = next(reader) if len(sep) == 1 else header_text.split(sep)
+        header_text = _LINE_BREAK.split(text, maxsplit=1)[0]  # the line breaks pyarrow knows
+        if len(sep) == 1:
+            reader = csv.reader([header_text], delimiter=sep, quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE)
+            try:
+                names = next(reader, [])
+            except csv.Error as exc:
+                raise DataFormatError(f"the header cannot be parsed: {exc}", path=path, line=1) from None
+        else:
+            names = header_text.split(sep)
+        if not any(name.strip() for name in names):
+            raise DataFormatError("the header line is empty (expected column names)", path=path, line=1)
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise DataFormatError(f"the header repeats column {duplicated[0]!r}", path=path, line=1,
@@ -159,9 +169,11 @@ def read_delimited(path: Path, *, sep: str, names: Sequence[str] | None = None, 
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         if bad_rows:
             line, found = bad_rows[0]
-            raise DataFormatError(f"expected {expected} {label}-separated fields "
-                                  f"({', '.join(names)}), found {found}",
-                                  path=path, line=line or None) from None
+            # The field named is the first one missing, or the last one when there are extra fields.
+            field = names[min(found, expected - 1)] if found else names[0]
+            listed = f" ({', '.join(names)})" if expected <= 8 else ""
+            raise DataFormatError(f"expected {expected} {label}-separated fields{listed}, found {found}",
+                                  path=path, line=line or None, field=field) from None
         raise DataFormatError(f"cannot be parsed as {label}-separated text: {exc}", path=path) from None
     columns = {name: table.column(name).combine_chunks() for name in names}
     lines = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
@@ -174,6 +186,19 @@ def read_delimited(path: Path, *, sep: str, names: Sequence[str] | None = None, 
         columns = {name: column.filter(keep) for name, column in columns.items()}
         lines = lines[~blank]
     return TextTable(path=path, columns=columns, lines=lines)
+
+
+def is_index_range(indices: np.ndarray) -> bool:
+    """Whether 0-based ``indices`` use most of ``0 .. max``, so that ``0 .. max`` is a sensible universe.
+
+    A stray huge id (``123456789`` among a few thousand indices) would otherwise
+    create that many empty users or items.
+    """
+    if len(indices) == 0:
+        return True
+    size = int(indices.max()) + 1
+    slack = 2 * len(indices) + 1000
+    return size <= slack and size <= 2 * np.count_nonzero(np.bincount(indices, minlength=size)) + 1000
 
 
 def _first_unparsable(values: pa.Array, target: pa.DataType) -> int:
@@ -190,120 +215,130 @@ def _first_unparsable(values: pa.Array, target: pa.DataType) -> int:
     return lo
 
 
-def _as_strings(values: pa.Array) -> pa.Array:
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        return pc.utf8_trim_whitespace(values)
-    return values
+def _is_text(values: pa.Array) -> bool:
+    return pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+
+
+def _is_number(values: pa.Array) -> bool:
+    return pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
+
+
+def _normalised(values: pa.Array, fail: Failure, what: str) -> pa.Array:
+    """Numbers as they are, anything else as whitespace-trimmed text."""
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if _is_number(values):
+        return values
+    if not _is_text(values):
+        try:
+            values = pc.cast(values, pa.string())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            raise fail(0, f"a column of type {values.type} cannot hold the {what}") from None
+    return pc.utf8_trim_whitespace(values)
+
+
+def _missing_mask(values: pa.Array) -> np.ndarray:
+    """True where a cell is null, or empty text."""
+    if _is_text(values):
+        return pc.fill_null(pc.equal(values, ""), True).to_numpy(zero_copy_only=False)
+    return values.is_null().to_numpy(zero_copy_only=False)
 
 
 def parse_ints(values: pa.Array, fail: Failure, what: str, *, non_negative: bool = False) -> np.ndarray:
-    """Integers from a string (or numeric) column; a non-integer value is an error at its row."""
-    if pa.types.is_integer(values.type):
-        out = values.to_numpy(zero_copy_only=False)
+    """Integers from a text (or numeric) column; a missing or non-integer value is an error at its row."""
+    values = _normalised(values, fail, what)
+    missing = _missing_mask(values)
+    if missing.any():
+        raise fail(int(np.argmax(missing)), f"{what} is missing")
+    if pa.types.is_floating(values.type):
+        numbers = values.to_numpy(zero_copy_only=False)
+        not_integer = ~np.isfinite(numbers) | (numbers != np.floor(numbers)) | (np.abs(numbers) >= _INT64_LIMIT)
+        if not_integer.any():
+            row = int(np.argmax(not_integer))
+            raise fail(row, f"{what} {numbers[row]!r} is not an integer")
+        out = numbers.astype(np.int64)
     else:
-        if pa.types.is_floating(values.type):
-            numbers = values.to_numpy(zero_copy_only=False)
-            fractional = ~np.isfinite(numbers) | (numbers != np.floor(numbers))
-            if fractional.any():
-                row = int(np.flatnonzero(fractional)[0])
-                raise fail(row, f"{what} {numbers[row]!r} is not an integer")
-            return numbers.astype(np.int64)
-        values = _as_strings(values)
-        if values.null_count:
-            row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
-            raise fail(row, f"{what} is missing")
         try:
-            out = pc.cast(values, pa.int64()).to_numpy()
+            out = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             row = _first_unparsable(values, pa.int64())
             raise fail(row, f"{what} {values[row].as_py()!r} is not an integer") from None
     out = np.asarray(out, dtype=np.int64)
     if non_negative and len(out) and out.min() < 0:
-        row = int(np.flatnonzero(out < 0)[0])
+        row = int(np.argmax(out < 0))
         raise fail(row, f"{what} {int(out[row])} is negative")
     return out
 
 
-def _missing_mask(values: pa.Array) -> np.ndarray:
-    """True where a (trimmed) string cell is null or empty."""
-    return pc.fill_null(pc.equal(values, ""), True).to_numpy(zero_copy_only=False)
-
-
 def parse_floats(values: pa.Array, fail: Failure, what: str, *, allow_missing: bool = False) -> np.ndarray:
-    """Finite floats from a string (or numeric) column; empty cells give NaN when ``allow_missing``."""
-    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        missing = values.is_null().to_numpy(zero_copy_only=False)
-        out = values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.float64)
-        shown = values
-    else:
-        shown = _as_strings(values)
-        missing = _missing_mask(shown)
-        present = pc.if_else(pa.array(missing), pa.scalar(None, shown.type), shown)
-        try:
-            out = pc.cast(present, pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            row = _first_unparsable(present, pa.float64())
-            raise fail(row, f"{what} {shown[row].as_py()!r} is not a number") from None
+    """Finite floats from a text (or numeric) column; missing cells give NaN when ``allow_missing``."""
+    values = _normalised(values, fail, what)
+    missing = _missing_mask(values)
     if missing.any() and not allow_missing:
-        raise fail(int(np.flatnonzero(missing)[0]), f"{what} is missing")
+        raise fail(int(np.argmax(missing)), f"{what} is missing")
+    present = pc.if_else(pa.array(missing), pa.scalar(None, values.type), values)
+    try:
+        out = pc.cast(present, pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        row = _first_unparsable(present, pa.float64())
+        raise fail(row, f"{what} {values[row].as_py()!r} is not a number") from None
     out = np.array(out, dtype=np.float64)
     invalid = ~np.isfinite(out) & ~missing
     if invalid.any():
-        row = int(np.flatnonzero(invalid)[0])
-        raise fail(row, f"{what} {shown[row].as_py()!r} is not a finite number")
-    out[missing] = np.nan
+        row = int(np.argmax(invalid))
+        raise fail(row, f"{what} {values[row].as_py()!r} is not a finite number")
     return out
 
 
 def parse_timestamps(values: pa.Array, fail: Failure, what: str = "timestamp", *,
                      allow_missing: bool = False) -> tuple[pd.arrays.IntegerArray, int]:
     """Integer timestamps (nullable Int64) and how many fractional values had to be floored."""
-    if pa.types.is_integer(values.type):
-        missing = values.is_null().to_numpy(zero_copy_only=False)
-        exact = values.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
-    else:
-        strings = _as_strings(values)
-        missing = (values.is_null().to_numpy(zero_copy_only=False) if strings is values
-                   else _missing_mask(strings))
-        present = pc.if_else(pa.array(missing), pa.scalar(None, strings.type), strings)
-        try:  # integers first: exact beyond float precision
-            exact = pc.cast(present, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            exact = None
+    values = _normalised(values, fail, what)
+    missing = _missing_mask(values)
     if missing.any() and not allow_missing:
-        raise fail(int(np.flatnonzero(missing)[0]), f"{what} is missing")
+        raise fail(int(np.argmax(missing)), f"{what} is missing")
+    present = pc.if_else(pa.array(missing), pa.scalar(None, values.type), values)
     fractional = 0
-    if exact is None:
-        numbers = parse_floats(values, fail, what, allow_missing=allow_missing)
+    try:  # integers first: exact beyond float precision
+        exact = pc.cast(present, pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        numbers = parse_floats(values, fail, what, allow_missing=True)
         floored = np.floor(np.where(missing, 0.0, numbers))
+        out_of_range = np.abs(floored) >= _INT64_LIMIT
+        if out_of_range.any():
+            row = int(np.argmax(out_of_range))
+            raise fail(row, f"{what} {numbers[row]!r} is out of range") from None
         fractional = int(((floored != numbers) & ~missing).sum())
         exact = floored.astype(np.int64)
     return pd.arrays.IntegerArray(np.asarray(exact, dtype=np.int64), np.asarray(missing, dtype=bool)), fractional
 
 
 def parse_ids(values: pa.Array, fail: Failure, what: str) -> np.ndarray:
-    """Non-empty string ids (numeric columns are written out as integers)."""
+    """Non-empty ids as strings (numeric columns are written as integers)."""
     if pa.types.is_floating(values.type):
         values = pa.array(parse_ints(values, fail, what))
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-        values = pc.cast(values, pa.string())
-    empty = values.is_null().to_numpy(zero_copy_only=False)
-    if not empty.any():
-        empty = pc.equal(pc.utf8_trim_whitespace(values), "").to_numpy(zero_copy_only=False)
-    if empty.any():
-        raise fail(int(np.flatnonzero(empty)[0]), f"{what} is missing")
-    return values.to_numpy(zero_copy_only=False).astype(str)
+    if pa.types.is_integer(values.type):
+        if values.null_count:
+            raise fail(int(np.argmax(values.is_null().to_numpy(zero_copy_only=False))), f"{what} is missing")
+        return values.to_numpy(zero_copy_only=False).astype(str)
+    text = _normalised(values, fail, what)
+    missing = _missing_mask(text)
+    if missing.any():
+        raise fail(int(np.argmax(missing)), f"{what} is missing")
+    # ids keep their inner text as given; only surrounding whitespace is dropped
+    return text.to_numpy(zero_copy_only=False).astype(str)
 
 
 def parse_splits(values: pa.Array, fail: Failure, what: str = "split") -> np.ndarray:
     """Split names from labels ``train``/``valid``/``test`` or ``0``/``1``/``2``."""
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+    values = _normalised(values, fail, what)
+    if not _is_text(values):
         values = pc.cast(values, pa.string())
-    labels = pd.Series(_as_strings(values).to_numpy(zero_copy_only=False), dtype=object)
+    labels = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
     names = labels.map(SPLIT_LABELS)
     unknown = names.isna().to_numpy()
     if unknown.any():
-        row = int(np.flatnonzero(unknown)[0])
+        row = int(np.argmax(unknown))
         raise fail(row, f"{what} label {labels.iloc[row]!r} is not one of train/valid/test or 0/1/2")
     return names.to_numpy(dtype=str)
 

@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from graphrec.data.formats._parsing import decode, line_of_offset, read_bytes, require_content, require_file
+from graphrec.data.formats._parsing import (
+    decode,
+    is_index_range,
+    line_of_offset,
+    read_bytes,
+    require_content,
+    require_file,
+)
 from graphrec.data.raw import RawDataset, interactions_frame
 from graphrec.errors import DataFormatError
 
@@ -39,10 +46,11 @@ def read(src: Path) -> RawDataset:
 
     user_ids = _inverted_id_map(src / "user2id.json", "user")
     item_ids = _inverted_id_map(src / "item2id.json", "item")
-    users, items, splits = [], [], []
+    keys, users, items, splits = [], [], [], []
     for split, path in files.items():
-        split_users, split_items = _read_split(path, None if user_ids is None else len(user_ids),
-                                               None if item_ids is None else len(item_ids))
+        split_keys, split_users, split_items = _read_split(path, None if user_ids is None else len(user_ids),
+                                                           None if item_ids is None else len(item_ids))
+        keys.append(split_keys)
         users.append(split_users)
         items.append(split_items)
         splits.append(np.full(len(split_users), split))
@@ -55,13 +63,18 @@ def read(src: Path) -> RawDataset:
         user_column = user_ids[user_column.astype(np.int64)]
         notes.append(f"original user ids from user2id.json ({len(user_ids)} users)")
     else:
-        user_column, user_universe = _integer_ids(user_column)
+        # a user key with an empty list still names a user
+        user_column, user_universe = _integer_ids(user_column, np.concatenate(keys))
+        if user_universe is None:
+            idle = np.setdiff1d(np.concatenate(keys), user_column)
+            if len(idle):
+                notes.append(f"{len(idle)} users have no items in any split file and are left out")
     if item_ids is not None:
         item_universe = item_ids.tolist()
         item_column = item_ids[item_column.astype(np.int64)]
         notes.append(f"original item ids from item2id.json ({len(item_ids)} items)")
     else:
-        item_column, item_universe = _integer_ids(item_column)
+        item_column, item_universe = _integer_ids(item_column, item_column)
     return RawDataset(
         interactions=interactions_frame(user_column, item_column, split=np.concatenate(splits)),
         user_universe=user_universe,
@@ -104,8 +117,9 @@ def _line_of_key(text: str, key: str) -> int | None:
     return None if offset < 0 else line_of_offset(text, offset)
 
 
-def _read_split(path: Path, num_users: int | None, num_items: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(user, item) pairs of one split file as string arrays.
+def _read_split(path: Path, num_users: int | None, num_items: int | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The user keys and the (user, item) pairs of one split file, as string arrays.
 
     With an id map (``num_users`` / ``num_items`` given) keys and items must be indices below that size.
     """
@@ -153,7 +167,7 @@ def _read_split(path: Path, num_users: int | None, num_items: int | None) -> tup
             position = int(np.argmax(items >= num_items))
             raise fail(int(owner[position]),
                        f"item index {int(items[position])} is not in item2id.json ({num_items} items)")
-    return np.repeat(user_keys, counts), items.astype(str)
+    return user_keys, np.repeat(user_keys, counts), items.astype(str)
 
 
 def _inverted_id_map(path: Path, kind: str) -> np.ndarray | None:
@@ -176,13 +190,16 @@ def _inverted_id_map(path: Path, kind: str) -> np.ndarray | None:
     return original[order]
 
 
-def _integer_ids(ids: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
-    """Ids written canonically with universe ``0 .. max`` when all are non-negative integers.
+def _integer_ids(ids: np.ndarray, mentioned: np.ndarray) -> tuple[np.ndarray, list[str] | None]:
+    """``ids`` written canonically, and universe ``0 .. max``, when every mentioned id is a 0-based index.
 
     Keeping the universe keeps every index through conversion; other ids are left
     as they are, with no universe.
     """
-    if len(ids) == 0 or not (np.char.isdecimal(ids) & (np.char.str_len(ids) <= 18)).all():
+    is_index = np.char.isdecimal(mentioned) & (np.char.str_len(mentioned) <= 18)
+    if len(mentioned) == 0 or not is_index.all():
         return ids, None
-    values = ids.astype(np.int64)
-    return values.astype(str), [str(i) for i in range(int(values.max()) + 1)]
+    indices = mentioned.astype(np.int64)
+    if not is_index_range(indices):  # integer ids, but not indices
+        return ids, None
+    return ids.astype(np.int64).astype(str), [str(i) for i in range(int(indices.max()) + 1)]

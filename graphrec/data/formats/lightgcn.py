@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graphrec.data.formats._parsing import decode, read_bytes, require_content, require_file
+from graphrec.data.formats._parsing import decode, is_index_range, read_bytes, require_content, require_file
 from graphrec.data.raw import RawDataset, interactions_frame
 from graphrec.errors import DataFormatError
 
@@ -49,36 +49,17 @@ def read(src: Path, *, validation_dir: str | None = None) -> RawDataset:
         files["valid"] = src / "valid.txt"
     files["test"] = require_file(src / "test.txt", "LightGCN test split")
 
-    users, items, splits = [], [], []
-    lined_users: list[np.ndarray] = []
+    pair_users, pair_items, splits = [], [], []
+    line_users: list[np.ndarray] = []
     for split, path in files.items():
-        line_users, pair_users, pair_items = parse_user_item_lists(path)
-        lined_users.append(line_users)
-        users.append(pair_users)
-        items.append(pair_items)
-        splits.append(np.full(len(pair_users), split))
-    user_index = np.concatenate(users)
-    item_index = np.concatenate(items)
-    num_users = int(max(u.max() for u in lined_users)) + 1
-    num_items = int(item_index.max()) + 1 if len(item_index) else 0
-
-    user_ids = _id_list(src / "user_list.txt", "user", num_users, files)
-    item_ids = _id_list(src / "item_list.txt", "item", num_items, files)
-    notes = []
-    if user_ids is None:
-        user_universe = [str(i) for i in range(num_users)]
-        user_column = user_index
-    else:
-        user_universe = user_ids.tolist()
-        user_column = user_ids[user_index]
-        notes.append(f"original user ids from user_list.txt ({len(user_ids)} users)")
-    if item_ids is None:
-        item_universe = [str(i) for i in range(num_items)]
-        item_column = item_index
-    else:
-        item_universe = item_ids.tolist()
-        item_column = item_ids[item_index]
-        notes.append(f"original item ids from item_list.txt ({len(item_ids)} items)")
+        users_of_lines, users, items = parse_user_item_lists(path)
+        line_users.append(users_of_lines)
+        pair_users.append(users)
+        pair_items.append(items)
+        splits.append(np.full(len(users), split))
+    notes: list[str] = []
+    user_column, user_universe = _original_ids(np.concatenate(pair_users), line_users, "user", src, files, notes)
+    item_column, item_universe = _original_ids(np.concatenate(pair_items), pair_items, "item", src, files, notes)
     interactions = interactions_frame(user_column, item_column, split=np.concatenate(splits))
     return RawDataset(
         interactions=interactions,
@@ -89,6 +70,27 @@ def read(src: Path, *, validation_dir: str | None = None) -> RawDataset:
                 "options": {"validation_dir": validation_dir}},
         notes=notes,
     )
+
+
+def _original_ids(index: np.ndarray, per_file: list[np.ndarray], kind: str, src: Path, files: dict[str, Path],
+                  notes: list[str]) -> tuple[np.ndarray, list[str]]:
+    """The id of every interaction's user (item) and the universe, in index order.
+
+    ``per_file`` holds every index each split file mentions (for users, also those
+    on lines without items).
+    """
+    mentioned = np.concatenate(per_file)
+    size = int(mentioned.max()) + 1 if len(mentioned) else 0
+    listed = _id_list(src / f"{kind}_list.txt", kind, size, files)
+    if listed is not None:
+        notes.append(f"original {kind} ids from {kind}_list.txt ({len(listed)} {kind}s)")
+        return listed[index], listed.tolist()
+    if not is_index_range(mentioned):
+        path = next(path for path, indices in zip(files.values(), per_file, strict=True) if len(indices)
+                    and indices.max() == size - 1)
+        raise DataFormatError(f"{kind} index {size - 1} is far beyond the number of {kind}s in the files; "
+                              f"ids must be 0-based indices (or give {kind}_list.txt)", path=path, field=kind)
+    return index, [str(i) for i in range(size)]
 
 
 def parse_user_item_lists(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

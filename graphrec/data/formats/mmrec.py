@@ -3,18 +3,26 @@
 The interaction file is tab-separated with a header naming ``userID``, ``itemID``
 and optionally ``rating``, ``timestamp`` and ``x_label`` (0/1/2 = train/valid/test).
 Ids are 0-based integers; the universe is ``0 .. max`` so that converting keeps
-every index. Row ``i`` of a feature matrix belongs to item ``i``; the matrices
-become :attr:`RawDataset.features` under the modality names ``image`` and ``text``.
+every index. Row ``i`` of a feature matrix belongs to item ``i``; ``<modality>_feat.npy``
+becomes :attr:`RawDataset.features` ``[modality]`` (``image`` and ``text`` in MMRec's
+datasets).
+
+MMRec's datasets also ship ``u_id_mapping.csv`` / ``i_id_mapping.csv`` (tab-separated,
+an original id column and ``userID`` / ``itemID``); when present, the original ids
+(reviewer ids, ASINs) replace the indices, and the universe stays in index order.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
 from graphrec.data.formats._parsing import (
+    is_index_range,
     parse_floats,
+    parse_ids,
     parse_ints,
     parse_splits,
     parse_timestamps,
@@ -24,8 +32,8 @@ from graphrec.data.formats._parsing import (
 from graphrec.data.raw import RawDataset, interactions_frame
 from graphrec.errors import DataFormatError
 
-#: modality name -> feature file MMRec reads by default.
-FEATURE_FILES: dict[str, str] = {"image": "image_feat.npy", "text": "text_feat.npy"}
+#: ``<modality>_feat.npy`` holds one modality's item features (MMRec: image_feat.npy, text_feat.npy).
+FEATURE_SUFFIX = "_feat.npy"
 
 
 def read(src: Path, *, name: str | None = None) -> RawDataset:
@@ -57,38 +65,74 @@ def read(src: Path, *, name: str | None = None) -> RawDataset:
     if extra:
         notes.append(f"columns not used from {inter_path.name}: {', '.join(extra)}")
 
+    for column, values in (("userID", users), ("itemID", items)):
+        if not is_index_range(values):
+            row = int(np.argmax(values))
+            raise table.failure(column)(row, f"{column} {int(values[row])} is far beyond the number of ids used; "
+                                             "MMRec ids must be 0-based indices")
     num_items = int(items.max()) + 1 if len(items) else 0
-    features = {}
-    feature_rows = {}
-    for modality, file_name in FEATURE_FILES.items():
-        path = directory / file_name
-        if path.is_file():
-            matrix = _load_matrix(path)
-            if matrix.shape[0] < num_items:
-                raise DataFormatError(f"has {matrix.shape[0]} rows but {inter_path.name} uses item ids up to "
-                                      f"{num_items - 1} (row i must hold item i)", path=path)
-            feature_rows[modality] = matrix.shape[0]
-            features[modality] = matrix
-    if len(set(feature_rows.values())) > 1:
-        sizes = ", ".join(f"{FEATURE_FILES[m]}: {rows}" for m, rows in feature_rows.items())
+    features: dict[str, np.ndarray] = {}
+    for path in sorted(directory.glob(f"*{FEATURE_SUFFIX}")):
+        matrix = _load_matrix(path)
+        if matrix.shape[0] < num_items:
+            raise DataFormatError(f"has {matrix.shape[0]} rows but {inter_path.name} uses item ids up to "
+                                  f"{num_items - 1} (row i must hold item i)", path=path)
+        features[path.name.removesuffix(FEATURE_SUFFIX)] = matrix
+    rows = {matrix.shape[0] for matrix in features.values()}
+    if len(rows) > 1:
+        sizes = ", ".join(f"{m}{FEATURE_SUFFIX}: {matrix.shape[0]}" for m, matrix in features.items())
         raise DataFormatError(f"feature files disagree on the number of items ({sizes})",
-                              path=directory / FEATURE_FILES[max(feature_rows, key=feature_rows.get)])
-    if feature_rows:
-        rows = next(iter(feature_rows.values()))
-        if rows > num_items:
-            notes.append(f"the feature files list {rows} items, {rows - num_items} of them without interactions")
-        num_items = rows
-    item_universe = [str(i) for i in range(num_items)]
+                              path=directory / f"{max(features, key=lambda m: features[m].shape[0])}{FEATURE_SUFFIX}")
+    if rows and max(rows) > num_items:
+        notes.append(f"the feature files list {max(rows)} items, {max(rows) - num_items} of them without "
+                     "interactions")
+        num_items = max(rows)
+    num_users = int(users.max()) + 1 if len(users) else 0
+    user_ids = _id_mapping(directory / "u_id_mapping.csv", "userID", num_users)
+    item_ids = _id_mapping(directory / "i_id_mapping.csv", "itemID", num_items)
+    if user_ids is None:
+        user_ids = np.arange(num_users).astype(str)
+    else:
+        notes.append(f"original user ids from u_id_mapping.csv ({len(user_ids)} users)")
+    if item_ids is None:
+        item_ids = np.arange(num_items).astype(str)
+    else:
+        notes.append(f"original item ids from i_id_mapping.csv ({len(item_ids)} items)")
+    item_universe = item_ids.tolist()
+    files = [inter_path, *(directory / f"{m}{FEATURE_SUFFIX}" for m in features),
+             *(directory / f for f in ("u_id_mapping.csv", "i_id_mapping.csv") if (directory / f).is_file())]
     return RawDataset(
-        interactions=interactions_frame(users, items, ratings, timestamps, splits),
-        user_universe=[str(i) for i in range(int(users.max()) + 1 if len(users) else 0)],
+        interactions=interactions_frame(user_ids[users], item_ids[items], ratings, timestamps, splits),
+        user_universe=user_ids.tolist(),
         item_universe=item_universe,
-        features={modality: (item_universe, matrix, {"source": FEATURE_FILES[modality]})
+        features={modality: (item_universe[:len(matrix)], matrix,
+                             {"source": str(directory / f"{modality}{FEATURE_SUFFIX}")})
                   for modality, matrix in features.items()},
-        source={"format": "mmrec", "path": str(src), "files": [str(inter_path)] + [
-            str(directory / FEATURE_FILES[m]) for m in features], "options": {"name": name}},
+        source={"format": "mmrec", "path": str(src), "files": [str(f) for f in files], "options": {"name": name}},
         notes=notes,
     )
+
+
+def _id_mapping(path: Path, index_column: str, needed: int) -> np.ndarray | None:
+    """Original ids in index order from an MMRec id map, or None when there is none."""
+    if not path.is_file():
+        return None
+    table = read_delimited(path, sep="\t")
+    others = [c for c in table.columns if c != index_column]
+    if index_column not in table.columns or not others:
+        raise DataFormatError(f"expected a header with an original id column and {index_column!r} "
+                              f"(found: {', '.join(table.columns)})", path=path, line=1, field=index_column)
+    index = parse_ints(table[index_column], table.failure(index_column), index_column, non_negative=True)
+    original = parse_ids(table[others[0]], table.failure(others[0]), "original id")
+    order = np.argsort(index, kind="stable")
+    if not np.array_equal(index[order], np.arange(len(index))):
+        gap = int(np.flatnonzero(index[order] != np.arange(len(index)))[0])
+        raise DataFormatError(f"{index_column} values must be 0..{len(index) - 1}, each once; {gap} is missing "
+                              "or repeated", path=path, field=index_column)
+    if len(index) < needed:
+        raise DataFormatError(f"maps {len(index)} ids but the data use {index_column} up to {needed - 1}",
+                              path=path, field=index_column)
+    return original[order]
 
 
 def _inter_file(src: Path, name: str | None) -> Path:
@@ -111,7 +155,8 @@ def _inter_file(src: Path, name: str | None) -> Path:
 def _load_matrix(path: Path) -> np.ndarray:
     try:
         matrix = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    # a damaged header fails while numpy tokenises or evaluates it
+    except (ValueError, OSError, EOFError, SyntaxError, TokenError, TypeError, MemoryError) as exc:
         raise DataFormatError(f"is not a readable .npy array: {exc}", path=path) from None
     if matrix.ndim != 2 or matrix.dtype.kind not in "fiu":
         raise DataFormatError(f"expected a 2-D numeric matrix, found shape {matrix.shape} of {matrix.dtype}",

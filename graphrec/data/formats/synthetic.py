@@ -262,7 +262,8 @@ def generate(config: SyntheticConfig, workdir: Path) -> RawDataset:
     notes = [
         f"synthetic: {config.users} users in {config.taste_clusters} taste clusters choose among "
         f"{config.items} items by their tastes for colour, shape, category, texture and brand "
-        f"(weights {ATTRIBUTE_WEIGHTS}, strength {config.preference_strength}), a Zipf popularity "
+        f"(weights {', '.join(f'{name} {weight}' for name, weight in ATTRIBUTE_WEIGHTS.items())}; strength "
+        f"{config.preference_strength}), a Zipf popularity "
         f"(exponent {config.popularity_exponent}) and a hidden factor that content does not show "
         f"(strength {config.hidden_strength}); pictures show colour, shape and texture, descriptions name "
         f"the attributes with synonyms (each left out with probability {config.text_omit_probability}).",

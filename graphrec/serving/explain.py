@@ -1,0 +1,169 @@
+r"""Why an item was recommended: the user's own items it resembles, and which sources the model used.
+
+Two kinds of evidence, both read off the trained model rather than invented after the fact:
+
+* **Nearest training items.** For a recommended item :math:`i` and the user's training
+  items :math:`\mathcal{H}_u`, the items of :math:`\mathcal{H}_u` with the highest cosine
+  similarity in the final item embedding space,
+
+  .. math::
+      \operatorname{sim}(i, j) = \frac{\langle \mathbf{v}_i, \mathbf{v}_j \rangle}
+      {\|\mathbf{v}_i\| \, \|\mathbf{v}_j\|}, \qquad j \in \mathcal{H}_u \setminus \{i\},
+
+  best first. With inner-product scoring, :math:`\hat{y}_{ui}` is high where
+  :math:`\mathbf{u}` points towards :math:`\mathbf{v}_i`, and a graph model puts
+  :math:`\mathbf{u}` near the items the user interacted with, so these are the items
+  that "pulled" :math:`i` up.
+* **Source weights.** For a model with modality attention
+  (:meth:`graphrec.models.ModalityGAT.modality_attention`), the weights
+  :math:`\alpha_{i,s}` with which each source (text, image, genre, ...) entered the item's
+  representation in the model's last forward; they sum to 1 over the sources the item has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+#: Largest ``users x recommended x history`` similarity block computed at once (floats).
+_BLOCK_ELEMENTS = 1 << 24
+
+
+@dataclass
+class Explanation:
+    """Evidence for one recommended item (original ids throughout).
+
+    ``modality_weights`` maps each source of the model's modality attention to its
+    weight for this item (``None`` for models without one); ``because_of`` lists the
+    user's training items most similar to it, with their cosine similarity, best first.
+    """
+
+    item_id: str
+    modality_weights: dict[str, float] | None
+    because_of: list[tuple[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"item_id": self.item_id,
+                "modality_weights": None if self.modality_weights is None else dict(self.modality_weights),
+                "because_of": [{"item_id": item, "similarity": similarity} for item, similarity in self.because_of]}
+
+
+def modality_weights(model: torch.nn.Module) -> tuple[list[str], np.ndarray] | None:
+    """Source names and ``[num_items, S]`` attention weights of the model's last forward.
+
+    ``None`` when the model has no modality attention (LightGCN, MF, VBPR, a GAT fused
+    another way, or one without any source). Call the model's ``embed()`` first so the
+    weights are those of the current parameters in evaluation mode.
+    """
+    attention = getattr(model, "modality_attention", None)
+    if attention is None:
+        return None
+    try:
+        names, weights = attention()
+    except ValueError:  # the model fuses its sources without attention weights
+        return None
+    if not names:
+        return None
+    return list(names), weights.detach().to(torch.float32).cpu().numpy()
+
+
+def nearest_history_items(item_emb: Tensor, history: sp.csr_matrix, items: np.ndarray,
+                          top: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """For each ``items[b, j]``, the ``top`` items of ``history`` row ``b`` closest to it by cosine.
+
+    Args:
+        item_emb: final item embeddings ``[num_items, d]``.
+        history: ``[B, num_items]`` sparse rows, the items each user has (their training items).
+        items: ``[B, k]`` item indices to explain; ``-1`` marks an empty slot.
+        top: how many history items per recommended item.
+
+    Returns:
+        ``(indices, similarities)``, each ``[B, k, top]``: item indices best first, ``-1``
+        (and similarity NaN) where the user has fewer than ``top`` other history items.
+        An item never explains itself.
+    """
+    items = np.asarray(items, dtype=np.int64)
+    if items.ndim != 2 or history.shape[0] != items.shape[0]:
+        raise ValueError(f"items must be [B, k] with one history row each, got items {items.shape} and "
+                         f"history {history.shape}")
+    batch, k = items.shape
+    indices = np.full((batch, k, top), -1, dtype=np.int64)
+    similarities = np.full((batch, k, top), np.nan, dtype=np.float32)
+    history = history.tocsr()
+    lengths = np.diff(history.indptr)
+    if top <= 0 or k == 0 or lengths.max(initial=0) == 0:
+        return indices, similarities
+    normalized = torch.nn.functional.normalize(item_emb.detach().to(torch.float32).cpu(), dim=1)
+    start = 0
+    while start < batch:
+        longest = 1
+        stop = start
+        # Grow the block while its similarity tensor stays bounded (histories differ a lot in length).
+        while stop < batch and (stop - start + 1) * k * max(longest, int(lengths[stop])) <= _BLOCK_ELEMENTS:
+            longest = max(longest, int(lengths[stop]))
+            stop += 1
+        stop = max(stop, start + 1)
+        block = slice(start, stop)
+        padded, valid = _padded_rows(history[block])
+        candidates = torch.from_numpy(padded)
+        recommended = torch.from_numpy(items[block])
+        sims = normalized[recommended.clamp(min=0)] @ normalized[candidates.clamp(min=0)].transpose(1, 2)
+        usable = torch.from_numpy(valid)[:, None, :] & (candidates[:, None, :] != recommended[:, :, None])
+        sims = sims.masked_fill(~usable, float("-inf"))
+        width = min(top, sims.size(2))
+        values, positions = torch.topk(sims, width, dim=2)
+        chosen = torch.take_along_dim(candidates[:, None, :].expand(-1, k, -1), positions, dim=2)
+        found = torch.isfinite(values) & (recommended[:, :, None] >= 0)
+        indices[block, :, :width] = torch.where(found, chosen, -1).numpy()
+        similarities[block, :, :width] = torch.where(found, values, float("nan")).numpy()
+        start = stop
+    return indices, similarities
+
+
+def explain_items(model: torch.nn.Module, item_emb: Tensor, item_ids: Sequence[str] | np.ndarray,
+                  history: sp.csr_matrix, items: np.ndarray, top: int = 3) -> list[list[Explanation]]:
+    """Explanations of the recommended ``items`` ``[B, k]`` (``-1`` = empty slot, skipped).
+
+    ``history`` holds each row's training items (``[B, num_items]``); ``model`` supplies
+    modality attention when it has one (see :func:`modality_weights`).
+    """
+    item_ids = np.asarray(item_ids, dtype=object)
+    items = np.asarray(items, dtype=np.int64)
+    nearest, similarity = nearest_history_items(item_emb, history, items, top=top)
+    attention = modality_weights(model)
+    out: list[list[Explanation]] = []
+    for row in range(items.shape[0]):
+        explanations = []
+        for column in np.flatnonzero(items[row] >= 0):
+            item = int(items[row, column])
+            found = nearest[row, column] >= 0
+            because = list(zip(item_ids[nearest[row, column][found]].tolist(),
+                               similarity[row, column][found].astype(float).tolist()))
+            weights = None
+            if attention is not None:
+                names, matrix = attention
+                weights = dict(zip(names, matrix[item].astype(float).tolist()))
+            explanations.append(Explanation(item_id=str(item_ids[item]), modality_weights=weights,
+                                            because_of=because))
+        out.append(explanations)
+    return out
+
+
+def _padded_rows(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """The column indices of each CSR row, left-aligned in a ``-1``-padded matrix, and its validity mask."""
+    lengths = np.diff(rows.indptr)
+    width = max(int(lengths.max(initial=0)), 1)
+    padded = np.full((rows.shape[0], width), -1, dtype=np.int64)
+    row_of = np.repeat(np.arange(rows.shape[0]), lengths)
+    position = np.arange(rows.nnz) - np.repeat(rows.indptr[:-1], lengths)
+    padded[row_of, position] = rows.indices
+    return padded, padded >= 0
+
+
+__all__ = ["Explanation", "explain_items", "modality_weights", "nearest_history_items"]

@@ -1,0 +1,317 @@
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch_geometric.data import HeteroData
+from torch_geometric.nn import GATConv
+
+from graphrec.data.dataset import SPLIT_DTYPE, Dataset, ModalityFeatures
+from graphrec.graph import build_graph
+from graphrec.models import FUSION_STRATEGIES, MF, MODELS, VBPR, LightGCN, ModalityGAT, Recommender
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+NUM_USERS, NUM_ITEMS = 12, 10
+
+
+def planted_dataset() -> Dataset:
+    """Two taste groups: users 0-5 like items 0-4, users 6-11 like items 5-9. Item features
+    and genres carry the group; item 2 has no text, items 7 and 8 no image, item 9 no genre."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for user in range(NUM_USERS):
+        group_items = np.arange(5) + (0 if user < 6 else 5)
+        liked = rng.permutation(group_items)
+        rows += [(user, int(item), "train") for item in liked[:3]] + [(user, int(liked[3]), "valid"),
+                                                                     (user, int(liked[4]), "test")]
+    users, items, splits = zip(*rows)
+    interactions = pd.DataFrame({
+        "user": np.array(users, np.int32), "item": np.array(items, np.int32),
+        "rating": np.full(len(rows), np.nan, np.float32),
+        "timestamp": pd.array([None] * len(rows), dtype="Int64"),
+        "split": pd.Categorical(splits, dtype=SPLIT_DTYPE),
+    })
+    group = (np.arange(NUM_ITEMS) >= 5).astype(np.float32)
+    text = np.stack([group, 1 - group, rng.normal(size=NUM_ITEMS), rng.normal(size=NUM_ITEMS)], 1)
+    image = np.stack([1 - group, rng.normal(size=NUM_ITEMS), rng.normal(size=NUM_ITEMS)], 1)
+    features = {
+        "text": ModalityFeatures("text", text.astype(np.float32), np.arange(NUM_ITEMS) != 2),
+        "image": ModalityFeatures("image", image.astype(np.float32), ~np.isin(np.arange(NUM_ITEMS), [7, 8])),
+    }
+    item_table = pd.DataFrame({"item_id": [f"i{k}" for k in range(NUM_ITEMS)],
+                               "genres": [["A"]] * 5 + [["B"], ["B"], ["B", "A"], ["B"], None]})
+    user_table = pd.DataFrame({"user_id": [f"u{k}" for k in range(NUM_USERS)]})
+    return Dataset("planted", interactions, item_table, user_table, features)
+
+
+def ml100k_dataset() -> Dataset:
+    """MovieLens 100K ratings and genres, with a release-year modality (one movie has no date)."""
+    root = DATA / "ml-100k"
+    ratings = pd.read_csv(root / "u.data", sep="\t", names=["user", "item", "rating", "timestamp"])
+    genre_names = pd.read_csv(root / "u.genre", sep="|", names=["name", "index"])["name"].to_numpy()
+    movies = pd.read_csv(root / "u.item", sep="|", names=["id", "title", "date", "video", "url", *genre_names],
+                         encoding="latin-1")
+    split = np.random.default_rng(0).choice(["train", "valid", "test"], size=len(ratings), p=[0.8, 0.1, 0.1])
+    interactions = pd.DataFrame({
+        "user": (ratings["user"] - 1).to_numpy(np.int32), "item": (ratings["item"] - 1).to_numpy(np.int32),
+        "rating": ratings["rating"].to_numpy(np.float32),
+        "timestamp": pd.array(ratings["timestamp"], dtype="Int64"),
+        "split": pd.Categorical(split, dtype=SPLIT_DTYPE),
+    })
+    flags = movies[list(genre_names)].to_numpy(bool)
+    items = pd.DataFrame({"item_id": movies["id"].astype(str), "genres": [list(genre_names[row]) for row in flags]})
+    users = pd.DataFrame({"user_id": [str(k) for k in range(1, 944)]})
+    year = pd.to_datetime(movies["date"], format="%d-%b-%Y", errors="coerce").dt.year.to_numpy()
+    has_date = ~np.isnan(year)
+    release = np.where(has_date, (year - 1990) / 20, 0.0).astype(np.float32)[:, None]
+    return Dataset("ml-100k", interactions, items, users,
+                   {"release": ModalityFeatures("release", release, has_date)})
+
+
+@pytest.fixture(scope="module")
+def planted() -> tuple[Dataset, HeteroData]:
+    dataset = planted_dataset()
+    return dataset, build_graph(dataset)
+
+
+def make_model(name: str, data: HeteroData) -> Recommender:
+    torch.manual_seed(0)
+    if name == "mf":
+        return MF(NUM_USERS, NUM_ITEMS, dim=16)
+    if name == "lightgcn":
+        return LightGCN.from_graph(data, dim=16, num_layers=2)
+    if name == "vbpr":
+        return VBPR.from_graph(data, dim=8, content_dim=8)
+    return ModalityGAT.from_graph(data, dim=16, num_layers=2, heads=2)
+
+
+def bpr_triples(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every training pair with a fixed negative item from the other group."""
+    users, items = dataset.pairs("train")
+    negatives = (items + 5 + np.random.default_rng(1).integers(0, 5, len(items))) % NUM_ITEMS
+    negatives = np.where((items < 5) == (negatives < 5), (negatives + 5) % NUM_ITEMS, negatives)
+    return torch.from_numpy(users), torch.from_numpy(items), torch.from_numpy(negatives)
+
+
+def bpr_loss(model: Recommender, users, positives, negatives) -> torch.Tensor:
+    user_emb, item_emb = model.embed()
+    difference = model.score(user_emb, item_emb, users, positives) - model.score(user_emb, item_emb, users, negatives)
+    return F.softplus(-difference).mean()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_scores_are_finite_and_shaped(name, planted):
+    _, data = planted
+    model = make_model(name, data)
+    user_emb, item_emb = model.embed()
+    assert user_emb.shape[0] == NUM_USERS and item_emb.shape[0] == NUM_ITEMS
+    assert user_emb.shape[1] == item_emb.shape[1]
+    users, items = torch.tensor([0, 3, 11]), torch.tensor([9, 0, 4])
+    scores = model.score(user_emb, item_emb, users, items)
+    full = model.full_scores(user_emb, item_emb, users)
+    assert scores.shape == (3,) and full.shape == (3, NUM_ITEMS)
+    assert torch.isfinite(full).all()
+    torch.testing.assert_close(full[torch.arange(3), items], scores)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_gradients_reach_every_parameter(name, planted):
+    dataset, data = planted
+    model = make_model(name, data)
+    users, positives, negatives = bpr_triples(dataset)
+    user_emb, item_emb = model.embed()
+    loss = (model.full_scores(user_emb, item_emb, torch.arange(NUM_USERS)).pow(2).mean()
+            + model.regularization(users, positives, negatives))
+    loss.backward()
+    for parameter_name, parameter in model.named_parameters():
+        assert parameter.grad is not None, parameter_name
+        assert torch.isfinite(parameter.grad).all(), parameter_name
+        assert parameter.grad.abs().sum() > 0, parameter_name
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_a_few_bpr_steps_reduce_the_loss(name, planted):
+    dataset, data = planted
+    model = make_model(name, data)
+    triples = bpr_triples(dataset)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
+    with torch.no_grad():
+        initial = float(bpr_loss(model, *triples))
+    for _ in range(30):
+        optimizer.zero_grad()
+        loss = bpr_loss(model, *triples) + 1e-4 * model.regularization(*triples)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        final = float(bpr_loss(model, *triples))
+    assert final < 0.5 * initial, (initial, final)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_rebuilt_model_loads_a_state_dict(name, planted):
+    _, data = planted
+    trained, fresh = make_model(name, data), make_model(name, data)
+    for parameter in trained.parameters():
+        parameter.data.add_(0.5)
+    fresh.load_state_dict(trained.state_dict())
+    for left, right in zip(trained.embed(), fresh.embed()):
+        torch.testing.assert_close(left, right)
+
+
+def test_regularization_is_the_batch_l2_of_layer_zero_embeddings(planted):
+    _, data = planted
+    model = make_model("lightgcn", data)
+    users, positives, negatives = torch.tensor([0, 1, 1]), torch.tensor([2, 3, 4]), torch.tensor([5, 5, 9])
+    user_weight, item_weight = model.user_embedding.weight, model.item_embedding.weight
+    expected = 0.5 * (user_weight[users].pow(2).sum() + item_weight[positives].pow(2).sum()
+                      + item_weight[negatives].pow(2).sum()) / 3
+    torch.testing.assert_close(model.regularization(users, positives, negatives), expected)
+
+
+def test_lightgcn_embed_equals_dense_layer_combination(planted):
+    _, data = planted
+    model = make_model("lightgcn", data)
+    adjacency = model.adjacency.to_dense().double()
+    layer = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach().double()
+    total = layer.clone()
+    for _ in range(model.num_layers):
+        layer = adjacency @ layer
+        total += layer
+    expected = (total / (model.num_layers + 1)).float()
+    user_emb, item_emb = model.embed()
+    torch.testing.assert_close(torch.cat([user_emb, item_emb]), expected)
+
+
+def test_lightgcn_rejects_a_wrong_adjacency_and_zero_layers_is_mf():
+    with pytest.raises(ValueError, match=r"adjacency must have shape \(5, 5\)"):
+        LightGCN(2, 3, torch.eye(4).to_sparse_csr())
+    model = LightGCN(2, 3, torch.eye(5).to_sparse_csr(), dim=4, num_layers=0)
+    user_emb, item_emb = model.embed()
+    assert torch.equal(user_emb, model.user_embedding.weight) and torch.equal(item_emb, model.item_embedding.weight)
+
+
+def test_vbpr_score_is_id_term_plus_content_term_with_placeholders(planted):
+    dataset, data = planted
+    model = make_model("vbpr", data)
+    user_emb, item_emb = model.embed()
+    text, image = (torch.from_numpy(dataset.features[name].values) for name in ("text", "image"))
+    text_projection, image_projection = model.projections
+    for item in range(NUM_ITEMS):
+        text_part = text_projection(text[item]) if item != 2 else model.placeholders[0]
+        image_part = image_projection(image[item]) if item not in (7, 8) else model.placeholders[1]
+        for user in (0, 7):
+            expected = (model.user_embedding.weight[user] @ model.item_embedding.weight[item]
+                        + model.user_content_embedding.weight[user] @ (text_part + image_part))
+            score = model.score(user_emb, item_emb, torch.tensor([user]), torch.tensor([item]))
+            torch.testing.assert_close(score, expected.reshape(1))
+
+
+def test_vbpr_argument_errors(planted):
+    features = torch.randn(NUM_ITEMS, 5)
+    with pytest.raises(ValueError, match="pass modality_dims"):
+        VBPR(NUM_USERS, NUM_ITEMS, features, torch.ones(NUM_ITEMS, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="sum to the feature width"):
+        VBPR(NUM_USERS, NUM_ITEMS, features, torch.ones(NUM_ITEMS, 2, dtype=torch.bool), modality_dims=[2, 2])
+    no_features = HeteroData()
+    no_features["user"].num_nodes, no_features["item"].num_nodes = NUM_USERS, NUM_ITEMS
+    with pytest.raises(ValueError, match="VBPR needs item features"):
+        VBPR.from_graph(no_features)
+    single = VBPR(NUM_USERS, NUM_ITEMS, features, dim=3, content_dim=2)  # one modality, all present
+    assert single.embed()[1].shape == (NUM_ITEMS, 5)
+
+
+def test_modality_attention_sums_to_one_over_available_sources(planted):
+    _, data = planted
+    model = make_model("gat", data)
+    model.embed()
+    names, weights = model.modality_attention()
+    assert names == ["text", "image", "genre"]
+    available = torch.ones(NUM_ITEMS, 3, dtype=torch.bool)
+    available[2, 0] = available[7, 1] = available[8, 1] = available[9, 2] = False
+    assert torch.equal(model.source_mask(), available)
+    assert weights.shape == (NUM_ITEMS, 3) and not weights.requires_grad
+    assert torch.equal(weights[~available], torch.zeros(4))
+    torch.testing.assert_close(weights.sum(1), torch.ones(NUM_ITEMS))
+
+
+def test_an_item_without_sources_is_its_id_embedding():
+    torch.manual_seed(0)
+    features = torch.randn(4, 3)
+    mask = torch.tensor([True, True, False, True])
+    model = ModalityGAT(2, 4, torch.tensor([[0, 0, 1], [0, 1, 3]]), {"text": features}, {"text": mask},
+                        {"genre": torch.tensor([[0, 1], [0, 0]])}, {"genre": 1}, dim=8, num_layers=0)
+    user_emb, item_emb = model.embed()
+    torch.testing.assert_close(item_emb[2], model.item_embedding.weight[2])
+    assert not torch.allclose(item_emb[0], model.item_embedding.weight[0])
+    _, weights = model.modality_attention()
+    assert torch.equal(weights[2], torch.zeros(2))
+    torch.testing.assert_close(weights[3], torch.tensor([1.0, 0.0]))  # text only
+    torch.testing.assert_close(user_emb, model.user_embedding.weight)
+
+
+def test_graph_attention_layer_equals_pyg_gatconv_on_ml100k():
+    data = build_graph(ml100k_dataset())
+    torch.manual_seed(0)
+    model = ModalityGAT.from_graph(data, dim=16, num_layers=2, heads=2)
+    assert model.source_names == ["release", "genre"]
+    layer = model.convs[0]
+    reference = GATConv(16, 16, heads=2, concat=False, add_self_loops=False, bias=False)
+    with torch.no_grad():
+        reference.lin.weight.copy_(layer.lin.weight)
+        reference.att_src.copy_(layer.att_src)
+        reference.att_dst.copy_(layer.att_dst)
+    x = torch.randn(943 + 1682, 16)
+    edge_index = torch.stack([model.col_indices, model.row_indices])
+    assert edge_index.size(1) == 2 * data["user", "interacts", "item"].num_edges
+    ours = layer(x, model.crow_indices, model.col_indices, model.row_indices, model.transpose)
+    torch.testing.assert_close(ours, reference(x, edge_index), rtol=1e-5, atol=1e-6)
+
+    user_emb, item_emb = model.embed()
+    loss = model.full_scores(user_emb, item_emb, torch.arange(0, 943, 7)).sigmoid().mean()
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+    names, weights = model.modality_attention()
+    assert weights[266, 0] == 0 and weights[266, 1] == 1  # the movie without a release date
+
+
+@pytest.mark.parametrize("fusion", [s for s in FUSION_STRATEGIES if s != "late"])
+def test_modality_gat_accepts_every_fusion_but_late(fusion, planted):
+    _, data = planted
+    model = ModalityGAT.from_graph(data, dim=8, num_layers=1, fusion=fusion)
+    user_emb, item_emb = model.embed()
+    assert item_emb.shape == (NUM_ITEMS, 8) and torch.isfinite(item_emb).all()
+    if fusion != "attention":
+        with pytest.raises(ValueError, match="only with fusion='attention'"):
+            model.modality_attention()
+
+
+def test_modality_gat_argument_errors(planted):
+    _, data = planted
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        ModalityGAT.from_graph(data, fusion="late")
+    with pytest.raises(ValueError, match="edge_index has a user outside"):
+        ModalityGAT(2, 2, torch.tensor([[0, 2], [0, 1]]))
+    with pytest.raises(ValueError, match="modality_masks"):
+        ModalityGAT(2, 2, torch.tensor([[0], [0]]), {"text": torch.zeros(2, 3)}, {})
+    with pytest.raises(ValueError, match="entity index outside"):
+        ModalityGAT(2, 2, torch.tensor([[0], [0]]), entity_index={"genre": torch.tensor([[0], [3]])},
+                    num_entities={"genre": 2})
+
+
+def test_modality_gat_without_sources_or_layers_is_mf():
+    torch.manual_seed(0)
+    model = ModalityGAT(3, 2, torch.tensor([[0, 1, 2], [0, 1, 1]]), dim=4, num_layers=0)
+    user_emb, item_emb = model.embed()
+    assert torch.equal(item_emb, model.item_embedding.weight) and model.source_names == []
+    assert model.modality_attention()[1].shape == (2, 0)
+
+
+def test_registry_builds_every_model_from_a_graph(planted):
+    _, data = planted
+    assert set(MODELS) == {"mf", "lightgcn", "vbpr", "gat"}
+    for cls in MODELS.values():
+        model = cls.from_graph(data)
+        assert isinstance(model, Recommender)
+        assert (model.num_users, model.num_items) == (NUM_USERS, NUM_ITEMS)
