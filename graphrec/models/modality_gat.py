@@ -12,7 +12,9 @@ projection :math:`\mathbf{z}_{i,s} = \mathbf{W}_s \mathbf{x}_{i,s} + \mathbf{b}_
     {\sum_{t \in \mathcal{S}_i} \exp \mathbf{a}^\top \tanh(\mathbf{W}_a \mathbf{z}_{i,t} + \mathbf{b})}.
 
 Missing sources are out of the softmax; an item with no source at all has
-:math:`\alpha_i = \mathbf{0}` and :math:`\mathbf{h}_i = \mathbf{e}_i`. The weights of the
+:math:`\alpha_i = \mathbf{0}` and :math:`\mathbf{h}_i = \mathbf{e}_i`. An item with no
+training interaction has no trained :math:`\mathbf{e}_i`, so it uses
+:math:`\mathbf{h}_i = \sum_s \alpha_{i,s} \mathbf{z}_{i,s}`: the item tower from content alone. The weights of the
 last forward are kept for explanations (:meth:`ModalityGAT.modality_attention`). The
 attention can be swapped for another :class:`~graphrec.models.fusion.Fusion` strategy
 (``fusion=``) for ablations; with ``concat``, learned placeholders stand in for missing sources.
@@ -53,7 +55,7 @@ from torch_geometric.utils import scatter, softmax
 
 from graphrec.graph.adjacency import propagate_weighted, symmetric_csr_pattern
 from graphrec.graph.hetero import INTERACTS, item_entities, item_modalities
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender
+from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, info_nce
 from graphrec.models.fusion import FUSION_STRATEGIES, Fusion
 
 
@@ -192,7 +194,13 @@ class ModalityGAT(Recommender):
         self.fusion = Fusion(fusion, in_dims, dim) if in_dims else None
         self.convs = torch.nn.ModuleList(
             [GraphAttention(dim, heads=heads, dropout=dropout) for _ in range(num_layers)])
+        # An item without training interactions has an id embedding that was never trained:
+        # it is left out, so cold items are placed by their content alone.
+        warm = torch.zeros(num_items, dtype=torch.bool)
+        warm[edge_index[1].to(torch.long)] = True
+        self.register_buffer("warm_items", warm, persistent=False)
         self._last_attention: Tensor | None = None
+        self._last_sources: Tensor | None = None
         self.reset_parameters()
 
     def _bipartite_edges(self, edge_index: Tensor) -> Tensor:
@@ -253,8 +261,12 @@ class ModalityGAT(Recommender):
             self._last_attention = self.fusion.last_weights
         return fused
 
+    supports_alignment = True
+
     def embed(self) -> tuple[Tensor, Tensor]:
-        items = self.item_embedding.weight + self.item_sources()
+        sources = self.item_sources()
+        self._last_sources = sources
+        items = self.item_embedding.weight * self.warm_items.unsqueeze(1) + sources
         x = torch.cat([self.user_embedding.weight, items])
         total = x
         for conv in self.convs:
@@ -262,6 +274,13 @@ class ModalityGAT(Recommender):
             total = total + x
         final = total / (self.num_layers + 1)
         return final[:self.num_users], final[self.num_users:]
+
+    def alignment_loss(self, items: Tensor, temperature: float = 0.2) -> Tensor:
+        """InfoNCE between the fused content of ``items`` and their id embeddings (SLMRec/BM3-style
+        self-supervision): it teaches the content tower to land where collaborative signal puts
+        an item, which is what places cold items. Uses the sources of the last :meth:`embed`."""
+        sources = self._last_sources if self._last_sources is not None else self.item_sources()
+        return info_nce(sources[items], self.item_embedding(items), temperature)
 
     def modality_attention(self) -> tuple[list[str], Tensor]:
         """Source names and the ``[num_items, S]`` attention weights of the last forward (detached;

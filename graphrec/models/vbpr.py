@@ -34,7 +34,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from graphrec.graph.hetero import item_modalities
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender
+from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, info_nce
 
 
 class VBPR(Recommender):
@@ -46,7 +46,8 @@ class VBPR(Recommender):
     """
 
     def __init__(self, num_users: int, num_items: int, features: Tensor, mask: Tensor | None = None,
-                 dim: int = 64, content_dim: int = 64, modality_dims: Sequence[int] | None = None) -> None:
+                 dim: int = 64, content_dim: int = 64, modality_dims: Sequence[int] | None = None,
+                 warm_items: Tensor | None = None) -> None:
         super().__init__(num_users, num_items)
         if features.dim() != 2 or features.size(0) != num_items:
             raise ValueError(f"features must have shape ({num_items}, F), got {tuple(features.shape)}")
@@ -70,6 +71,10 @@ class VBPR(Recommender):
         self.modality_dims = modality_dims
         self.register_buffer("features", features.detach().to(torch.float32), persistent=False)
         self.register_buffer("mask", mask.detach().to(torch.bool), persistent=False)
+        # gamma_i of an item without training interactions was never trained: such cold items are
+        # scored by their content alone (None: every item is warm).
+        warm = torch.ones(num_items, dtype=torch.bool) if warm_items is None else warm_items.to(torch.bool)
+        self.register_buffer("warm_items", warm.reshape(num_items), persistent=False)
         self.user_embedding = torch.nn.Embedding(num_users, dim)          # gamma_u
         self.user_content_embedding = torch.nn.Embedding(num_users, content_dim)  # theta_u
         self.item_embedding = torch.nn.Embedding(num_items, dim)          # gamma_i
@@ -87,8 +92,11 @@ class VBPR(Recommender):
                              "(encode a modality first, e.g. text or image)")
         features = torch.cat([values for values, _ in modalities.values()], dim=1)
         mask = torch.stack([present for _, present in modalities.values()], dim=1)
+        warm = torch.zeros(data["item"].num_nodes, dtype=torch.bool)
+        warm[data["user", "interacts", "item"].edge_index[1]] = True
         return cls(data["user"].num_nodes, data["item"].num_nodes, features, mask, dim=dim,
-                   content_dim=content_dim, modality_dims=[v.size(1) for v, _ in modalities.values()])
+                   content_dim=content_dim, modality_dims=[v.size(1) for v, _ in modalities.values()],
+                   warm_items=warm)
 
     def reset_parameters(self) -> None:
         for embedding in (self.user_embedding, self.user_content_embedding, self.item_embedding):
@@ -109,8 +117,17 @@ class VBPR(Recommender):
 
     def embed(self) -> tuple[Tensor, Tensor]:
         users = torch.cat([self.user_embedding.weight, self.user_content_embedding.weight], dim=1)
-        items = torch.cat([self.item_embedding.weight, self.content()], dim=1)
+        items = torch.cat([self.item_embedding.weight * self.warm_items.unsqueeze(1), self.content()], dim=1)
         return users, items
+
+    supports_alignment = True
+
+    def alignment_loss(self, items: Tensor, temperature: float = 0.2) -> Tensor:
+        """InfoNCE between the projected content of ``items`` and their id embeddings
+        (needs ``dim == content_dim``)."""
+        if self.dim != self.content_dim:
+            raise ValueError(f"alignment needs dim == content_dim, got {self.dim} and {self.content_dim}")
+        return info_nce(self.content(items), self.item_embedding(items), temperature)
 
     def user_ego(self, users: Tensor) -> Tensor:
         return torch.cat([self.user_embedding(users), self.user_content_embedding(users)], dim=1)

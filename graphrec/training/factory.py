@@ -24,6 +24,7 @@ class ModelConfig:
     layers: int = 3
     heads: int = 1
     dropout: float = 0.0
+    fusion: str = "attention"
     entities: tuple[str, ...] = ("genres", "categories", "brand")
     modalities: tuple[str, ...] | None = None
 
@@ -45,12 +46,14 @@ def create_model(config: ModelConfig, dataset: Dataset, seed: int = 0) -> torch.
         return LightGCN(dataset.num_users, dataset.num_items, adjacency, dim=config.dim, num_layers=config.layers)
     if config.name == "vbpr":
         features, mask, dims = _stacked_features(dataset, config.modalities)
+        warm = torch.zeros(dataset.num_items, dtype=torch.bool)
+        warm[torch.from_numpy(items)] = True
         return VBPR(dataset.num_users, dataset.num_items, features, mask, dim=config.dim, content_dim=config.dim,
-                    modality_dims=dims)
+                    modality_dims=dims, warm_items=warm)
     if config.name == "gat":
         graph = build_graph(dataset, GraphConfig(entities=config.entities, modalities=config.modalities))
         return ModalityGAT.from_graph(graph, dim=config.dim, num_layers=config.layers, heads=config.heads,
-                                      dropout=config.dropout)
+                                      dropout=config.dropout, fusion=config.fusion)
     if config.name == "pop":
         return Popularity(dataset.num_users, dataset.num_items, items)
     return RandomScores(dataset.num_users, dataset.num_items, seed=seed)

@@ -56,6 +56,8 @@ class TrainConfig:
     plot: bool = False
     sampling: str = "full"
     deterministic: bool = False
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.2
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
@@ -147,7 +149,10 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
     users_np, items_np = dataset.pairs("train")
     train_users = torch.from_numpy(users_np)
     train_items = torch.from_numpy(items_np)
-    sampler = NegativeSampler(train_users, train_items, dataset.num_items)
+    sampler = NegativeSampler(train_users, train_items, dataset.num_items, candidates=train_items)
+    if config.contrastive_weight > 0 and not getattr(model, "supports_alignment", False):
+        raise ValueError(f"contrastive alignment needs a content model (gat or vbpr); "
+                         f"{type(model).__name__} has no content to align")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
     state = _LoopState()
@@ -228,6 +233,9 @@ def _train_one_epoch(model, optimizer, sampler: NegativeSampler, train_users: to
         loss = bpr_loss(positive_scores, negative_scores)
         if config.reg > 0:
             loss = loss + config.reg * model.regularization(users, positives, negatives)
+        if config.contrastive_weight > 0:
+            loss = loss + config.contrastive_weight * model.alignment_loss(
+                torch.unique(positives), config.contrastive_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

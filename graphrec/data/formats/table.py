@@ -96,17 +96,14 @@ def _read_parquet(src: Path) -> dict[str, pa.Array]:
         raise DataFormatError("required file is missing (Parquet interaction table)", path=src)
     try:
         table = pq.read_table(src)
+        table.validate(full=True)  # e.g. text that is not UTF-8
+        columns = {name: table.column(name).combine_chunks() for name in table.column_names}
+    # a damaged file can fail anywhere from the footer to the column names
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise DataFormatError(f"is not a readable Parquet file: {exc}", path=src) from None
     if table.num_rows == 0:
         raise DataFormatError("has no rows", path=src)
-    out = {}
-    for name in table.column_names:
-        column = table.column(name).combine_chunks()
-        if pa.types.is_dictionary(column.type):
-            column = column.dictionary_decode()
-        out[name] = column
-    return out
+    return columns
 
 
 def _choose_columns(src: Path, available: list[str], columns: dict[str, str]) -> dict[str, str]:

@@ -1,0 +1,369 @@
+r"""graphrec's LightGCN against RecBole 1.2.1's LightGCN on the identical ml-100k split, in one run.
+
+MovieLens-100K is converted once (ratings >= 3, per-user random 8:1:1 split, seed 2020), written with
+graphrec's RecBole export (``NAME.train.inter`` / ``.valid.inter`` / ``.test.inter``), and both libraries
+train LightGCN (3 layers, dimension 64) with the same learning rate, regularisation weight, batch size,
+epoch budget, seed and torch thread count, one after the other on the same machine. Both select the
+epoch with the best validation Recall@20 (evaluated after every epoch, early stopping after ``patience``
+evaluations without improvement) and report full-ranking test Recall@20 / NDCG@20 of that epoch, with
+the items of training and validation masked. Seconds per epoch are training only (sampling, forward,
+backward, optimiser step), excluding evaluation, for both: graphrec's trainer times its epoch loop,
+RecBole's is timed around ``Trainer._train_epoch`` (see ``recbole_runner.py``).
+
+The split is checked, not assumed: the runner reports the ``(user, item)`` token pairs of each split as
+RecBole loaded them (count and SHA-256 of the sorted pairs) and the number of users and items, and this
+script stops unless they equal graphrec's.
+
+**The same objective.** For a batch :math:`B` of triplets :math:`(u, i, j)` RecBole's
+``LightGCN.calculate_loss`` is ``BPRLoss(pos, neg) + reg_weight * EmbLoss(e_u, e_i, e_j, require_pow)``
+with ``BPRLoss`` :math:`= -\frac{1}{|B|}\sum \ln(10^{-10} + \sigma(\hat y_{ui} - \hat y_{uj}))` and, with
+``require_pow=True``, ``EmbLoss`` :math:`= \frac{1}{2|B|}(\|E_u^{(0)}\|_F^2 + \|E_i^{(0)}\|_F^2 +
+\|E_j^{(0)}\|_F^2)` on the batch's layer-0 embeddings (squared norms summed, divided by the batch size and
+by ``norm = 2``). graphrec's loss is :math:`\frac{1}{|B|}\sum \operatorname{softplus}(\hat y_{uj} -
+\hat y_{ui}) + \text{reg}\cdot\frac{1}{2|B|}(\ldots\text{the same three squared norms}\ldots)`. So
+``reg_weight = reg`` with ``require_pow: True`` is the same objective (up to RecBole's :math:`10^{-10}`
+inside the log). RecBole's default ``require_pow: False`` would instead add the *unsquared* Frobenius
+norms divided by :math:`|B|`, a different penalty. ``weight_decay`` stays 0 in RecBole (no second L2).
+
+**Early stopping.** graphrec stops after ``patience`` evaluations without a strictly better validation
+score; RecBole's ``early_stopping`` stops once ``cur_step > stopping_step``, i.e. after
+``stopping_step + 1`` such evaluations, so ``stopping_step = patience - 1`` trains the same number of
+epochs past the best one. (RecBole counts an equal score as an improvement, graphrec does not.)
+
+**Remaining differences**, each library's own choice: initialisation (RecBole Xavier-uniform, graphrec
+:math:`\mathcal{N}(0, 0.1^2)` as in the LightGCN reference code), the random streams (shuffling and
+negative sampling; both draw one uniform negative per training interaction per epoch, rejecting the
+user's training items), RecBole's COO ``torch.sparse.mm`` versus graphrec's CSR product, and RecBole's
+:math:`10^{-7}` added to degrees. RecBole's ``eval_batch_size`` (counted in user x item scores) is raised so
+that its validation takes few batches; it changes neither metrics nor the training time.
+
+Run: ``.venv/bin/python benchmarks/recbole_compare.py`` (creates ``benchmarks/.venv-recbole`` on first use,
+from ``benchmarks/requirements-recbole.txt``, with ``python3`` 3.11; ``--setup`` rebuilds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import DATA, RESULTS, ROOT, print_table, write_results
+
+BENCHMARKS = ROOT / "benchmarks"
+RECBOLE_VENV = BENCHMARKS / ".venv-recbole"
+RECBOLE_REQUIREMENTS = BENCHMARKS / "requirements-recbole.txt"
+RUNNER = BENCHMARKS / "recbole_runner.py"
+DATASET_NAME = "ml100k"
+# RecBole 1.2.1 pickles its whole config into checkpoints; torch >= 2.6 refuses that by default.
+RECBOLE_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Everything both libraries are given, identically."""
+
+    lr: float = 1e-3
+    reg: float = 1e-4
+    batch_size: int = 2048
+    epochs: int = 200
+    patience: int = 10
+    dim: int = 64
+    layers: int = 3
+    seed: int = 2020
+    threads: int = 2
+    min_rating: float = 3.0
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+
+
+def ensure_recbole_venv(python: str, rebuild: bool = False) -> Path:
+    """``benchmarks/.venv-recbole/bin/python``, creating the venv from the pinned requirements if needed."""
+    interpreter = RECBOLE_VENV / "bin" / "python"
+    if interpreter.exists() and not rebuild and _recbole_imports(interpreter):
+        return interpreter
+    if RECBOLE_VENV.exists():
+        shutil.rmtree(RECBOLE_VENV)
+    version = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    if version != "3.11":
+        sys.exit(f"RecBole 1.2.1's pinned stack needs Python 3.11; {python} is {version} (pass --python)")
+    print(f"creating {RECBOLE_VENV.relative_to(ROOT)} with {python} (one-off, a few minutes)", flush=True)
+    subprocess.run([python, "-m", "venv", str(RECBOLE_VENV)], check=True)
+    subprocess.run([str(interpreter), "-m", "pip", "install", "--quiet", "-r", str(RECBOLE_REQUIREMENTS)],
+                   check=True)
+    if not _recbole_imports(interpreter):
+        sys.exit(f"recbole does not import in {RECBOLE_VENV}; see the error above")
+    return interpreter
+
+
+def _recbole_imports(interpreter: Path) -> bool:
+    check = subprocess.run([str(interpreter), "-c", "import recbole.quick_start, recbole.trainer"],
+                           env={**os.environ, **RECBOLE_ENV}, capture_output=True, text=True)
+    if check.returncode != 0:
+        print(check.stderr[-2000:], file=sys.stderr)
+    return check.returncode == 0
+
+
+def prepare_split(work: Path, setting: Setting):
+    """Convert ml-100k into ``work/ml100k`` and export it for RecBole into ``work/recbole/ml100k``."""
+    from graphrec.data.convert import ConvertConfig, convert
+    from graphrec.data.export import export_dataset
+
+    dataset = convert("movielens", DATA / "ml-100k", work / DATASET_NAME, ConvertConfig(
+        min_rating=setting.min_rating, split="random", ratios=setting.ratios, seed=setting.seed)).dataset
+    export_dataset(dataset, "recbole", work / "recbole" / DATASET_NAME)
+    return dataset
+
+
+def split_digests(dataset) -> tuple[dict[str, int], dict[str, str]]:
+    """Count and SHA-256 of the sorted ``user<TAB>item`` token lines of each split (as the runner computes)."""
+    user_tokens = dataset.users["user_id"].astype(str).to_numpy()
+    item_tokens = dataset.items["item_id"].astype(str).to_numpy()
+    counts, digests = {}, {}
+    for split in ("train", "valid", "test"):
+        users, items = dataset.pairs(split)
+        lines = sorted(np.char.add(np.char.add(user_tokens[users].astype(str), "\t"),
+                                   item_tokens[items].astype(str)).tolist())
+        counts[split] = len(lines)
+        digests[split] = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    return counts, digests
+
+
+def recbole_config(setting: Setting, work: Path) -> dict[str, Any]:
+    return {
+        "data_path": str(work / "recbole"),
+        "dataset": DATASET_NAME,
+        "benchmark_filename": ["train", "valid", "test"],
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id",
+        "load_col": {"inter": ["user_id", "item_id"]},  # ratings are already thresholded by graphrec
+        "train_neg_sample_args": {"distribution": "uniform", "sample_num": 1},
+        # With benchmark files RecBole keeps the given split; RS is required syntax only.
+        "eval_args": {"group_by": "user", "order": "RO", "split": {"RS": list(setting.ratios)}, "mode": "full"},
+        "metrics": ["Recall", "NDCG"],
+        "topk": [20],
+        "valid_metric": "Recall@20",
+        "embedding_size": setting.dim,
+        "n_layers": setting.layers,
+        "learning_rate": setting.lr,
+        "learner": "adam",
+        "weight_decay": 0.0,
+        "reg_weight": setting.reg,
+        "require_pow": True,  # makes EmbLoss the squared-norm penalty graphrec uses (module docstring)
+        "train_batch_size": setting.batch_size,
+        "eval_batch_size": 1 << 21,
+        "epochs": setting.epochs,
+        "eval_step": 1,
+        "stopping_step": setting.patience - 1,
+        "device": "cpu",
+        "use_gpu": False,
+        "seed": setting.seed,
+        "reproducibility": True,
+        "show_progress": False,
+        "checkpoint_dir": str(work / "recbole_saved"),
+        "save_dataset": False,
+        "save_dataloaders": False,
+    }
+
+
+def run_recbole(interpreter: Path, config: dict[str, Any], setting: Setting, work: Path,
+                verbose: bool) -> dict[str, Any]:
+    """Train and test RecBole's LightGCN in its own venv; returns the runner's result."""
+    spec, result = work / "recbole_spec.json", work / "recbole_result.json"
+    spec.write_text(json.dumps({"config": config, "threads": setting.threads}))
+    log_path = work / "recbole.log"
+    env = {**os.environ, **RECBOLE_ENV, **_thread_env(setting.threads)}
+    env.pop("PYTHONPATH", None)
+    with open(log_path, "w") as log:
+        process = subprocess.run([str(interpreter), str(RUNNER), str(spec), str(result)], cwd=work, env=env,
+                                 stdout=None if verbose else log, stderr=None if verbose else subprocess.STDOUT)
+    if process.returncode != 0:
+        tail = "" if verbose else log_path.read_text()[-4000:]
+        raise RuntimeError(f"the RecBole runner failed (exit {process.returncode}):\n{tail}")
+    return json.loads(result.read_text())
+
+
+def run_graphrec(dataset, setting: Setting, verbose: bool) -> dict[str, Any]:
+    import torch
+
+    from graphrec.training.run import ModelConfig, TrainConfig, train
+
+    torch.set_num_threads(setting.threads)
+    config = TrainConfig(epochs=setting.epochs, batch_size=setting.batch_size, lr=setting.lr, reg=setting.reg,
+                         seed=setting.seed, device="cpu", eval_every=1, patience=setting.patience,
+                         select_metric="recall@20", eval_ks=(20,), progress=False)
+    run = train(dataset, ModelConfig("lightgcn", dim=setting.dim, layers=setting.layers), config,
+                log=print if verbose else (lambda _: None))
+    metrics = run.metrics
+    return {
+        "threads": torch.get_num_threads(),
+        "epoch_seconds": [record["seconds"] for record in metrics["epochs"]],
+        "epoch_losses": [record["loss"] for record in metrics["epochs"]],
+        "valid_scores": [record["valid"]["recall@20"] for record in metrics["epochs"] if record["valid"]],
+        "best_epoch": metrics["best_epoch"],
+        "stopped_reason": metrics["stopped_reason"],
+        "seconds_per_epoch_reported": metrics["seconds_per_epoch"],
+        "valid": {k: v for k, v in metrics["valid"].items() if k.endswith("@20")},
+        "test": {k: v for k, v in metrics["test"].items() if k.endswith("@20")},
+        "train_config": metrics["train_config"],
+        "model_config": metrics["model_config"],
+    }
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    return {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+
+def _summary(name: str, result: dict[str, Any], recall_key: str, ndcg_key: str) -> dict[str, Any]:
+    seconds = result["epoch_seconds"]
+    return {
+        "library": name,
+        "test recall@20": result["test"][recall_key],
+        "test ndcg@20": result["test"][ndcg_key],
+        "valid recall@20": result["valid"][recall_key],
+        "best epoch": result["best_epoch"],
+        "epochs": len(seconds),
+        "s/epoch": sum(seconds) / len(seconds),
+        "s/epoch median": statistics.median(seconds),
+    }
+
+
+def _markdown(rows: list[dict[str, Any]], columns: list[str], payload: dict[str, Any]) -> str:
+    def cell(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    setting = payload["setting"]
+    lines = [
+        "# graphrec vs RecBole 1.2.1: LightGCN on ml-100k, identical split",
+        "",
+        f"Command: `{payload['command_line']}` (written by `benchmarks/recbole_compare.py`; see its docstring "
+        "for how the two objectives are made identical).",
+        "",
+        f"ml-100k, ratings >= {setting['min_rating']:g}, per-user random {':'.join(f'{r:g}' for r in setting['ratios'])} "
+        f"split, seed {setting['seed']}; split sizes {payload['split_counts']} (checked equal, pair by pair, in "
+        "both libraries). LightGCN, "
+        f"{setting['layers']} layers, dimension {setting['dim']}; Adam lr {setting['lr']:g}, L2 weight "
+        f"{setting['reg']:g} on the batch's layer-0 embeddings, batch {setting['batch_size']}, up to "
+        f"{setting['epochs']} epochs, validation Recall@20 after every epoch, early stopping patience "
+        f"{setting['patience']}; test on the best validation epoch with training and validation items masked. "
+        f"torch threads: {setting['threads']} for both. Seconds per epoch are training only (no evaluation).",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
+        *("| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows),
+        "",
+        f"Ratio of seconds per epoch (graphrec / RecBole): {payload['ratios']['seconds_per_epoch']:.3f} "
+        f"(median epochs: {payload['ratios']['seconds_per_epoch_median']:.3f}). "
+        f"Test Recall@20 difference (graphrec - RecBole): {payload['ratios']['test_recall_difference']:+.4f}.",
+        "",
+        f"Target (recall >= RecBole's - 0.005 at <= 0.5x its time per epoch): "
+        f"{'met' if payload['target']['met'] else 'NOT met'} "
+        f"(recall {'ok' if payload['target']['recall_ok'] else 'short'}, "
+        f"time {'ok' if payload['target']['time_ok'] else 'too slow'}).",
+        "",
+        f"Load average (1 min) before / after each side: RecBole {payload['load']['recbole']}, "
+        f"graphrec {payload['load']['graphrec']}; machine: {payload['machine_cpus']} CPUs.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--setup", action="store_true", help="rebuild benchmarks/.venv-recbole and exit")
+    parser.add_argument("--python", default="python3", help="Python 3.11 used to create the RecBole venv")
+    parser.add_argument("--epochs", type=int, default=Setting.epochs)
+    parser.add_argument("--patience", type=int, default=Setting.patience)
+    parser.add_argument("--lr", type=float, default=Setting.lr)
+    parser.add_argument("--reg", type=float, default=Setting.reg)
+    parser.add_argument("--batch-size", type=int, default=Setting.batch_size)
+    parser.add_argument("--threads", type=int, default=Setting.threads)
+    parser.add_argument("--work", type=Path, default=None, help="keep the scratch files here (default: a temp dir)")
+    parser.add_argument("--verbose", action="store_true", help="stream both libraries' training logs")
+    args = parser.parse_args()
+
+    interpreter = ensure_recbole_venv(args.python, rebuild=args.setup)
+    if args.setup:
+        print(f"{RECBOLE_VENV.relative_to(ROOT)} is ready")
+        return
+    setting = Setting(lr=args.lr, reg=args.reg, batch_size=args.batch_size, epochs=args.epochs,
+                      patience=args.patience, threads=args.threads)
+
+    with tempfile.TemporaryDirectory(prefix="recbole_compare_") as scratch:
+        work = args.work or Path(scratch)
+        work.mkdir(parents=True, exist_ok=True)
+        for stale in (work / DATASET_NAME, work / "recbole"):
+            if stale.exists():
+                shutil.rmtree(stale)
+        dataset = prepare_split(work, setting)
+        counts, digests = split_digests(dataset)
+        print(f"split: {counts} interactions, {dataset.num_users} users, {dataset.num_items} items", flush=True)
+        config = recbole_config(setting, work)
+
+        load_recbole = [os.getloadavg()[0]]
+        started = time.perf_counter()
+        recbole = run_recbole(interpreter, config, setting, work, args.verbose)
+        recbole["process_wall_s"] = time.perf_counter() - started
+        load_recbole.append(os.getloadavg()[0])
+        mismatched = [s for s in counts if recbole["counts"][s] != counts[s] or recbole["digests"][s] != digests[s]]
+        if mismatched or (recbole["num_users"], recbole["num_items"]) != (dataset.num_users, dataset.num_items):
+            sys.exit(f"RecBole loaded a different split: graphrec {counts}, {dataset.num_users} users, "
+                     f"{dataset.num_items} items; RecBole {recbole['counts']}, {recbole['num_users']} users, "
+                     f"{recbole['num_items']} items; differing splits: {mismatched}")
+        print(f"RecBole loaded the identical split: {recbole['counts']}", flush=True)
+
+        load_graphrec = [os.getloadavg()[0]]
+        started = time.perf_counter()
+        ours = run_graphrec(dataset, setting, args.verbose)
+        ours["process_wall_s"] = time.perf_counter() - started
+        load_graphrec.append(os.getloadavg()[0])
+
+    rows = [_summary("graphrec", ours, "recall@20", "ndcg@20"),
+            _summary(f"RecBole {recbole['recbole_version']}", recbole, "recall@20", "ndcg@20")]
+    ratio = rows[0]["s/epoch"] / rows[1]["s/epoch"]
+    ratio_median = rows[0]["s/epoch median"] / rows[1]["s/epoch median"]
+    recall_difference = rows[0]["test recall@20"] - rows[1]["test recall@20"]
+    columns = list(rows[0])
+    print()
+    print_table(rows, columns)
+    print(f"\nseconds per epoch, graphrec / RecBole: {ratio:.3f} (median epochs {ratio_median:.3f}); "
+          f"test recall@20 difference {recall_difference:+.4f}")
+    target = {"recall_ok": recall_difference >= -0.005, "time_ok": ratio <= 0.5}
+    target["met"] = target["recall_ok"] and target["time_ok"]
+    print(f"target (recall >= RecBole - 0.005 at <= 0.5x time per epoch): {'met' if target['met'] else 'NOT met'}")
+
+    payload = {
+        "command_line": " ".join([".venv/bin/python", "benchmarks/recbole_compare.py", *sys.argv[1:]]),
+        "setting": asdict(setting),
+        "split_counts": counts,
+        "split_sha256": digests,
+        "recbole_config": {k: v for k, v in config.items()
+                           if k not in ("data_path", "checkpoint_dir")},
+        "graphrec": ours,
+        "recbole": recbole,
+        "table": rows,
+        "ratios": {"seconds_per_epoch": ratio, "seconds_per_epoch_median": ratio_median,
+                   "test_recall_difference": recall_difference},
+        "target": target,
+        "load": {"recbole": [round(x, 2) for x in load_recbole], "graphrec": [round(x, 2) for x in load_graphrec]},
+        "machine_cpus": os.cpu_count(),
+    }
+    write_results("recbole_compare", payload)
+    markdown = RESULTS / "recbole_compare.md"
+    markdown.write_text(_markdown(rows, columns, payload))
+    print(f"wrote {markdown.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
