@@ -154,6 +154,7 @@ def recbole_config(setting: Setting, work: Path) -> dict[str, Any]:
         "metrics": ["Recall", "NDCG"],
         "topk": [20],
         "valid_metric": "Recall@20",
+        "metric_decimal_place": 8,  # RecBole rounds to 4 places by default, which makes ties in early stopping
         "embedding_size": setting.dim,
         "n_layers": setting.layers,
         "learning_rate": setting.lr,
@@ -310,6 +311,10 @@ def main() -> None:
         counts, digests = split_digests(dataset)
         print(f"split: {counts} interactions, {dataset.num_users} users, {dataset.num_items} items", flush=True)
         config = recbole_config(setting, work)
+        if os.getloadavg()[0] > 0.5:
+            print(f"warning: load average {os.getloadavg()[0]:.2f} before timing; other processes compete for the "
+                  f"{os.cpu_count()} cores and inflate both libraries' times unevenly (torch's threads spin)",
+                  flush=True)
 
         load_recbole = [os.getloadavg()[0]]
         started = time.perf_counter()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -153,6 +154,14 @@ def encode(
                f"to {dataset}")
 
 
+def _parse_fanout(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise GraphrecError(f"--fanout expects comma-separated integers like 10,10,10 (-1 = all), "
+                            f"got {text!r}") from None
+
+
 def _parse_ks(text: str) -> tuple[int, ...]:
     try:
         ks = tuple(sorted({int(part) for part in text.split(",")}))
@@ -197,6 +206,10 @@ def train(
     contrastive_weight: Annotated[float, typer.Option("--contrastive-weight",
                                                       help="gat/vbpr: weight of the InfoNCE content alignment")] = 0.0,
     contrastive_temperature: Annotated[float, typer.Option("--contrastive-temperature")] = 0.2,
+    sampling: Annotated[str, typer.Option("--sampling", help="full, neighbor, or auto (full when it fits)")]
+        = "full",
+    fanout: Annotated[str, typer.Option("--fanout", help="neighbours per layer for --sampling neighbor")]
+        = "10,10,10",
 ) -> None:
     """Train a model with BPR, select on validation, test, and write RUN/metrics.json."""
     from graphrec.training.run import ModelConfig, TrainConfig, train as run_train
@@ -209,11 +222,13 @@ def train(
                                    eval_every=eval_every, patience=patience, select_metric=metric,
                                    eval_ks=_parse_ks(ks), max_minutes=max_minutes, progress=progress, plot=plot,
                                    deterministic=deterministic, contrastive_weight=contrastive_weight,
-                                   contrastive_temperature=contrastive_temperature)
+                                   contrastive_temperature=contrastive_temperature, sampling=sampling,
+                                   fanout=_parse_fanout(fanout))
     except ValueError as error:
         raise GraphrecError(str(error)) from None
     run_train(dataset, model_config, train_config, out=out, resume=resume, log=typer.echo)
-    typer.echo(f"wrote {out / 'metrics.json'}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"wrote {out / 'metrics.json'}")
 
 
 @app.command()

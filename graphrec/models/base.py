@@ -58,8 +58,15 @@ class Recommender(torch.nn.Module, abc.ABC):
     def item_ego(self, items: Tensor) -> Tensor:
         """Layer-0 parameters of ``items`` ``[B, d0]``, the ones :meth:`regularization` penalises."""
 
-    def forward(self) -> tuple[Tensor, Tensor]:
-        return self.embed()
+    def forward(self, subgraph: object | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`embed`, or ``embed_subgraph(subgraph)`` for a sampled mini-batch (so that
+        :class:`~torch.nn.parallel.DistributedDataParallel` can wrap either)."""
+        if subgraph is None:
+            return self.embed()
+        return self.embed_subgraph(subgraph)
+
+    #: Whether the model trains on neighbour-sampled subgraphs (defines ``embed_subgraph``).
+    supports_subgraphs: bool = False
 
     @staticmethod
     def score(user_emb: Tensor, item_emb: Tensor, users: Tensor, items: Tensor) -> Tensor:

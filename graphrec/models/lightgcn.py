@@ -19,6 +19,12 @@ Differences from :class:`torch_geometric.nn.models.LightGCN`: embeddings start a
 and propagation is one sparse CSR product per layer whose backward is the same
 product (:func:`~graphrec.graph.adjacency.propagate`), instead of message passing
 over an edge list.
+
+**On a sampled subgraph** (:meth:`LightGCN.embed_subgraph`, for neighbour-sampled
+mini-batches), each sampled edge :math:`(w \to v)` carries the full-graph weight
+:math:`1/\sqrt{d_v d_w}` scaled by :math:`d_v / s_v`, with :math:`s_v` the number of
+neighbours sampled for :math:`v`: an unbiased estimate of :math:`\tilde{\mathbf{A}}\mathbf{E}`
+at :math:`v`, and exactly it when every neighbour is sampled.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ class LightGCN(Recommender):
         self.dim = int(dim)
         self.num_layers = int(num_layers)
         self.register_buffer("adjacency", adjacency.detach(), persistent=False)
+        crow = adjacency.detach().crow_indices()
+        self.register_buffer("degree", (crow[1:] - crow[:-1]).to(torch.float32), persistent=False)
         self.user_embedding = torch.nn.Embedding(num_users, dim)
         self.item_embedding = torch.nn.Embedding(num_items, dim)
         self.reset_parameters()
@@ -78,6 +86,67 @@ class LightGCN(Recommender):
             total = total + x
         final = total / (self.num_layers + 1)
         return final[:self.num_users], final[self.num_users:]
+
+    @torch.no_grad()
+    def embed_layerwise(self, chunk_size: int = 65_536) -> tuple[Tensor, Tensor]:
+        """:meth:`embed` without autograd, one layer at a time over row chunks of the adjacency:
+        memory holds two layers of activations and never the whole graph's product at once."""
+        adjacency = self.adjacency
+        crow, col, values = adjacency.crow_indices(), adjacency.col_indices(), adjacency.values()
+        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        total = x.clone()
+        num_nodes = x.size(0)
+        for _ in range(self.num_layers):
+            out = torch.empty_like(x)
+            for start in range(0, num_nodes, chunk_size):
+                stop = min(start + chunk_size, num_nodes)
+                lo, hi = int(crow[start]), int(crow[stop])
+                block = torch.sparse_csr_tensor(crow[start:stop + 1] - lo, col[lo:hi], values[lo:hi],
+                                                (stop - start, num_nodes), check_invariants=False)
+                out[start:stop] = block @ x
+            x = out
+            total += x
+        final = total / (self.num_layers + 1)
+        return final[:self.num_users], final[self.num_users:]
+
+    supports_subgraphs = True
+
+    def embed_subgraph(self, data: HeteroData) -> tuple[Tensor, Tensor]:
+        """Final embeddings of the nodes of a sampled subgraph (``data[t].n_id`` global ids; edges
+        ``(user, interacts, item)`` and ``(item, rev_interacts, user)`` in local ids).
+
+        Exact for the seed nodes when every neighbour was sampled (see the module docstring)."""
+        user_ids, item_ids = data["user"].n_id, data["item"].n_id
+        x_user, x_item = self.user_embedding(user_ids), self.item_embedding(item_ids)
+        deg_user, deg_item = self.degree[user_ids], self.degree[self.num_users + item_ids]
+        to_item = data[INTERACTS].edge_index if INTERACTS in data.edge_types else None
+        reverse = ("item", "rev_interacts", "user")
+        to_user = data[reverse].edge_index if reverse in data.edge_types else None
+        weight_item = self._sampled_weights(to_item, deg_user, deg_item, len(item_ids))
+        weight_user = self._sampled_weights(to_user, deg_item, deg_user, len(user_ids))
+        total_user, total_item = x_user, x_item
+        for _ in range(self.num_layers):
+            new_item = self._aggregate(to_item, weight_item, x_user, len(item_ids))
+            new_user = self._aggregate(to_user, weight_user, x_item, len(user_ids))
+            x_user, x_item = new_user, new_item
+            total_user, total_item = total_user + x_user, total_item + x_item
+        return total_user / (self.num_layers + 1), total_item / (self.num_layers + 1)
+
+    @staticmethod
+    def _sampled_weights(edge_index: Tensor | None, deg_src: Tensor, deg_dst: Tensor,
+                         num_dst: int) -> Tensor | None:
+        if edge_index is None or edge_index.numel() == 0:
+            return None
+        src, dst = edge_index
+        sampled = torch.bincount(dst, minlength=num_dst).to(deg_dst.dtype)
+        return (deg_src[src] * deg_dst[dst]).rsqrt() * deg_dst[dst] / sampled[dst]
+
+    @staticmethod
+    def _aggregate(edge_index: Tensor | None, weight: Tensor | None, x_src: Tensor, num_dst: int) -> Tensor:
+        out = x_src.new_zeros(num_dst, x_src.size(1))
+        if edge_index is None or weight is None:
+            return out
+        return out.index_add(0, edge_index[1], x_src[edge_index[0]] * weight.unsqueeze(1))
 
     def user_ego(self, users: Tensor) -> Tensor:
         return self.user_embedding(users)

@@ -90,14 +90,18 @@ class GraphAttention(torch.nn.Module):
         glorot(self.att_dst)
 
     def forward(self, x: Tensor, crow_indices: Tensor, col_indices: Tensor, row_indices: Tensor,
-                transpose: Tensor) -> Tensor:
+                transpose: Tensor, edge_scale: Tensor | None = None, transform: bool = True) -> Tensor:
         """``x`` ``[N, dim]`` on the pattern of :func:`~graphrec.graph.adjacency.symmetric_csr_pattern`."""
         h = self.lin(x).view(-1, self.heads, self.dim)
         score_src = (h * self.att_src).sum(-1)  # [N, heads]
         score_dst = (h * self.att_dst).sum(-1)
         logits = F.leaky_relu(score_src[col_indices] + score_dst[row_indices], self.negative_slope)
         weights = softmax(logits, row_indices, num_nodes=x.size(0))  # [E, heads]
+        if edge_scale is not None:
+            weights = weights * edge_scale.unsqueeze(1)
         weights = F.dropout(weights, p=self.dropout, training=self.training)
+        if not transform:
+            return propagate_weighted(weights.mean(1), x, crow_indices, col_indices, transpose)
         out = propagate_weighted(weights[:, 0], h[:, 0], crow_indices, col_indices, transpose)
         for head in range(1, self.heads):
             out = out + propagate_weighted(weights[:, head], h[:, head], crow_indices, col_indices, transpose)
@@ -131,8 +135,12 @@ class ModalityGAT(Recommender):
                  entity_index: Mapping[str, Tensor] | None = None,
                  num_entities: Mapping[str, int] | None = None,
                  dim: int = 64, num_layers: int = 2, heads: int = 1, dropout: float = 0.0,
-                 fusion: str = "attention") -> None:
+                 fusion: str = "attention", normalization: str = "softmax", transform: bool = True,
+                 content_regularization: bool = False) -> None:
         super().__init__(num_users, num_items)
+        self.normalization = normalization
+        self.transform = transform
+        self.content_regularization = content_regularization
         modality_features = dict(modality_features or {})
         modality_masks = dict(modality_masks or {})
         entity_index = dict(entity_index or {})
@@ -166,6 +174,8 @@ class ModalityGAT(Recommender):
         self.register_buffer("col_indices", col_indices, persistent=False)
         self.register_buffer("row_indices", row_indices, persistent=False)
         self.register_buffer("transpose", transpose, persistent=False)
+        degree = (crow_indices[1:] - crow_indices[:-1]).to(torch.float32)
+        self.register_buffer("edge_scale", (degree[row_indices] / degree[col_indices]).sqrt(), persistent=False)
         for name in self.modality_names:
             features, mask = modality_features[name], modality_masks[name].to(torch.bool).reshape(-1)
             if features.dim() != 2 or features.size(0) != num_items or mask.numel() != num_items:
@@ -218,7 +228,7 @@ class ModalityGAT(Recommender):
 
     @classmethod
     def from_graph(cls, data: HeteroData, dim: int = 64, num_layers: int = 2, heads: int = 1,
-                   dropout: float = 0.0, fusion: str = "attention") -> ModalityGAT:
+                   dropout: float = 0.0, fusion: str = "attention", **options) -> ModalityGAT:
         """ModalityGAT over a graph from :func:`~graphrec.graph.build_graph`: its training
         interactions, every modality node type and every entity node type."""
         modalities = item_modalities(data)
@@ -228,7 +238,7 @@ class ModalityGAT(Recommender):
                    modality_masks={name: mask for name, (_, mask) in modalities.items()},
                    entity_index={name: index for name, (index, _) in entities.items()},
                    num_entities={name: count for name, (_, count) in entities.items()},
-                   dim=dim, num_layers=num_layers, heads=heads, dropout=dropout, fusion=fusion)
+                   dim=dim, num_layers=num_layers, heads=heads, dropout=dropout, fusion=fusion, **options)
 
     def reset_parameters(self) -> None:
         torch.nn.init.normal_(self.user_embedding.weight, std=EMBEDDING_INIT_STD)
@@ -270,7 +280,9 @@ class ModalityGAT(Recommender):
         x = torch.cat([self.user_embedding.weight, items])
         total = x
         for conv in self.convs:
-            x = conv(x, self.crow_indices, self.col_indices, self.row_indices, self.transpose)
+            x = conv(x, self.crow_indices, self.col_indices, self.row_indices, self.transpose,
+                     edge_scale=self.edge_scale if self.normalization == "symmetric" else None,
+                     transform=self.transform)
             total = total + x
         final = total / (self.num_layers + 1)
         return final[:self.num_users], final[self.num_users:]
@@ -299,6 +311,8 @@ class ModalityGAT(Recommender):
         return self.user_embedding(users)
 
     def item_ego(self, items: Tensor) -> Tensor:
+        if self.content_regularization and self._last_sources is not None:
+            return torch.cat([self.item_embedding(items), self._last_sources[items]], dim=1)
         return self.item_embedding(items)
 
     def extra_repr(self) -> str:

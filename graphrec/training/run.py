@@ -12,6 +12,7 @@ A run directory holds everything needed to use the model again::
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,7 +56,8 @@ class Run:
 def evaluate_model(model: torch.nn.Module, dataset: Dataset, split: str, config: EvalConfig) -> dict[str, float]:
     """Full-ranking metrics of ``model`` on ``split`` (train items masked; valid too when testing)."""
     model.eval()
-    user_emb, item_emb = model.embed()
+    # Layer-wise inference (when the model has it) gives the same embeddings in bounded memory.
+    user_emb, item_emb = model.embed_layerwise() if hasattr(model, "embed_layerwise") else model.embed()
     features = _item_features_for_diversity(dataset)
     return evaluate_embeddings(user_emb, item_emb, dataset, split=split, config=config,
                                item_features=features).metrics
@@ -75,12 +77,15 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     torch.manual_seed(config.seed)
     recommender = create_model(model_config, dataset, seed=config.seed)
     out_path = Path(out) if out is not None else None
-    if out_path is not None:
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if not is_main:
+        log = _silent
+    if out_path is not None and is_main:
         out_path.mkdir(parents=True, exist_ok=True)
         _write_run_json(out_path, dataset, model_config, config, resume)
     device = resolve_device(config.device)
     log(f"training {model_config.name} on {dataset.name!r} ({dataset.num_users:,} users, {dataset.num_items:,} "
-        f"items, {dataset.split_counts()['train']:,} training interactions) on {device}, {config.sampling}-graph")
+        f"items, {dataset.split_counts()['train']:,} training interactions) on {device}, sampling {config.sampling}")
     eval_config = EvalConfig(ks=config.eval_ks, batch_size=config.eval_batch_size, beyond_accuracy=False,
                              full_mrr=False)
 
@@ -97,6 +102,8 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
                              best_valid=validate(recommender, dataset, "valid"))
     run = Run(model=result.model, dataset=result.dataset, model_config=model_config, train_config=config,
               path=out_path)
+    if not result.is_main:
+        return run
     run.metrics = _final_metrics(run, result)
     if out_path is not None:
         with atomic_file(out_path / "model.pt") as tmp:
@@ -124,6 +131,8 @@ def _final_metrics(run: Run, result: TrainResult) -> dict[str, Any]:
         "stopped_reason": result.stopped_reason,
         "train_seconds": result.train_seconds,
         "seconds_per_epoch": (result.train_seconds / len(result.history)) if result.history else 0.0,
+        "sampling": result.sampling,
+        "distributed": result.distributed,
         "epochs": [record.to_dict() for record in result.history],
         "notes": result.notes,
         "model_config": asdict(run.model_config),
@@ -185,6 +194,10 @@ def _item_features_for_diversity(dataset: Dataset) -> torch.Tensor | None:
     if not dataset.features:
         return None
     return torch.cat([torch.from_numpy(f.values) for f in dataset.features.values()], dim=1)
+
+
+def _silent(_: str) -> None:
+    """Log sink of ranks other than 0."""
 
 
 def _log_metrics(metrics: dict[str, Any], log: Callable[[str], None]) -> None:

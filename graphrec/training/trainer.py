@@ -33,6 +33,7 @@ from graphrec.data.dataset import SPLIT_DTYPE, Dataset
 from graphrec.data.splitting import TRAIN, VALID, split_random
 from graphrec.data.storage import atomic_file, write_json
 from graphrec.training.bpr import bpr_loss
+from graphrec.training.distributed import DistributedContext, context_from_env, parameter_checksum
 from graphrec.training.negatives import NegativeSampler
 
 
@@ -55,6 +56,7 @@ class TrainConfig:
     progress: bool = True
     plot: bool = False
     sampling: str = "full"
+    fanout: tuple[int, ...] = (10, 10, 10)
     deterministic: bool = False
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.2
@@ -63,6 +65,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.sampling not in ("full", "neighbor", "auto"):
+            raise ValueError(f"TrainConfig.sampling must be full, neighbor or auto, got {self.sampling!r}")
+        if not self.fanout or any(f == 0 or f < -1 for f in self.fanout):
+            raise ValueError(f"TrainConfig.fanout must be positive per layer (-1 = all), got {self.fanout}")
         if self.lr <= 0 or self.reg < 0:
             raise ValueError("TrainConfig.lr must be > 0 and reg >= 0")
         metric, _, k = self.select_metric.partition("@")
@@ -91,6 +97,9 @@ class TrainResult:
     stopped_reason: str = ""
     train_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    sampling: str = "full"
+    distributed: dict[str, Any] | None = None
+    is_main: bool = True
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,7 +147,10 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
                        checkpoint_path=checkpoint_path, resume=resume, log=log)
         finally:
             torch.set_num_threads(threads)
-    device = resolve_device(config.device)
+    ctx = context_from_env(resolve_device(config.device))
+    device = ctx.device
+    if not ctx.is_main:
+        log = _silent
     dataset, note = ensure_validation_split(dataset, config.seed)
     notes = [note] if note else []
     if note:
@@ -149,10 +161,24 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
     users_np, items_np = dataset.pairs("train")
     train_users = torch.from_numpy(users_np)
     train_items = torch.from_numpy(items_np)
-    sampler = NegativeSampler(train_users, train_items, dataset.num_items, candidates=train_items)
+    negatives = NegativeSampler(train_users, train_items, dataset.num_items, candidates=train_items)
     if config.contrastive_weight > 0 and not getattr(model, "supports_alignment", False):
         raise ValueError(f"contrastive alignment needs a content model (gat or vbpr); "
                          f"{type(model).__name__} has no content to align")
+    mode = choose_sampling(config, model, dataset, log)
+    neighbors = _neighbor_sampler(dataset, config, mode)
+    trained = model
+    if ctx.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Buffers (adjacency, features, masks) are rebuilt from the same data on every rank; the sparse
+        # ones cannot be broadcast at all, so DDP synchronises parameters only.
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            model, [name for name, _ in model.named_buffers()])
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                          broadcast_buffers=False)
+        log(f"distributed: {ctx.world_size} processes ({ctx.backend}); each trains on 1/{ctx.world_size} "
+            f"of every batch of {config.batch_size}")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
 
     state = _LoopState()
@@ -161,24 +187,25 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
         log(f"resumed from {checkpoint_path} after epoch {state.epoch}")
 
     budget = None if config.max_minutes is None else config.max_minutes * 60.0
-    progress = _progress_bar(config, initial=state.epoch)
+    progress = _progress_bar(config, initial=state.epoch) if ctx.is_main else None
     stopped_reason = "completed all epochs"
     while state.epoch < config.epochs:
-        if budget is not None and state.train_seconds >= budget:
+        if ctx.agree(budget is not None and state.train_seconds >= budget):
             stopped_reason = f"time budget of {config.max_minutes:g} minutes reached"
             break
-        if state.evals_without_improvement >= config.patience:
+        if ctx.agree(state.evals_without_improvement >= config.patience):
             stopped_reason = f"early stopping: no validation improvement in {config.patience} evaluations"
             break
         epoch = state.epoch + 1
         started = time.perf_counter()
-        loss, out_of_time = _train_one_epoch(model, optimizer, sampler, train_users, train_items, generator,
-                                             config, device, budget_left=None if budget is None
-                                             else budget - state.train_seconds)
+        # Ranks must run the same number of steps, so a mid-epoch time-out applies to one process only.
+        budget_left = None if budget is None or ctx.enabled else budget - state.train_seconds
+        loss, out_of_time = _train_one_epoch(model, trained, optimizer, negatives, neighbors, train_users,
+                                             train_items, generator, config, device, ctx, budget_left)
         seconds = time.perf_counter() - started
         state.train_seconds += seconds
         record = EpochRecord(epoch=epoch, seconds=seconds, loss=loss)
-        if epoch % config.eval_every == 0 or epoch == config.epochs or out_of_time:
+        if ctx.is_main and (epoch % config.eval_every == 0 or epoch == config.epochs or out_of_time):
             record.valid = evaluate_fn(model, dataset, "valid")
             value = record.valid[config.select_metric]
             if value > state.best_value:
@@ -197,42 +224,111 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
             if record.valid is not None:
                 postfix[config.select_metric] = f"{record.valid[config.select_metric]:.4f}"
             progress.set_postfix(postfix)
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and ctx.is_main:
             _save_checkpoint(checkpoint_path, model, optimizer, generator, state)
         if out_of_time:
             stopped_reason = f"time budget of {config.max_minutes:g} minutes reached"
             break
     if progress is not None:
         progress.close()
+    if ctx.enabled:
+        checksums = ctx.gather_strings(parameter_checksum(model))
+        notes.append(f"distributed over {ctx.world_size} processes ({ctx.backend}); final parameters "
+                     f"{'identical' if len(set(checksums)) == 1 else 'DIFFER'} across ranks")
+        state_distributed = {"world_size": ctx.world_size, "backend": ctx.backend, "rank_checksums": checksums,
+                             "identical_across_ranks": len(set(checksums)) == 1}
+    else:
+        state_distributed = None
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
     log(f"stopped: {stopped_reason}; best validation {config.select_metric} = {state.best_value:.4f} "
         f"at epoch {state.best_epoch}")
     return TrainResult(model=model, dataset=dataset, history=state.history, best_epoch=state.best_epoch,
                        best_valid=state.best_valid, stopped_reason=stopped_reason,
-                       train_seconds=state.train_seconds, notes=notes)
+                       train_seconds=state.train_seconds, notes=notes, sampling=mode,
+                       distributed=state_distributed, is_main=ctx.is_main)
 
 
-def _train_one_epoch(model, optimizer, sampler: NegativeSampler, train_users: torch.Tensor,
+def choose_sampling(config: TrainConfig, model: torch.nn.Module, dataset: Dataset,
+                    log: Callable[[str], None]) -> str:
+    """``full`` or ``neighbor``; ``auto`` takes full-graph training when its activations fit
+    comfortably in memory, else neighbour sampling (for models that support it)."""
+    supports = getattr(model, "supports_subgraphs", False)
+    if config.sampling == "neighbor" and not supports:
+        raise ValueError(f"{type(model).__name__} does not train on sampled subgraphs; use --sampling full")
+    if config.sampling != "auto":
+        return config.sampling
+    estimate = full_graph_bytes(model, dataset)
+    available = _available_memory(resolve_device(config.device))
+    mode = "full" if not supports or estimate < 0.5 * available else "neighbor"
+    log(f"sampling auto: full-graph training needs about {estimate / 2**30:.2f} GiB of "
+        f"{available / 2**30:.1f} GiB available: chose {mode}")
+    return mode
+
+
+def full_graph_bytes(model: torch.nn.Module, dataset: Dataset) -> int:
+    """Rough peak memory of one full-graph step: every layer's activations and their gradients,
+    the parameters with Adam's two moments, and the adjacency."""
+    nodes = dataset.num_users + dataset.num_items
+    dim = int(getattr(model, "dim", 64))
+    layers = int(getattr(model, "num_layers", 1))
+    edges = 2 * dataset.split_counts()["train"]
+    return 4 * nodes * dim * (2 * (layers + 1) + 4) + 12 * edges
+
+
+def _available_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def _neighbor_sampler(dataset: Dataset, config: TrainConfig, mode: str):
+    if mode != "neighbor":
+        return None
+    from graphrec.graph import GraphConfig, build_graph
+    from graphrec.sampling import make_neighbor_sampler
+
+    graph = build_graph(dataset, GraphConfig(entities=(), modalities=()))
+    return make_neighbor_sampler(graph, list(config.fanout), seed=config.seed)
+
+
+def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neighbors, train_users: torch.Tensor,
                      train_items: torch.Tensor, generator: torch.Generator, config: TrainConfig,
-                     device: torch.device, budget_left: float | None) -> tuple[float, bool]:
+                     device: torch.device, ctx: DistributedContext,
+                     budget_left: float | None) -> tuple[float, bool]:
+    """One pass over the training interactions. Every rank draws the same permutation and
+    negatives (same generator) and takes its own slice of each global batch."""
     model.train()
     order = torch.randperm(len(train_users), generator=generator)
     users_all = train_users[order]
     positives_all = train_items[order]
-    negatives_all = sampler.sample(users_all, generator=generator)
+    negatives_all = negatives.sample(users_all, generator=generator)
     total, batches = 0.0, 0
     started = time.perf_counter()
-    for start in range(0, len(order), config.batch_size):
-        users = users_all[start:start + config.batch_size].to(device)
-        positives = positives_all[start:start + config.batch_size].to(device)
-        negatives = negatives_all[start:start + config.batch_size].to(device)
-        user_emb, item_emb = model.embed()
-        positive_scores = model.score(user_emb, item_emb, users, positives)
-        negative_scores = model.score(user_emb, item_emb, users, negatives)
-        loss = bpr_loss(positive_scores, negative_scores)
+    per_rank = max(config.batch_size // ctx.world_size, 1)
+    step = per_rank * ctx.world_size
+    # Equal steps on every rank: the last partial global batch is dropped when distributed.
+    stop = len(order) if not ctx.enabled else (len(order) // step) * step
+    for start in range(0, stop, step):
+        window = slice(start + ctx.rank * per_rank, min(start + (ctx.rank + 1) * per_rank, stop))
+        users = users_all[window].to(device)
+        positives = positives_all[window].to(device)
+        negative_items = negatives_all[window].to(device)
+        if neighbors is None:
+            user_emb, item_emb = trained()
+            u, p, n = users, positives, negative_items
+        else:
+            from graphrec.sampling import bpr_subgraph
+
+            batch = bpr_subgraph(neighbors, users.cpu(), positives.cpu(), negative_items.cpu())
+            user_emb, item_emb = trained(batch.data.to(device))
+            u, p, n = batch.users.to(device), batch.pos.to(device), batch.neg.to(device)
+        loss = bpr_loss(model.score(user_emb, item_emb, u, p), model.score(user_emb, item_emb, u, n))
         if config.reg > 0:
-            loss = loss + config.reg * model.regularization(users, positives, negatives)
+            loss = loss + config.reg * model.regularization(users, positives, negative_items)
         if config.contrastive_weight > 0:
             loss = loss + config.contrastive_weight * model.alignment_loss(
                 torch.unique(positives), config.contrastive_temperature)
@@ -244,6 +340,10 @@ def _train_one_epoch(model, optimizer, sampler: NegativeSampler, train_users: to
         if budget_left is not None and time.perf_counter() - started >= budget_left:
             return total / batches, True
     return total / max(batches, 1), False
+
+
+def _silent(_: str) -> None:
+    """Log sink of ranks other than 0."""
 
 
 @dataclass

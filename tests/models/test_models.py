@@ -236,11 +236,24 @@ def test_modality_attention_sums_to_one_over_available_sources(planted):
     torch.testing.assert_close(weights.sum(1), torch.ones(NUM_ITEMS))
 
 
+def test_a_cold_item_is_placed_by_its_content_alone():
+    """An item without training interactions never had its id embedding trained: it is left out."""
+    torch.manual_seed(0)
+    features = torch.randn(4, 3)
+    mask = torch.tensor([True, True, True, False])
+    model = ModalityGAT(2, 4, torch.tensor([[0, 1], [0, 1]]), {"text": features}, {"text": mask},
+                        dim=8, num_layers=0)
+    _, item_emb = model.embed()
+    torch.testing.assert_close(item_emb[2], model.item_sources()[2])  # cold, with text: content only
+    torch.testing.assert_close(item_emb[3], torch.zeros(8))            # cold, nothing known: neutral
+    torch.testing.assert_close(item_emb[0], model.item_embedding.weight[0] + model.item_sources()[0])
+
+
 def test_an_item_without_sources_is_its_id_embedding():
     torch.manual_seed(0)
     features = torch.randn(4, 3)
     mask = torch.tensor([True, True, False, True])
-    model = ModalityGAT(2, 4, torch.tensor([[0, 0, 1], [0, 1, 3]]), {"text": features}, {"text": mask},
+    model = ModalityGAT(2, 4, torch.tensor([[0, 0, 1, 1], [0, 1, 3, 2]]), {"text": features}, {"text": mask},
                         {"genre": torch.tensor([[0, 1], [0, 0]])}, {"genre": 1}, dim=8, num_layers=0)
     user_emb, item_emb = model.embed()
     torch.testing.assert_close(item_emb[2], model.item_embedding.weight[2])
