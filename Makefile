@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench docs test-dgl clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/convert.py
+
+docs: $(STAMP)
+	$(BIN)/typer graphrec.cli utils docs --name graphrec --output docs/cli.md
+	sed -i "s/&#x27;/'/g" docs/cli.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

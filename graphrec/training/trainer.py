@@ -218,6 +218,9 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
                 state.evals_without_improvement += 1
         state.history.append(record)
         state.epoch = epoch
+        if progress is None and record.valid is not None:
+            log(f"epoch {epoch:>4}  loss {loss:.4f}  valid {config.select_metric} "
+                f"{record.valid[config.select_metric]:.4f}  ({state.train_seconds:.0f} s training)")
         if progress is not None:
             progress.update(1)
             postfix = {"loss": f"{loss:.4f}"}
