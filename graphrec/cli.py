@@ -26,6 +26,15 @@ def _parse_key_values(pairs: list[str], flag: str) -> dict[str, str]:
     return parsed
 
 
+def _number_or_text(value: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
 def _parse_ratios(text: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(part) for part in text.split(","))
@@ -64,7 +73,8 @@ def convert(
     """Convert a source dataset into graphrec's format and print its summary."""
     from graphrec.data.convert import ConvertConfig, convert as run_convert
 
-    reader_options: dict[str, object] = dict(_parse_key_values(option or [], "--option"))
+    reader_options: dict[str, object] = {key: _number_or_text(value)
+                                         for key, value in _parse_key_values(option or [], "--option").items()}
     if format == "synthetic":
         reader_options.update({k: v for k, v in (("users", users), ("items", items)) if v is not None})
         reader_options["seed"] = seed

@@ -83,8 +83,17 @@ def convert(format: str, src: str | Path, dst: str | Path, config: ConvertConfig
     if format != "synthetic" and not Path(src).exists():
         raise DataFormatError("source not found", path=src)
     options = dict(reader_options or {})
+    parameters = inspect.signature(reader).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        accepted = [name for name, p in parameters.items()
+                    if p.kind is inspect.Parameter.KEYWORD_ONLY or (name not in ("src", "workdir") and
+                                                                     p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise GraphrecError(f"format {format!r} does not take option(s) {', '.join(unknown)}; "
+                                f"it takes: {', '.join(a for a in accepted if a != 'workdir') or 'none'}")
     with atomic_directory(dst, overwrite=overwrite) as workdir:
-        if "workdir" in inspect.signature(reader).parameters:
+        if "workdir" in parameters:
             options["workdir"] = workdir
         raw = reader(Path(src) if format != "synthetic" else src, **options)
         options.pop("workdir", None)

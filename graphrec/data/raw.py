@@ -62,7 +62,7 @@ def interactions_frame(user_id: Any, item_id: Any, rating: Any = None, timestamp
         "user_id": np.asarray(user_id).astype(str),
         "item_id": np.asarray(item_id).astype(str),
         "rating": (np.full(n, np.nan) if rating is None else np.asarray(rating, dtype=np.float64)),
-        "timestamp": (pd.array([pd.NA] * n, dtype="Int64") if timestamp is None
+        "timestamp": (pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, dtype=bool)) if timestamp is None
                       else pd.array(timestamp, dtype="Int64")),
     })
     if split is not None:

@@ -6,9 +6,9 @@ validates; it never filters, indexes or splits (that is :mod:`graphrec.data.conv
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
-from pathlib import Path
 
 from graphrec.data.raw import RawDataset
 from graphrec.errors import GraphrecError
@@ -33,5 +33,5 @@ def get_reader(name: str) -> Callable[..., RawDataset]:
         raise GraphrecError(f"unknown format {name!r}; known formats: {', '.join(sorted(FORMAT_MODULES))}")
     module = importlib.import_module(f"graphrec.data.formats.{FORMAT_MODULES[name]}")
     if name in ("csv", "parquet"):
-        return lambda src, **options: module.read(Path(src), kind=name, **options)
+        return functools.partial(module.read, kind=name)
     return module.read

@@ -1,0 +1,532 @@
+"""Scale: neighbour-sampled LightGCN on synthetic power-law graphs, and sampled against full-graph on Gowalla.
+
+Two measurements, in one run:
+
+1. **Synthetic power-law graphs** of 1M, 10M and 50M interactions (users = interactions / 20, items =
+   interactions / 50; user activity lognormal, item popularity Zipf, each pair at most once). Each size is
+   generated in one child process and trained in another, so each peak RSS (``os.wait4``) is that step's own.
+   The training child does exactly what ``graphrec train --sampling neighbor`` does before and during an
+   epoch: the LightGCN model with its normalised adjacency (``create_model``), the negative sampler, the
+   heterogeneous graph and the neighbour sampler, the epoch's permutation and negatives for *every*
+   training interaction, then the trainer's step (``bpr_subgraph``, ``embed_subgraph``, BPR + L2, backward,
+   Adam) for a fixed number of batches after a warm-up. The epoch time is **extrapolated** as
+
+   .. math::
+       t_\\text{epoch} = t_\\text{epoch setup} + \\frac{t_\\text{timed batches}}{B_\\text{timed}}
+       \\cdot \\frac{E_\\text{train}}{\\text{batch size}},
+
+   and the cost per interaction is :math:`t_\\text{epoch} / E_\\text{train}`. Targets from the issue: 50M
+   interactions train within 24 GiB, and the cost per interaction stays within 2x of the 1M graph's.
+2. **Gowalla** (the LightGCN paper's split with its validation split): neighbour-sampled and full-graph
+   LightGCN trained with ``graphrec.training.run.train`` for the same training-time budget each, selecting
+   on validation; measured seconds per epoch, and test Recall@20 / NDCG@20 of the selected model.
+
+Run: ``.venv/bin/python benchmarks/scale.py`` (about 40 minutes on 2 cores), ``--quick`` (1M only, few
+batches, 1-minute Gowalla budgets: a smoke test), ``--sizes 1M,10M``, ``--skip-gowalla``. Writes
+``benchmarks/results/scale.{json,md,png}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import DATA, RESULTS, print_table, run_child, write_results
+
+HERE = Path(__file__).resolve().parent
+GIB = 2**30
+MEMORY_TARGET_GIB = 24.0
+COST_RATIO_TARGET = 2.0
+
+# A child runs one function of this module: ``python -c CHILD <function> <json arguments>``.
+CHILD = ("import json, sys; sys.path.insert(0, {here!r}); import scale; "
+         "print(json.dumps(getattr(scale, sys.argv[1])(**json.loads(sys.argv[2]))), flush=True)")
+
+
+def call_child(function: str, **kwargs: Any) -> dict[str, Any]:
+    """Run ``function(**kwargs)`` of this module in a fresh process; adds its wall time and peak RSS."""
+    return run_child(CHILD.format(here=str(HERE)), function, json.dumps(kwargs))
+
+
+# ------------------------------------------------------------------------------------------ generation
+def power_law_interactions(num_interactions: int, seed: int = 0, users_per_interaction: float = 1 / 20,
+                           items_per_interaction: float = 1 / 50, user_sigma: float = 1.0,
+                           item_exponent: float = 0.8) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+    r"""``num_interactions`` distinct (user, item) pairs of a synthetic power-law bipartite graph.
+
+    User :math:`u` is drawn with probability proportional to :math:`a_u \sim \text{LogNormal}(0,
+    \sigma^2)` (activity) and item :math:`i` with probability proportional to
+    :math:`r_i^{-s}`, :math:`r` a random permutation of the ranks :math:`1..M` (Zipf popularity).
+    Repeated pairs are collapsed and topped up with fresh draws, round by round, until there are
+    exactly ``num_interactions``. Returns ``(users, items, num_users, num_items, rounds)``, the
+    pairs sorted by user then item (int32).
+    """
+    rng = np.random.default_rng(seed)
+    num_users = max(int(num_interactions * users_per_interaction), 1)
+    num_items = max(int(num_interactions * items_per_interaction), 1)
+    user_cdf = np.cumsum(rng.lognormal(0.0, user_sigma, num_users))
+    user_cdf /= user_cdf[-1]
+    item_cdf = np.cumsum(rng.permutation(np.arange(1, num_items + 1, dtype=np.float64) ** -item_exponent))
+    item_cdf /= item_cdf[-1]
+    keys = np.empty(0, dtype=np.int64)
+    rounds = 0
+    while len(keys) < num_interactions:
+        rounds += 1
+        if rounds > 50:
+            raise RuntimeError(f"could not draw {num_interactions:,} distinct pairs in 50 rounds "
+                               f"(have {len(keys):,}); the graph is too dense for these parameters")
+        draws = int((num_interactions - len(keys)) * 1.05) + 1000
+        users = np.searchsorted(user_cdf, rng.random(draws), side="right").astype(np.int64)
+        items = np.searchsorted(item_cdf, rng.random(draws), side="right")
+        keys = np.unique(np.concatenate([keys, users * num_items + items]))
+        del users, items
+    if len(keys) > num_interactions:  # drop the surplus uniformly, keep the user-major order
+        keys = np.sort(keys[rng.permutation(len(keys))[:num_interactions]])
+    return ((keys // num_items).astype(np.int32), (keys % num_items).astype(np.int32), num_users, num_items,
+            rounds)
+
+
+def generate(num_interactions: int, out: str, seed: int) -> dict[str, Any]:
+    """Child: draw the graph and write ``users.npy``, ``items.npy`` and ``meta.json`` to ``out``."""
+    started = time.perf_counter()
+    users, items, num_users, num_items, rounds = power_law_interactions(num_interactions, seed)
+    seconds = time.perf_counter() - started
+    out_path = Path(out)
+    out_path.mkdir(parents=True, exist_ok=True)
+    np.save(out_path / "users.npy", users)
+    np.save(out_path / "items.npy", items)
+    user_degree = np.bincount(users, minlength=num_users)
+    item_degree = np.bincount(items, minlength=num_items)
+    meta = {"interactions": int(len(users)), "users": num_users, "items": num_items, "rounds": rounds,
+            "seconds": seconds, "users_with_interactions": int((user_degree > 0).sum()),
+            "items_with_interactions": int((item_degree > 0).sum()),
+            "user_degree": {"median": float(np.median(user_degree)), "max": int(user_degree.max())},
+            "item_degree": {"median": float(np.median(item_degree)), "max": int(item_degree.max())},
+            "top_1pct_items_share": float(np.sort(item_degree)[::-1][:max(num_items // 100, 1)].sum()
+                                          / len(items))}
+    (out_path / "meta.json").write_text(json.dumps(meta))
+    return meta
+
+
+# ------------------------------------------------------------------------------------------ training
+def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: int, fanout: list[int],
+                             dim: int, lr: float, reg: float, seed: int, threads: int) -> dict[str, Any]:
+    """Child: set up neighbour-sampled LightGCN training as the trainer does and time its steps."""
+    import pandas as pd
+    import torch
+
+    from graphrec.data.dataset import SPLIT_DTYPE, Dataset
+    from graphrec.graph import GraphConfig, build_graph
+    from graphrec.sampling import bpr_subgraph, make_neighbor_sampler
+    from graphrec.training.bpr import bpr_loss
+    from graphrec.training.factory import ModelConfig, create_model
+    from graphrec.training.negatives import NegativeSampler
+
+    torch.set_num_threads(threads)
+    stages: list[dict[str, Any]] = []
+    clock = [time.perf_counter()]
+
+    def stage(name: str) -> None:
+        now = time.perf_counter()
+        stages.append({"stage": name, "seconds": now - clock[0], "peak_rss_so_far_mib": _peak_rss_mib()})
+        clock[0] = now
+
+    stage("python + torch + graphrec imported")
+    path = Path(data)
+    meta = json.loads((path / "meta.json").read_text())
+    users_np, items_np = np.load(path / "users.npy"), np.load(path / "items.npy")
+    interactions = pd.DataFrame({
+        "user": users_np, "item": items_np,
+        "split": pd.Categorical.from_codes(np.zeros(len(users_np), dtype=np.int8), dtype=SPLIT_DTYPE)})
+    del users_np, items_np
+    dataset = Dataset(name=path.name, interactions=interactions, items=pd.DataFrame(index=range(meta["items"])),
+                      users=pd.DataFrame(index=range(meta["users"])))
+    stage("dataset (all interactions are training interactions)")
+    model = create_model(ModelConfig("lightgcn", dim=dim, layers=len(fanout)), dataset, seed=seed)
+    stage("LightGCN with its normalised adjacency")
+    # From here on, exactly the trainer's neighbour mode (fit and _train_one_epoch).
+    train_users_np, train_items_np = dataset.pairs("train")
+    train_users, train_items = torch.from_numpy(train_users_np), torch.from_numpy(train_items_np)
+    negatives = NegativeSampler(train_users, train_items, dataset.num_items, candidates=train_items)
+    stage("negative sampler")
+    graph = build_graph(dataset, GraphConfig(entities=(), modalities=()))
+    sampler = make_neighbor_sampler(graph, list(fanout), seed=seed)
+    stage("heterogeneous graph + neighbour sampler")
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    epoch_started = time.perf_counter()
+    order = torch.randperm(len(train_users), generator=generator)
+    users_all, positives_all = train_users[order], train_items[order]
+    negatives_all = negatives.sample(users_all, generator=generator)
+    epoch_setup_seconds = time.perf_counter() - epoch_started
+    stage("epoch setup: permutation + one negative per interaction (all of them)")
+
+    phases = ("sample", "forward", "backward", "adam")
+    totals = dict.fromkeys(phases, 0.0)
+    nodes = edges = 0
+    losses = []
+    for b in range(warmup + batches):
+        window = slice(b * batch_size, (b + 1) * batch_size)
+        users, positives, negative_items = users_all[window], positives_all[window], negatives_all[window]
+        t0 = time.perf_counter()
+        batch = bpr_subgraph(sampler, users, positives, negative_items)
+        t1 = time.perf_counter()
+        user_emb, item_emb = model(batch.data)
+        loss = bpr_loss(model.score(user_emb, item_emb, batch.users, batch.pos),
+                        model.score(user_emb, item_emb, batch.users, batch.neg))
+        loss = loss + reg * model.regularization(users, positives, negative_items)
+        t2 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        t3 = time.perf_counter()
+        optimizer.step()
+        t4 = time.perf_counter()
+        losses.append(float(loss.detach()))
+        if b >= warmup:
+            for phase, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                totals[phase] += seconds
+            nodes += sum(batch.data[t].num_nodes for t in batch.data.node_types)
+            edges += sum(batch.data[e].num_edges for e in batch.data.edge_types)
+    stage(f"{warmup} warm-up + {batches} timed batches")
+
+    num_train = len(train_users)
+    seconds_per_batch = sum(totals.values()) / batches
+    batches_per_epoch = -(-num_train // batch_size)
+    epoch_seconds = epoch_setup_seconds + seconds_per_batch * batches_per_epoch
+    parameters = sum(p.numel() for p in model.parameters())
+    return {
+        "interactions": meta["interactions"], "users": meta["users"], "items": meta["items"],
+        "train_interactions": num_train, "batch_size": batch_size, "fanout": list(fanout), "dim": dim,
+        "layers": len(fanout), "threads": threads, "warmup_batches": warmup, "timed_batches": batches,
+        "seconds_per_batch": seconds_per_batch,
+        "phase_seconds_per_batch": {phase: totals[phase] / batches for phase in phases},
+        "subgraph_nodes_per_batch": nodes / batches, "subgraph_edges_per_batch": edges / batches,
+        "epoch_setup_seconds": epoch_setup_seconds, "batches_per_epoch": batches_per_epoch,
+        "extrapolated_epoch_seconds": epoch_seconds,
+        "extrapolated_cost_us_per_interaction": 1e6 * epoch_seconds / num_train,
+        "setup_seconds": sum(s["seconds"] for s in stages[1:4]),
+        "parameters": parameters, "adjacency_nonzeros": int(model.adjacency.values().numel()),
+        "loss_first_last": [losses[0], losses[-1]], "stages": stages,
+    }
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------------ Gowalla
+def train_gowalla(data: str, sampling: str, minutes: float, batch_size: int, fanout: list[int], layers: int,
+                  lr: float, reg: float, eval_every: int, threads: int) -> dict[str, Any]:
+    """Child: ``train()`` LightGCN on the converted Gowalla for ``minutes`` of training time."""
+    import torch
+
+    from graphrec.data.dataset import load_dataset
+    from graphrec.training.run import ModelConfig, TrainConfig, train
+
+    torch.set_num_threads(threads)
+    dataset = load_dataset(data)
+    config = TrainConfig(epochs=100_000, batch_size=batch_size, lr=lr, reg=reg, seed=2020, eval_every=eval_every,
+                         patience=100_000, eval_ks=(20,), max_minutes=minutes, progress=False, sampling=sampling,
+                         fanout=tuple(fanout))
+    started = time.perf_counter()
+    run = train(dataset, ModelConfig("lightgcn", dim=64, layers=layers), config,
+                log=lambda line: print(line, file=sys.stderr, flush=True))
+    wall = time.perf_counter() - started
+    epochs = run.metrics["epochs"]
+    # A time-out stops an epoch part-way; the last (partial) epoch is excluded from seconds per epoch.
+    complete = [e for e in epochs if not (e is epochs[-1] and "time budget" in run.metrics["stopped_reason"])]
+    complete = complete or epochs
+    elapsed, curve = 0.0, []
+    for e in epochs:
+        elapsed += e["seconds"]
+        if e["valid"]:
+            curve.append({"epoch": e["epoch"], "train_seconds": elapsed, "valid_recall@20": e["valid"]["recall@20"]})
+    return {"sampling": sampling, "batch_size": batch_size, "layers": layers,
+            "fanout": list(fanout) if sampling == "neighbor" else None, "lr": lr, "reg": reg,
+            "budget_minutes": minutes, "epochs_run": len(epochs), "complete_epochs": len(complete),
+            "seconds_per_epoch": sum(e["seconds"] for e in complete) / len(complete),
+            "train_seconds": run.metrics["train_seconds"], "wall_seconds_all_in": wall,
+            "best_epoch": run.metrics["best_epoch"], "valid": run.metrics["valid"], "test": run.metrics["test"],
+            "stopped_reason": run.metrics["stopped_reason"], "curve": curve}
+
+
+# ------------------------------------------------------------------------------------------ driver
+def parse_size(text: str) -> int:
+    text = text.strip().upper().replace("_", "")
+    scale = {"K": 10**3, "M": 10**6}.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in "KM" else text
+    try:
+        value = int(float(number) * scale)
+    except ValueError:
+        raise SystemExit(f"--sizes: cannot read {text!r}; use numbers like 1M,10M,50M or 250K") from None
+    if value < 1000:
+        raise SystemExit(f"--sizes: {text!r} is too small (at least 1K interactions)")
+    return value
+
+
+def label(n: int) -> str:
+    return f"{n // 10**6}M" if n % 10**6 == 0 else f"{n / 10**6:g}M" if n >= 10**6 else f"{n // 1000}K"
+
+
+def run_scale(sizes: list[int], args: argparse.Namespace, work: Path) -> list[dict[str, Any]]:
+    rows = []
+    for n in sizes:
+        directory = work / f"powerlaw-{label(n)}"
+        row: dict[str, Any] = {"size": label(n)}
+        print(f"\n[{label(n)}] generating ...", flush=True)
+        try:
+            generated = call_child("generate", num_interactions=n, out=str(directory), seed=args.seed)
+            row["generate"] = generated
+            print(f"[{label(n)}] {generated['interactions']:,} interactions, {generated['users']:,} users, "
+                  f"{generated['items']:,} items in {generated['seconds']:.1f} s (peak "
+                  f"{generated['peak_rss_mib'] / 1024:.2f} GiB); training {args.batches} batches ...", flush=True)
+            trained = call_child("measure_sampled_training", data=str(directory), batch_size=args.batch_size,
+                                 batches=args.batches, warmup=args.warmup, fanout=args.fanout, dim=args.dim,
+                                 lr=args.lr, reg=args.reg, seed=args.seed, threads=args.threads)
+            row["train"] = trained
+            print(f"[{label(n)}] {trained['seconds_per_batch']:.3f} s/batch, epoch ~ "
+                  f"{trained['extrapolated_epoch_seconds'] / 60:.1f} min (extrapolated), peak "
+                  f"{trained['peak_rss_mib'] / 1024:.2f} GiB", flush=True)
+        except RuntimeError as exc:  # a child that fails (e.g. killed for memory) is reported, not hidden
+            row["error"] = str(exc)[-2000:]
+            print(f"[{label(n)}] FAILED: {row['error']}", flush=True)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        rows.append(row)
+    baseline = next((r["train"]["extrapolated_cost_us_per_interaction"] for r in rows if "train" in r), None)
+    for row in rows:
+        if "train" in row and baseline:
+            row["cost_vs_smallest"] = row["train"]["extrapolated_cost_us_per_interaction"] / baseline
+    return rows
+
+
+def scale_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    table = []
+    for row in rows:
+        gen, train = row.get("generate", {}), row.get("train")
+        if train is None:
+            table.append({"size": row["size"], "interactions": gen.get("interactions"), "status": "FAILED"})
+            continue
+        phases = train["phase_seconds_per_batch"]
+        table.append({
+            "size": row["size"], "interactions": train["train_interactions"], "users": train["users"],
+            "items": train["items"], "gen peak GiB": gen["peak_rss_mib"] / 1024,
+            "train peak GiB": train["peak_rss_mib"] / 1024, "setup s": train["setup_seconds"],
+            "s/batch": train["seconds_per_batch"],
+            "sample/fwd/bwd/adam s": "/".join(f"{phases[p]:.3f}" for p in ("sample", "forward", "backward", "adam")),
+            "epoch min (extrap.)": train["extrapolated_epoch_seconds"] / 60,
+            "us/interaction": train["extrapolated_cost_us_per_interaction"],
+            "x smallest": row["cost_vs_smallest"], "status": "ok"})
+    return table
+
+
+def run_gowalla(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from graphrec.data.convert import convert
+
+    started = time.perf_counter()
+    convert("lightgcn", DATA / "gowalla", work / "gowalla", reader_options={"validation_dir": "validation"})
+    convert_seconds = time.perf_counter() - started
+    runs = {}
+    for sampling in ("neighbor", "full"):
+        print(f"\n[gowalla] {sampling}: training for {args.gowalla_minutes:g} minutes ...", flush=True)
+        runs[sampling] = call_child("train_gowalla", data=str(work / "gowalla"), sampling=sampling,
+                                    minutes=args.gowalla_minutes, batch_size=args.gowalla_batch_size,
+                                    fanout=args.gowalla_fanout, layers=len(args.gowalla_fanout),
+                                    lr=args.gowalla_lr, reg=args.reg, eval_every=args.gowalla_eval_every,
+                                    threads=args.threads)
+        result = runs[sampling]
+        print(f"[gowalla] {sampling}: {result['complete_epochs']} epochs, {result['seconds_per_epoch']:.1f} s/epoch, "
+              f"test recall@20 {result['test']['recall@20']:.4f}", flush=True)
+    return {"convert_seconds": convert_seconds, "runs": runs,
+            "sampled_vs_full_epoch_time": runs["neighbor"]["seconds_per_epoch"] / runs["full"]["seconds_per_epoch"]}
+
+
+def gowalla_table(gowalla: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"training": "neighbour-sampled " + ",".join(map(str, r["fanout"])) if r["fanout"] else "full graph",
+             "batch": r["batch_size"], "layers": r["layers"], "s/epoch": r["seconds_per_epoch"],
+             "epochs in budget": r["epochs_run"], "budget min": r["budget_minutes"], "best epoch": r["best_epoch"],
+             "valid recall@20": r["valid"]["recall@20"], "test recall@20": r["test"]["recall@20"],
+             "test ndcg@20": r["test"]["ndcg@20"], "peak GiB": r["peak_rss_mib"] / 1024}
+            for r in gowalla["runs"].values()]
+
+
+def write_markdown(path: Path, scale_rows: list[dict[str, Any]], verdicts: list[str],
+                   gowalla_rows: list[dict[str, Any]] | None, notes: list[str]) -> None:
+    lines = ["# Scale benchmark", "", "Written by `benchmarks/scale.py`; the numbers are in `scale.json`.", "",
+             "## Synthetic power-law graphs, neighbour-sampled LightGCN", ""]
+    lines += _markdown_table(scale_rows) + [""] + [f"- {v}" for v in verdicts]
+    if gowalla_rows:
+        lines += ["", "## Gowalla: neighbour-sampled against full-graph LightGCN, same training-time budget", ""]
+        lines += _markdown_table(gowalla_rows)
+    lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _markdown_table(rows: list[dict[str, Any]]) -> list[str]:
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        out.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
+    return out
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def plot(path: Path, rows: list[dict[str, Any]], gowalla: dict[str, Any] | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in rows if "train" in r]
+    panels = 3 if gowalla else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.4), constrained_layout=True)
+    x = [r["train"]["train_interactions"] for r in ok]
+    cost = [r["train"]["extrapolated_cost_us_per_interaction"] for r in ok]
+    ax = axes[0]
+    ax.plot(x, cost, "o-", label="sampled epoch (extrapolated)")
+    if cost:
+        ax.axhline(COST_RATIO_TARGET * cost[0], color="tab:red", ls="--",
+                   label=f"target: {COST_RATIO_TARGET:g}x the {ok[0]['size']} cost")
+    for xi, ci, r in zip(x, cost, ok):
+        ax.annotate(f"{ci:.0f} µs\n{r['train']['extrapolated_epoch_seconds'] / 60:.0f} min/epoch", (xi, ci),
+                    textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
+    ax.set(xscale="log", xlabel="training interactions", ylabel="µs per training interaction",
+           title="Training cost per interaction")
+    ax.set_ylim(0, max(cost + [COST_RATIO_TARGET * cost[0] if cost else 1]) * 1.35)
+    ax.legend(fontsize=8, loc="lower right")
+    ax = axes[1]
+    train_peak = [r["train"]["peak_rss_mib"] / 1024 for r in ok]
+    gen_peak = [r["generate"]["peak_rss_mib"] / 1024 for r in ok]
+    ax.plot(x, train_peak, "o-", label="training process")
+    ax.plot(x, gen_peak, "s:", color="gray", label="generator process")
+    ax.axhline(MEMORY_TARGET_GIB, color="tab:red", ls="--", label=f"target: {MEMORY_TARGET_GIB:g} GiB")
+    for xi, peak in zip(x, train_peak):
+        ax.annotate(f"{peak:.1f} GiB", (xi, peak), textcoords="offset points", xytext=(0, 8), ha="center",
+                    fontsize=8)
+    ax.set(xscale="log", xlabel="training interactions", ylabel="peak RSS (GiB)", title="Peak memory",
+           ylim=(0, MEMORY_TARGET_GIB * 1.15))
+    ax.legend(fontsize=8, loc="upper left")
+    if gowalla:
+        ax = axes[2]
+        for name, r in gowalla["runs"].items():
+            curve = r["curve"]
+            text = (f"sampled {','.join(map(str, r['fanout']))}" if r["fanout"] else "full graph")
+            ax.plot([p["train_seconds"] / 60 for p in curve], [p["valid_recall@20"] for p in curve], "o-", ms=3,
+                    label=f"{text}: {r['seconds_per_epoch']:.0f} s/epoch, test R@20 {r['test']['recall@20']:.4f}")
+        ax.set(xlabel="training minutes", ylabel="validation Recall@20",
+               title="Gowalla, LightGCN: same training-time budget")
+        ax.legend(fontsize=8, loc="lower right")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1M,10M,50M", help="interactions per synthetic graph, e.g. 1M,10M,50M")
+    parser.add_argument("--batch-size", type=int, default=8192)
+    parser.add_argument("--batches", type=int, default=50, help="timed batches per size (after the warm-up)")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--fanout", default="10,10", help="neighbours per hop; the number of hops is the layers")
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.005)
+    parser.add_argument("--reg", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--skip-gowalla", action="store_true")
+    parser.add_argument("--gowalla-minutes", type=float, default=8.0, help="training-time budget of each run")
+    parser.add_argument("--gowalla-batch-size", type=int, default=8192)
+    parser.add_argument("--gowalla-fanout", default="10,10,10",
+                        help="sampled run's fan-out; both runs use this many layers")
+    parser.add_argument("--gowalla-lr", type=float, default=0.005)
+    parser.add_argument("--gowalla-eval-every", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="smoke test: 1M only, 10 batches, 1-minute budgets")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    args = parser.parse_args()
+    args.fanout = [int(f) for f in args.fanout.split(",")]
+    args.gowalla_fanout = [int(f) for f in args.gowalla_fanout.split(",")]
+    if args.quick:
+        args.sizes, args.batches, args.warmup, args.gowalla_minutes = "1M", 10, 2, 1.0
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    work = Path(tempfile.mkdtemp(prefix="graphrec-scale-", dir=args.work))
+    started = time.perf_counter()
+    try:
+        rows = run_scale(sizes, args, work)
+        gowalla = None if args.skip_gowalla else run_gowalla(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    table = scale_table(rows)
+    print("\nSynthetic power-law graphs, neighbour-sampled LightGCN (epoch time extrapolated from timed batches)\n")
+    print_table(table, list(dict.fromkeys(c for row in table for c in row)))
+    verdicts = verdict_lines(rows)
+    for line in verdicts:
+        print("  " + line)
+    gowalla_rows = None
+    if gowalla:
+        gowalla_rows = gowalla_table(gowalla)
+        print("\nGowalla, LightGCN, same training-time budget (seconds per epoch measured)\n")
+        print_table(gowalla_rows, list(gowalla_rows[0]))
+    notes = [
+        f"Machine: {sys.platform}, 2 cores, 24 GiB; torch threads {args.threads}. Batch {args.batch_size}, "
+        f"fan-out {','.join(map(str, args.fanout))} ({len(args.fanout)} LightGCN layers), dim {args.dim}, Adam.",
+        "Epoch time = epoch setup (measured over all interactions) + measured seconds per batch x batches per "
+        f"epoch; each size timed {args.batches} batches after {args.warmup} warm-up batches. Not a full epoch.",
+        "Peak RSS is each child process's own (os.wait4): the training child holds the dataset, LightGCN's "
+        "normalised adjacency, the negative sampler's keys, the HeteroData graph, the sampler's CSC copies, "
+        "the embeddings with Adam's moments and the epoch's permutation and negatives.",
+        "Synthetic graphs: users = interactions / 20, items = interactions / 50, lognormal(0, 1) user activity, "
+        "Zipf(0.8) item popularity, distinct pairs; every interaction is a training interaction.",
+    ]
+    if gowalla:
+        notes.append("Gowalla: train() with the validation split for model selection; the budget counts training "
+                     "seconds (validation passes are extra); test metrics are those of the best validation epoch; "
+                     "seconds per epoch exclude the last epoch when the budget cut it short.")
+    payload = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+               "targets": {"memory_gib": MEMORY_TARGET_GIB, "cost_ratio": COST_RATIO_TARGET},
+               "synthetic": rows, "synthetic_table": table, "verdicts": verdicts, "gowalla": gowalla,
+               "notes": notes, "total_wall_seconds": time.perf_counter() - started}
+    write_results("scale", payload)
+    write_markdown(RESULTS / "scale.md", table, verdicts, gowalla_rows, notes)
+    plot(RESULTS / "scale.png", rows, gowalla)
+    print(f"wrote benchmarks/results/scale.md and scale.png ({(time.perf_counter() - started) / 60:.1f} min)")
+
+
+def verdict_lines(rows: list[dict[str, Any]]) -> list[str]:
+    out = []
+    for row in rows:
+        if "error" in row:
+            out.append(f"{row['size']}: FAILED: {row['error'].strip().splitlines()[-1][:300]}")
+    ok = [r for r in rows if "train" in r]
+    if not ok:
+        return out
+    largest = ok[-1]
+    peak = largest["train"]["peak_rss_mib"] / 1024
+    out.append(f"memory: {largest['size']} trains with a peak of {peak:.1f} GiB: "
+               f"{'within' if peak <= MEMORY_TARGET_GIB else 'OVER'} the {MEMORY_TARGET_GIB:g} GiB target")
+    ratio = largest["cost_vs_smallest"]
+    out.append(f"cost per interaction: {largest['size']} costs {ratio:.2f}x the {ok[0]['size']} graph per "
+               f"interaction: {'within' if ratio <= COST_RATIO_TARGET else 'OVER'} the {COST_RATIO_TARGET:g}x target")
+    return out
+
+
+if __name__ == "__main__":
+    main()
