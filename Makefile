@@ -28,5 +28,9 @@ docs: $(STAMP)
 	$(BIN)/typer graphrec.cli utils docs --name graphrec --output docs/cli.md
 	sed -i "s/&#x27;/'/g" docs/cli.md
 
+# DGL on PyPI stops at 2.1.0, which needs torch <= 2.2.1: its own environment (.venv-dgl), see docs/dgl.md.
+test-dgl:
+	bash scripts/test-dgl.sh
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .venv-dgl runs .pytest_cache

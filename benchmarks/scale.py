@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import sys
@@ -139,6 +140,9 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
         now = time.perf_counter()
         stages.append({"stage": name, "seconds": now - clock[0], "peak_rss_so_far_mib": _peak_rss_mib()})
         clock[0] = now
+        # On stderr, so that a child killed part-way (say, for memory) still tells how far it got.
+        print(f"done: {name} ({stages[-1]['seconds']:.1f} s, peak RSS {stages[-1]['peak_rss_so_far_mib']:,.0f} MiB)",
+              file=sys.stderr, flush=True)
 
     stage("python + torch + graphrec imported")
     path = Path(data)
@@ -160,6 +164,7 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
     stage("negative sampler")
     graph = build_graph(dataset, GraphConfig(entities=(), modalities=()))
     sampler = make_neighbor_sampler(graph, list(fanout), seed=seed)
+    del graph  # the trainer keeps only the sampler (its CSC copies), not the HeteroData
     stage("heterogeneous graph + neighbour sampler")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
@@ -171,6 +176,7 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
     epoch_setup_seconds = time.perf_counter() - epoch_started
     stage("epoch setup: permutation + one negative per interaction (all of them)")
 
+    load_before = os.getloadavg()
     phases = ("sample", "forward", "backward", "adam")
     totals = dict.fromkeys(phases, 0.0)
     nodes = edges = 0
@@ -198,6 +204,7 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
             nodes += sum(batch.data[t].num_nodes for t in batch.data.node_types)
             edges += sum(batch.data[e].num_edges for e in batch.data.edge_types)
     stage(f"{warmup} warm-up + {batches} timed batches")
+    load_after = os.getloadavg()
 
     num_train = len(train_users)
     seconds_per_batch = sum(totals.values()) / batches
@@ -217,6 +224,8 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
         "setup_seconds": sum(s["seconds"] for s in stages[1:4]),
         "parameters": parameters, "adjacency_nonzeros": int(model.adjacency.values().numel()),
         "loss_first_last": [losses[0], losses[-1]], "stages": stages,
+        # Other work on the machine slows the timings; the 1-minute load averages say how busy it was.
+        "load_average_before_after": [load_before[0], load_after[0]],
     }
 
 
@@ -238,14 +247,14 @@ def train_gowalla(data: str, sampling: str, minutes: float, batch_size: int, fan
     config = TrainConfig(epochs=100_000, batch_size=batch_size, lr=lr, reg=reg, seed=2020, eval_every=eval_every,
                          patience=100_000, eval_ks=(20,), max_minutes=minutes, progress=False, sampling=sampling,
                          fanout=tuple(fanout))
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     run = train(dataset, ModelConfig("lightgcn", dim=64, layers=layers), config,
                 log=lambda line: print(line, file=sys.stderr, flush=True))
     wall = time.perf_counter() - started
     epochs = run.metrics["epochs"]
-    # A time-out stops an epoch part-way; the last (partial) epoch is excluded from seconds per epoch.
-    complete = [e for e in epochs if not (e is epochs[-1] and "time budget" in run.metrics["stopped_reason"])]
-    complete = complete or epochs
+    # A time-out may stop the last epoch part-way, so it does not count towards seconds per epoch.
+    complete = epochs[:-1] if "time budget" in run.metrics["stopped_reason"] else epochs
     elapsed, curve = 0.0, []
     for e in epochs:
         elapsed += e["seconds"]
@@ -254,10 +263,11 @@ def train_gowalla(data: str, sampling: str, minutes: float, batch_size: int, fan
     return {"sampling": sampling, "batch_size": batch_size, "layers": layers,
             "fanout": list(fanout) if sampling == "neighbor" else None, "lr": lr, "reg": reg,
             "budget_minutes": minutes, "epochs_run": len(epochs), "complete_epochs": len(complete),
-            "seconds_per_epoch": sum(e["seconds"] for e in complete) / len(complete),
+            "seconds_per_epoch": sum(e["seconds"] for e in complete) / len(complete) if complete else None,
             "train_seconds": run.metrics["train_seconds"], "wall_seconds_all_in": wall,
             "best_epoch": run.metrics["best_epoch"], "valid": run.metrics["valid"], "test": run.metrics["test"],
-            "stopped_reason": run.metrics["stopped_reason"], "curve": curve}
+            "stopped_reason": run.metrics["stopped_reason"], "curve": curve,
+            "load_average_before_after": [load_before, os.getloadavg()[0]]}
 
 
 # ------------------------------------------------------------------------------------------ driver
@@ -299,6 +309,8 @@ def run_scale(sizes: list[int], args: argparse.Namespace, work: Path) -> list[di
                   f"{trained['peak_rss_mib'] / 1024:.2f} GiB", flush=True)
         except RuntimeError as exc:  # a child that fails (e.g. killed for memory) is reported, not hidden
             row["error"] = str(exc)[-2000:]
+            if "Traceback" not in row["error"]:
+                row["error"] += "\n(no Python traceback: the process was killed, e.g. by the out-of-memory killer)"
             print(f"[{label(n)}] FAILED: {row['error']}", flush=True)
         finally:
             shutil.rmtree(directory, ignore_errors=True)
@@ -322,11 +334,12 @@ def scale_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "size": row["size"], "interactions": train["train_interactions"], "users": train["users"],
             "items": train["items"], "gen peak GiB": gen["peak_rss_mib"] / 1024,
             "train peak GiB": train["peak_rss_mib"] / 1024, "setup s": train["setup_seconds"],
-            "s/batch": train["seconds_per_batch"],
+            "s/batch": train["seconds_per_batch"], "subgraph edges/batch": round(train["subgraph_edges_per_batch"]),
             "sample/fwd/bwd/adam s": "/".join(f"{phases[p]:.3f}" for p in ("sample", "forward", "backward", "adam")),
             "epoch min (extrap.)": train["extrapolated_epoch_seconds"] / 60,
             "us/interaction": train["extrapolated_cost_us_per_interaction"],
-            "x smallest": row["cost_vs_smallest"], "status": "ok"})
+            "x smallest": row["cost_vs_smallest"],
+            "load avg": "/".join(f"{v:.1f}" for v in train["load_average_before_after"]), "status": "ok"})
     return table
 
 
@@ -345,10 +358,11 @@ def run_gowalla(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                                     lr=args.gowalla_lr, reg=args.reg, eval_every=args.gowalla_eval_every,
                                     threads=args.threads)
         result = runs[sampling]
-        print(f"[gowalla] {sampling}: {result['complete_epochs']} epochs, {result['seconds_per_epoch']:.1f} s/epoch, "
-              f"test recall@20 {result['test']['recall@20']:.4f}", flush=True)
+        print(f"[gowalla] {sampling}: {result['complete_epochs']} complete epochs, {result['seconds_per_epoch']} "
+              f"s/epoch, test recall@20 {result['test']['recall@20']:.4f}", flush=True)
+    sampled, full = runs["neighbor"]["seconds_per_epoch"], runs["full"]["seconds_per_epoch"]
     return {"convert_seconds": convert_seconds, "runs": runs,
-            "sampled_vs_full_epoch_time": runs["neighbor"]["seconds_per_epoch"] / runs["full"]["seconds_per_epoch"]}
+            "sampled_vs_full_epoch_time": sampled / full if sampled and full else None}
 
 
 def gowalla_table(gowalla: dict[str, Any]) -> list[dict[str, Any]]:
@@ -356,7 +370,8 @@ def gowalla_table(gowalla: dict[str, Any]) -> list[dict[str, Any]]:
              "batch": r["batch_size"], "layers": r["layers"], "s/epoch": r["seconds_per_epoch"],
              "epochs in budget": r["epochs_run"], "budget min": r["budget_minutes"], "best epoch": r["best_epoch"],
              "valid recall@20": r["valid"]["recall@20"], "test recall@20": r["test"]["recall@20"],
-             "test ndcg@20": r["test"]["ndcg@20"], "peak GiB": r["peak_rss_mib"] / 1024}
+             "test ndcg@20": r["test"]["ndcg@20"], "peak GiB": r["peak_rss_mib"] / 1024,
+             "load avg": "/".join(f"{v:.1f}" for v in r["load_average_before_after"])}
             for r in gowalla["runs"].values()]
 
 
@@ -428,11 +443,12 @@ def plot(path: Path, rows: list[dict[str, Any]], gowalla: dict[str, Any] | None)
         for name, r in gowalla["runs"].items():
             curve = r["curve"]
             text = (f"sampled {','.join(map(str, r['fanout']))}" if r["fanout"] else "full graph")
+            speed = "no epoch completed" if r["seconds_per_epoch"] is None else f"{r['seconds_per_epoch']:.0f} s/epoch"
             ax.plot([p["train_seconds"] / 60 for p in curve], [p["valid_recall@20"] for p in curve], "o-", ms=3,
-                    label=f"{text}: {r['seconds_per_epoch']:.0f} s/epoch, test R@20 {r['test']['recall@20']:.4f}")
+                    label=f"{text}: {speed}, test R@20 {r['test']['recall@20']:.4f}")
         ax.set(xlabel="training minutes", ylabel="validation Recall@20",
                title="Gowalla, LightGCN: same training-time budget")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.savefig(path, dpi=130)
@@ -464,7 +480,8 @@ def main() -> None:
     args.fanout = [int(f) for f in args.fanout.split(",")]
     args.gowalla_fanout = [int(f) for f in args.gowalla_fanout.split(",")]
     if args.quick:
-        args.sizes, args.batches, args.warmup, args.gowalla_minutes = "1M", 10, 2, 1.0
+        args.sizes, args.batches, args.warmup = "1M", 10, 2
+        args.gowalla_minutes = min(args.gowalla_minutes, 1.0)
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     work = Path(tempfile.mkdtemp(prefix="graphrec-scale-", dir=args.work))
     started = time.perf_counter()
@@ -486,13 +503,14 @@ def main() -> None:
         print("\nGowalla, LightGCN, same training-time budget (seconds per epoch measured)\n")
         print_table(gowalla_rows, list(gowalla_rows[0]))
     notes = [
-        f"Machine: {sys.platform}, 2 cores, 24 GiB; torch threads {args.threads}. Batch {args.batch_size}, "
+        f"Machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB:.0f} GiB, "
+        f"shared with other work (load averages in the tables); torch threads {args.threads}. Batch {args.batch_size}, "
         f"fan-out {','.join(map(str, args.fanout))} ({len(args.fanout)} LightGCN layers), dim {args.dim}, Adam.",
         "Epoch time = epoch setup (measured over all interactions) + measured seconds per batch x batches per "
         f"epoch; each size timed {args.batches} batches after {args.warmup} warm-up batches. Not a full epoch.",
         "Peak RSS is each child process's own (os.wait4): the training child holds the dataset, LightGCN's "
-        "normalised adjacency, the negative sampler's keys, the HeteroData graph, the sampler's CSC copies, "
-        "the embeddings with Adam's moments and the epoch's permutation and negatives.",
+        "normalised adjacency, the negative sampler's keys, the HeteroData graph (while the sampler is built), "
+        "the sampler's CSC copies, the embeddings with Adam's moments and the epoch's permutation and negatives.",
         "Synthetic graphs: users = interactions / 20, items = interactions / 50, lognormal(0, 1) user activity, "
         "Zipf(0.8) item popularity, distinct pairs; every interaction is a training interaction.",
     ]
@@ -514,7 +532,10 @@ def verdict_lines(rows: list[dict[str, Any]]) -> list[str]:
     out = []
     for row in rows:
         if "error" in row:
-            out.append(f"{row['size']}: FAILED: {row['error'].strip().splitlines()[-1][:300]}")
+            lines = row["error"].strip().splitlines()
+            reached = [line for line in lines if line.startswith("done: ")]
+            where = f" after {reached[-1][6:]}" if reached else ""
+            out.append(f"{row['size']}: FAILED{where}: {lines[-1][:300]}")
     ok = [r for r in rows if "train" in r]
     if not ok:
         return out

@@ -90,12 +90,17 @@ class GraphAttention(torch.nn.Module):
         glorot(self.att_dst)
 
     def forward(self, x: Tensor, crow_indices: Tensor, col_indices: Tensor, row_indices: Tensor,
-                transpose: Tensor, edge_scale: Tensor | None = None, transform: bool = True) -> Tensor:
+                transpose: Tensor, edge_scale: Tensor | None = None, transform: bool = True,
+                bound: float | None = None, fixed: bool = False) -> Tensor:
         """``x`` ``[N, dim]`` on the pattern of :func:`~graphrec.graph.adjacency.symmetric_csr_pattern`."""
         h = self.lin(x).view(-1, self.heads, self.dim)
         score_src = (h * self.att_src).sum(-1)  # [N, heads]
         score_dst = (h * self.att_dst).sum(-1)
         logits = F.leaky_relu(score_src[col_indices] + score_dst[row_indices], self.negative_slope)
+        if bound is not None:
+            logits = bound * torch.tanh(logits / bound)
+        if fixed:
+            logits = logits * 0
         weights = softmax(logits, row_indices, num_nodes=x.size(0))  # [E, heads]
         if edge_scale is not None:
             weights = weights * edge_scale.unsqueeze(1)
@@ -136,8 +141,14 @@ class ModalityGAT(Recommender):
                  num_entities: Mapping[str, int] | None = None,
                  dim: int = 64, num_layers: int = 2, heads: int = 1, dropout: float = 0.0,
                  fusion: str = "attention", normalization: str = "softmax", transform: bool = True,
-                 content_regularization: bool = False) -> None:
+                 content_regularization: bool = False, attention_init: float | None = None,
+                 attention_bound: float | None = None, projection_decay: float = 0.0,
+                 fixed_attention: bool = False) -> None:
         super().__init__(num_users, num_items)
+        self.attention_init = attention_init
+        self.attention_bound = attention_bound
+        self.projection_decay = projection_decay
+        self.fixed_attention = fixed_attention
         self.normalization = normalization
         self.transform = transform
         self.content_regularization = content_regularization
@@ -249,6 +260,9 @@ class ModalityGAT(Recommender):
             self.fusion.reset_parameters()
         for conv in self.convs:
             conv.reset_parameters()
+            if self.attention_init is not None:
+                torch.nn.init.normal_(conv.att_src, std=self.attention_init)
+                torch.nn.init.normal_(conv.att_dst, std=self.attention_init)
         self._last_attention = None
 
     def source_mask(self) -> Tensor:
@@ -282,7 +296,7 @@ class ModalityGAT(Recommender):
         for conv in self.convs:
             x = conv(x, self.crow_indices, self.col_indices, self.row_indices, self.transpose,
                      edge_scale=self.edge_scale if self.normalization == "symmetric" else None,
-                     transform=self.transform)
+                     transform=self.transform, bound=self.attention_bound, fixed=self.fixed_attention)
             total = total + x
         final = total / (self.num_layers + 1)
         return final[:self.num_users], final[self.num_users:]
@@ -306,6 +320,14 @@ class ModalityGAT(Recommender):
             with torch.no_grad():
                 self.item_sources()
         return list(self.source_names), self._last_attention
+
+    def regularization(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
+        base = super().regularization(users, pos_items, neg_items)
+        if self.projection_decay > 0:
+            shared = [p for n, p in self.named_parameters() if not n.startswith(("user_embedding", "item_embedding"))
+                      and not n.startswith("entity_embeddings")]
+            base = base + self.projection_decay * sum(p.pow(2).sum() for p in shared)
+        return base
 
     def user_ego(self, users: Tensor) -> Tensor:
         return self.user_embedding(users)

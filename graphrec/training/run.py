@@ -60,7 +60,7 @@ def evaluate_model(model: torch.nn.Module, dataset: Dataset, split: str, config:
     user_emb, item_emb = model.embed_layerwise() if hasattr(model, "embed_layerwise") else model.embed()
     features = _item_features_for_diversity(dataset)
     return evaluate_embeddings(user_emb, item_emb, dataset, split=split, config=config,
-                               item_features=features).metrics
+                               item_features=features, device=user_emb.device).metrics
 
 
 def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
