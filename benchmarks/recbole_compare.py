@@ -25,6 +25,12 @@ by ``norm = 2``). graphrec's loss is :math:`\frac{1}{|B|}\sum \operatorname{soft
 inside the log). RecBole's default ``require_pow: False`` would instead add the *unsquared* Frobenius
 norms divided by :math:`|B|`, a different penalty. ``weight_decay`` stays 0 in RecBole (no second L2).
 
+**Why patience 50.** With Adam at lr 1e-3 both libraries sit on a popularity-like plateau (valid Recall@20
+about 0.18) for the first ~15 epochs before the embeddings separate; with patience 10 one library would
+stop on that plateau (RecBole did, at epoch 14, in a trial run) or escape it depending on a few noisy
+evaluations, which would compare luck rather than implementations. Both keep improving slowly until
+about epoch 400, so the budget is 500 epochs with patience 50; the best validation epoch is tested.
+
 **Early stopping.** graphrec stops after ``patience`` evaluations without a strictly better validation
 score; RecBole's ``early_stopping`` stops once ``cur_step > stopping_step``, i.e. after
 ``stopping_step + 1`` such evaluations, so ``stopping_step = patience - 1`` trains the same number of
@@ -52,14 +58,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from _common import DATA, RESULTS, ROOT, print_table, write_results
+from _common import DATA, RESULTS, ROOT, print_table, run_child, write_results
 
 BENCHMARKS = ROOT / "benchmarks"
 RECBOLE_VENV = BENCHMARKS / ".venv-recbole"
@@ -68,6 +77,10 @@ RUNNER = BENCHMARKS / "recbole_runner.py"
 DATASET_NAME = "ml100k"
 # RecBole 1.2.1 pickles its whole config into checkpoints; torch >= 2.6 refuses that by default.
 RECBOLE_ENV = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+# The graphrec side also runs in a fresh process: ``python -c GRAPHREC_CHILD BENCHMARKS DATASET SETTING_JSON``.
+GRAPHREC_CHILD = ("import json, sys; sys.path.insert(0, sys.argv[1]); import recbole_compare; "
+                  "print(json.dumps(recbole_compare.train_graphrec(sys.argv[2], json.loads(sys.argv[3]))), "
+                  "flush=True)")
 
 
 @dataclass(frozen=True)
@@ -77,8 +90,8 @@ class Setting:
     lr: float = 1e-3
     reg: float = 1e-4
     batch_size: int = 2048
-    epochs: int = 200
-    patience: int = 10
+    epochs: int = 500
+    patience: int = 50
     dim: int = 64
     layers: int = 3
     seed: int = 2020
@@ -180,63 +193,97 @@ def recbole_config(setting: Setting, work: Path) -> dict[str, Any]:
 
 def run_recbole(interpreter: Path, config: dict[str, Any], setting: Setting, work: Path,
                 verbose: bool) -> dict[str, Any]:
-    """Train and test RecBole's LightGCN in its own venv; returns the runner's result."""
+    """Train and test RecBole's LightGCN in a fresh process of its own venv; adds wall time and peak RSS."""
     spec, result = work / "recbole_spec.json", work / "recbole_result.json"
     spec.write_text(json.dumps({"config": config, "threads": setting.threads}))
-    log_path = work / "recbole.log"
-    env = {**os.environ, **RECBOLE_ENV, **_thread_env(setting.threads)}
+    env = {**os.environ, **RECBOLE_ENV}
     env.pop("PYTHONPATH", None)
+    log_path = work / "recbole.log"
+    started = time.perf_counter()
     with open(log_path, "w") as log:
-        process = subprocess.run([str(interpreter), str(RUNNER), str(spec), str(result)], cwd=work, env=env,
-                                 stdout=None if verbose else log, stderr=None if verbose else subprocess.STDOUT)
-    if process.returncode != 0:
+        process = subprocess.Popen([str(interpreter), str(RUNNER), str(spec), str(result)], cwd=work, env=env,
+                                   stdout=None if verbose else log, stderr=None if verbose else subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
         tail = "" if verbose else log_path.read_text()[-4000:]
-        raise RuntimeError(f"the RecBole runner failed (exit {process.returncode}):\n{tail}")
-    return json.loads(result.read_text())
+        raise RuntimeError(f"the RecBole runner failed (exit {os.waitstatus_to_exitcode(status)}):\n{tail}")
+    return {**json.loads(result.read_text()), "process_wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
-def run_graphrec(dataset, setting: Setting, verbose: bool) -> dict[str, Any]:
+def run_graphrec(dataset_path: Path, setting: Setting) -> dict[str, Any]:
+    """:func:`train_graphrec` in a fresh process, as RecBole gets; adds wall time and peak RSS."""
+    return run_child(GRAPHREC_CHILD, str(BENCHMARKS), str(dataset_path), json.dumps(asdict(setting)))
+
+
+def train_graphrec(dataset_path: str, setting: dict[str, Any]) -> dict[str, Any]:
+    """Train and test graphrec's LightGCN (runs in the child process)."""
     import torch
 
+    import graphrec
     from graphrec.training.run import ModelConfig, TrainConfig, train
 
-    torch.set_num_threads(setting.threads)
-    config = TrainConfig(epochs=setting.epochs, batch_size=setting.batch_size, lr=setting.lr, reg=setting.reg,
-                         seed=setting.seed, device="cpu", eval_every=1, patience=setting.patience,
+    setting_ = Setting(**{**setting, "ratios": tuple(setting["ratios"])})
+    torch.set_num_threads(setting_.threads)
+    config = TrainConfig(epochs=setting_.epochs, batch_size=setting_.batch_size, lr=setting_.lr, reg=setting_.reg,
+                         seed=setting_.seed, device="cpu", eval_every=1, patience=setting_.patience,
                          select_metric="recall@20", eval_ks=(20,), progress=False)
-    run = train(dataset, ModelConfig("lightgcn", dim=setting.dim, layers=setting.layers), config,
-                log=print if verbose else (lambda _: None))
+    run = train(dataset_path, ModelConfig("lightgcn", dim=setting_.dim, layers=setting_.layers), config,
+                log=lambda line: print(line, file=sys.stderr))
     metrics = run.metrics
     return {
+        "graphrec_version": graphrec.__version__,
+        "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
         "epoch_seconds": [record["seconds"] for record in metrics["epochs"]],
         "epoch_losses": [record["loss"] for record in metrics["epochs"]],
         "valid_scores": [record["valid"]["recall@20"] for record in metrics["epochs"] if record["valid"]],
         "best_epoch": metrics["best_epoch"],
         "stopped_reason": metrics["stopped_reason"],
-        "seconds_per_epoch_reported": metrics["seconds_per_epoch"],
-        "valid": {k: v for k, v in metrics["valid"].items() if k.endswith("@20")},
-        "test": {k: v for k, v in metrics["test"].items() if k.endswith("@20")},
+        "valid": {k: v for k, v in metrics["valid"].items() if k in ("recall@20", "ndcg@20")},
+        "test": {k: v for k, v in metrics["test"].items() if k in ("recall@20", "ndcg@20")},
         "train_config": metrics["train_config"],
         "model_config": metrics["model_config"],
     }
 
 
-def _thread_env(threads: int) -> dict[str, str]:
-    return {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+@contextmanager
+def load_monitor(period_s: float = 5.0) -> Iterator[list[float]]:
+    """Samples of the 1-minute load average every ``period_s`` while the block runs (other helpers' load)."""
+    samples = [os.getloadavg()[0]]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(period_s):
+            samples.append(os.getloadavg()[0])
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield samples
+    finally:
+        stop.set()
+        sampler.join()
+        samples.append(os.getloadavg()[0])
 
 
-def _summary(name: str, result: dict[str, Any], recall_key: str, ndcg_key: str) -> dict[str, Any]:
+def _load_summary(samples: list[float]) -> dict[str, float]:
+    return {"start": round(samples[0], 2), "mean": round(statistics.fmean(samples), 2),
+            "max": round(max(samples), 2), "end": round(samples[-1], 2)}
+
+
+def _summary(name: str, result: dict[str, Any]) -> dict[str, Any]:
     seconds = result["epoch_seconds"]
     return {
         "library": name,
-        "test recall@20": result["test"][recall_key],
-        "test ndcg@20": result["test"][ndcg_key],
-        "valid recall@20": result["valid"][recall_key],
+        "test recall@20": result["test"]["recall@20"],
+        "test ndcg@20": result["test"]["ndcg@20"],
+        "valid recall@20": result["valid"]["recall@20"],
         "best epoch": result["best_epoch"],
         "epochs": len(seconds),
         "s/epoch": sum(seconds) / len(seconds),
         "s/epoch median": statistics.median(seconds),
+        "peak RSS MiB": result["peak_rss_mib"],
     }
 
 
@@ -245,13 +292,14 @@ def _markdown(rows: list[dict[str, Any]], columns: list[str], payload: dict[str,
         return f"{value:.4f}" if isinstance(value, float) else str(value)
 
     setting = payload["setting"]
+    ratios = ":".join(f"{r:g}" for r in setting["ratios"])
     lines = [
         "# graphrec vs RecBole 1.2.1: LightGCN on ml-100k, identical split",
         "",
         f"Command: `{payload['command_line']}` (written by `benchmarks/recbole_compare.py`; see its docstring "
         "for how the two objectives are made identical).",
         "",
-        f"ml-100k, ratings >= {setting['min_rating']:g}, per-user random {':'.join(f'{r:g}' for r in setting['ratios'])} "
+        f"ml-100k, ratings >= {setting['min_rating']:g}, per-user random {ratios} "
         f"split, seed {setting['seed']}; split sizes {payload['split_counts']} (checked equal, pair by pair, in "
         "both libraries). LightGCN, "
         f"{setting['layers']} layers, dimension {setting['dim']}; Adam lr {setting['lr']:g}, L2 weight "
@@ -273,8 +321,10 @@ def _markdown(rows: list[dict[str, Any]], columns: list[str], payload: dict[str,
         f"(recall {'ok' if payload['target']['recall_ok'] else 'short'}, "
         f"time {'ok' if payload['target']['time_ok'] else 'too slow'}).",
         "",
-        f"Load average (1 min) before / after each side: RecBole {payload['load']['recbole']}, "
-        f"graphrec {payload['load']['graphrec']}; machine: {payload['machine_cpus']} CPUs.",
+        "1-minute load average while each side ran (a quiet machine shows about its own thread count): "
+        + "; ".join(f"{name} " + ", ".join(f"{k} {v:g}" for k, v in load.items())
+                    for name, load in payload["load_average_1min"].items())
+        + f"; machine: {payload['machine_cpus']} CPUs.",
         "",
     ]
     return "\n".join(lines)
@@ -291,7 +341,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=Setting.batch_size)
     parser.add_argument("--threads", type=int, default=Setting.threads)
     parser.add_argument("--work", type=Path, default=None, help="keep the scratch files here (default: a temp dir)")
-    parser.add_argument("--verbose", action="store_true", help="stream both libraries' training logs")
+    parser.add_argument("--verbose", action="store_true", help="stream RecBole's training log")
     args = parser.parse_args()
 
     interpreter = ensure_recbole_venv(args.python, rebuild=args.setup)
@@ -316,11 +366,8 @@ def main() -> None:
                   f"{os.cpu_count()} cores and inflate both libraries' times unevenly (torch's threads spin)",
                   flush=True)
 
-        load_recbole = [os.getloadavg()[0]]
-        started = time.perf_counter()
-        recbole = run_recbole(interpreter, config, setting, work, args.verbose)
-        recbole["process_wall_s"] = time.perf_counter() - started
-        load_recbole.append(os.getloadavg()[0])
+        with load_monitor() as load_recbole:
+            recbole = run_recbole(interpreter, config, setting, work, args.verbose)
         mismatched = [s for s in counts if recbole["counts"][s] != counts[s] or recbole["digests"][s] != digests[s]]
         if mismatched or (recbole["num_users"], recbole["num_items"]) != (dataset.num_users, dataset.num_items):
             sys.exit(f"RecBole loaded a different split: graphrec {counts}, {dataset.num_users} users, "
@@ -328,14 +375,11 @@ def main() -> None:
                      f"{recbole['num_items']} items; differing splits: {mismatched}")
         print(f"RecBole loaded the identical split: {recbole['counts']}", flush=True)
 
-        load_graphrec = [os.getloadavg()[0]]
-        started = time.perf_counter()
-        ours = run_graphrec(dataset, setting, args.verbose)
-        ours["process_wall_s"] = time.perf_counter() - started
-        load_graphrec.append(os.getloadavg()[0])
+        with load_monitor() as load_graphrec:
+            ours = run_graphrec(work / DATASET_NAME, setting)
 
-    rows = [_summary("graphrec", ours, "recall@20", "ndcg@20"),
-            _summary(f"RecBole {recbole['recbole_version']}", recbole, "recall@20", "ndcg@20")]
+    rows = [_summary(f"graphrec {ours['graphrec_version']}", ours),
+            _summary(f"RecBole {recbole['recbole_version']}", recbole)]
     ratio = rows[0]["s/epoch"] / rows[1]["s/epoch"]
     ratio_median = rows[0]["s/epoch median"] / rows[1]["s/epoch median"]
     recall_difference = rows[0]["test recall@20"] - rows[1]["test recall@20"]
@@ -361,7 +405,7 @@ def main() -> None:
         "ratios": {"seconds_per_epoch": ratio, "seconds_per_epoch_median": ratio_median,
                    "test_recall_difference": recall_difference},
         "target": target,
-        "load": {"recbole": [round(x, 2) for x in load_recbole], "graphrec": [round(x, 2) for x in load_graphrec]},
+        "load_average_1min": {"recbole": _load_summary(load_recbole), "graphrec": _load_summary(load_graphrec)},
         "machine_cpus": os.cpu_count(),
     }
     write_results("recbole_compare", payload)

@@ -179,6 +179,7 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
     load_before = os.getloadavg()
     phases = ("sample", "forward", "backward", "adam")
     totals = dict.fromkeys(phases, 0.0)
+    batch_seconds = []
     nodes = edges = 0
     losses = []
     for b in range(warmup + batches):
@@ -201,6 +202,7 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
         if b >= warmup:
             for phase, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
                 totals[phase] += seconds
+            batch_seconds.append(t4 - t0)
             nodes += sum(batch.data[t].num_nodes for t in batch.data.node_types)
             edges += sum(batch.data[e].num_edges for e in batch.data.edge_types)
     stage(f"{warmup} warm-up + {batches} timed batches")
@@ -215,7 +217,7 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
         "interactions": meta["interactions"], "users": meta["users"], "items": meta["items"],
         "train_interactions": num_train, "batch_size": batch_size, "fanout": list(fanout), "dim": dim,
         "layers": len(fanout), "threads": threads, "warmup_batches": warmup, "timed_batches": batches,
-        "seconds_per_batch": seconds_per_batch,
+        "seconds_per_batch": seconds_per_batch, "seconds_per_batch_std": float(np.std(batch_seconds)),
         "phase_seconds_per_batch": {phase: totals[phase] / batches for phase in phases},
         "subgraph_nodes_per_batch": nodes / batches, "subgraph_edges_per_batch": edges / batches,
         "epoch_setup_seconds": epoch_setup_seconds, "batches_per_epoch": batches_per_epoch,
@@ -334,7 +336,8 @@ def scale_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "size": row["size"], "interactions": train["train_interactions"], "users": train["users"],
             "items": train["items"], "gen peak GiB": gen["peak_rss_mib"] / 1024,
             "train peak GiB": train["peak_rss_mib"] / 1024, "setup s": train["setup_seconds"],
-            "s/batch": train["seconds_per_batch"], "subgraph edges/batch": round(train["subgraph_edges_per_batch"]),
+            "s/batch": train["seconds_per_batch"], "s/batch std": train["seconds_per_batch_std"],
+            "subgraph edges/batch": round(train["subgraph_edges_per_batch"]),
             "sample/fwd/bwd/adam s": "/".join(f"{phases[p]:.3f}" for p in ("sample", "forward", "backward", "adam")),
             "epoch min (extrap.)": train["extrapolated_epoch_seconds"] / 60,
             "us/interaction": train["extrapolated_cost_us_per_interaction"],
@@ -459,7 +462,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1M,10M,50M", help="interactions per synthetic graph, e.g. 1M,10M,50M")
     parser.add_argument("--batch-size", type=int, default=8192)
-    parser.add_argument("--batches", type=int, default=50, help="timed batches per size (after the warm-up)")
+    parser.add_argument("--batches", type=int, default=20, help="timed batches per size (after the warm-up)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--fanout", default="10,10", help="neighbours per hop; the number of hops is the layers")
     parser.add_argument("--dim", type=int, default=64)

@@ -91,9 +91,9 @@ class GraphAttention(torch.nn.Module):
 
     def forward(self, x: Tensor, crow_indices: Tensor, col_indices: Tensor, row_indices: Tensor,
                 transpose: Tensor, edge_scale: Tensor | None = None, transform: bool = True,
-                bound: float | None = None, fixed: bool = False) -> Tensor:
+                bound: float | None = None, fixed: bool = False, detach: bool = False) -> Tensor:
         """``x`` ``[N, dim]`` on the pattern of :func:`~graphrec.graph.adjacency.symmetric_csr_pattern`."""
-        h = self.lin(x).view(-1, self.heads, self.dim)
+        h = self.lin(x.detach() if detach else x).view(-1, self.heads, self.dim)
         score_src = (h * self.att_src).sum(-1)  # [N, heads]
         score_dst = (h * self.att_dst).sum(-1)
         logits = F.leaky_relu(score_src[col_indices] + score_dst[row_indices], self.negative_slope)
@@ -143,12 +143,17 @@ class ModalityGAT(Recommender):
                  fusion: str = "attention", normalization: str = "softmax", transform: bool = True,
                  content_regularization: bool = False, attention_init: float | None = None,
                  attention_bound: float | None = None, projection_decay: float = 0.0,
-                 fixed_attention: bool = False) -> None:
+                 fixed_attention: bool = False, detach_attention: bool = False, id_dropout: float = 0.0,
+                 content_score: bool = False, content_in_graph: bool = True) -> None:
         super().__init__(num_users, num_items)
         self.attention_init = attention_init
         self.attention_bound = attention_bound
         self.projection_decay = projection_decay
         self.fixed_attention = fixed_attention
+        self.detach_attention = detach_attention
+        self.id_dropout = id_dropout
+        self.content_score = content_score
+        self.content_in_graph = content_in_graph
         self.normalization = normalization
         self.transform = transform
         self.content_regularization = content_regularization
@@ -208,6 +213,8 @@ class ModalityGAT(Recommender):
 
         self.user_embedding = torch.nn.Embedding(num_users, dim)
         self.item_embedding = torch.nn.Embedding(num_items, dim)
+        if content_score:
+            self.user_content_embedding = torch.nn.Embedding(num_users, dim)
         self.entity_embeddings = torch.nn.ModuleDict(
             {name: torch.nn.Embedding(max(int(num_entities[name]), 1), dim) for name in self.entity_names})
         in_dims = {name: int(modality_features[name].size(1)) for name in self.modality_names}
@@ -254,6 +261,8 @@ class ModalityGAT(Recommender):
     def reset_parameters(self) -> None:
         torch.nn.init.normal_(self.user_embedding.weight, std=EMBEDDING_INIT_STD)
         torch.nn.init.normal_(self.item_embedding.weight, std=EMBEDDING_INIT_STD)
+        if self.content_score:
+            torch.nn.init.normal_(self.user_content_embedding.weight, std=EMBEDDING_INIT_STD)
         for embedding in self.entity_embeddings.values():
             torch.nn.init.normal_(embedding.weight, std=EMBEDDING_INIT_STD)
         if self.fusion is not None:
@@ -290,15 +299,22 @@ class ModalityGAT(Recommender):
     def embed(self) -> tuple[Tensor, Tensor]:
         sources = self.item_sources()
         self._last_sources = sources
-        items = self.item_embedding.weight * self.warm_items.unsqueeze(1) + sources
+        keep = self.warm_items.unsqueeze(1).to(sources.dtype)
+        if self.training and self.id_dropout > 0:
+            keep = keep * torch.bernoulli(torch.full_like(keep, 1 - self.id_dropout))
+        items = self.item_embedding.weight * keep + (sources if self.content_in_graph else 0)
         x = torch.cat([self.user_embedding.weight, items])
         total = x
         for conv in self.convs:
             x = conv(x, self.crow_indices, self.col_indices, self.row_indices, self.transpose,
                      edge_scale=self.edge_scale if self.normalization == "symmetric" else None,
-                     transform=self.transform, bound=self.attention_bound, fixed=self.fixed_attention)
+                     transform=self.transform, bound=self.attention_bound, fixed=self.fixed_attention,
+                     detach=self.detach_attention)
             total = total + x
         final = total / (self.num_layers + 1)
+        if self.content_score:
+            return (torch.cat([final[:self.num_users], self.user_content_embedding.weight], 1),
+                    torch.cat([final[self.num_users:], sources], 1))
         return final[:self.num_users], final[self.num_users:]
 
     def alignment_loss(self, items: Tensor, temperature: float = 0.2) -> Tensor:
@@ -330,10 +346,12 @@ class ModalityGAT(Recommender):
         return base
 
     def user_ego(self, users: Tensor) -> Tensor:
+        if self.content_score:
+            return torch.cat([self.user_embedding(users), self.user_content_embedding(users)], 1)
         return self.user_embedding(users)
 
     def item_ego(self, items: Tensor) -> Tensor:
-        if self.content_regularization and self._last_sources is not None:
+        if (self.content_regularization or self.content_score) and self._last_sources is not None:
             return torch.cat([self.item_embedding(items), self._last_sources[items]], dim=1)
         return self.item_embedding(items)
 

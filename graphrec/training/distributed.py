@@ -80,6 +80,16 @@ def context_from_env(device: torch.device) -> DistributedContext:
                               backend=backend)
 
 
+def finish() -> None:
+    """Wait for every rank (rank 0 writes last), then leave the process group cleanly.
+
+    Without this a rank that finishes first may tear down its gloo threads while rank 0 is
+    still evaluating, and torchrun reports the job as failed."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def parameter_checksum(model: torch.nn.Module) -> str:
     """SHA-256 of every parameter's bytes, in ``state_dict`` order."""
     digest = hashlib.sha256()

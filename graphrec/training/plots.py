@@ -11,14 +11,15 @@ from graphrec.data.storage import atomic_file
 def plot_training_curves(history: Sequence, path: str | Path, title: str = "training",
                          metrics: Sequence[str] = ("recall@20", "ndcg@20")) -> Path:
     """Save loss and validation metrics per epoch (``history`` holds EpochRecord objects or dicts)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure (no pyplot) draws off-screen without switching the caller's backend,
+    # so calling this from a notebook leaves its inline plotting alone.
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     records = [r if isinstance(r, dict) else r.to_dict() for r in history]
     epochs = [r["epoch"] for r in records]
-    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig = Figure(figsize=(10, 4), constrained_layout=True)
+    ax_loss, ax_metric = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["loss"] for r in records], color="tab:blue", marker="." if len(epochs) < 60 else None)
     ax_loss.set(xlabel="epoch", ylabel="BPR loss (train)", title="training loss")
     ax_loss.grid(alpha=0.3)
@@ -34,9 +35,10 @@ def plot_training_curves(history: Sequence, path: str | Path, title: str = "trai
     ax_metric.set(xlabel="epoch", ylabel="validation metric", title="validation")
     ax_metric.grid(alpha=0.3)
     ax_metric.legend(loc="lower right")
+    for axis in (ax_loss, ax_metric):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     path = Path(path)
     with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
     return path

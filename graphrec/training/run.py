@@ -24,6 +24,7 @@ from graphrec.data.dataset import Dataset, load_dataset
 from graphrec.data.storage import atomic_file, write_json
 from graphrec.errors import GraphrecError
 from graphrec.evaluation import EvalConfig, cold_items, evaluate_embeddings
+from graphrec.training.distributed import finish as finish_distributed
 from graphrec.training.factory import MODEL_NAMES, ModelConfig, create_model
 from graphrec.training.plots import plot_training_curves
 from graphrec.training.trainer import TrainConfig, TrainResult, fit, resolve_device
@@ -103,6 +104,7 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     run = Run(model=result.model, dataset=result.dataset, model_config=model_config, train_config=config,
               path=out_path)
     if not result.is_main:
+        finish_distributed()
         return run
     run.metrics = _final_metrics(run, result)
     if out_path is not None:
@@ -113,6 +115,7 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
             plot_training_curves(result.history, out_path / "curves.png",
                                  title=f"{model_config.name} on {dataset.name}")
     _log_metrics(run.metrics, log)
+    finish_distributed()
     return run
 
 

@@ -175,8 +175,7 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
         # ones cannot be broadcast at all, so DDP synchronises parameters only.
         DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
             model, [name for name, _ in model.named_buffers()])
-        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
-                                          broadcast_buffers=False)
+        trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         log(f"distributed: {ctx.world_size} processes ({ctx.backend}); each trains on 1/{ctx.world_size} "
             f"of every batch of {config.batch_size}")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
