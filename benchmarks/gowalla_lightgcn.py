@@ -19,7 +19,6 @@ Run: ``.venv/bin/python benchmarks/gowalla_lightgcn.py`` (about 35 minutes), or
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time

@@ -38,13 +38,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.data.dataset import Dataset, load_dataset
-from graphrec.data.storage import atomic_file
 from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode
 from graphrec.encoders.bundled import bundled_minilm
+from graphrec.encoders.image import save_random_weights
 from graphrec.evaluation import cold_items
 from graphrec.quickstart import format_table
 from graphrec.serving import new_user_recommend
@@ -87,22 +86,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def seeded_random_weights(architecture: str, seed: int, path: Path) -> Path:
-    """Save a seeded random initialisation of a torchvision network as a weights file.
-
-    A file (rather than ``weights=None``) makes the image features reproducible and lets the
-    encoder cache recognise them on the next run.
-    """
-    import torchvision
-
-    if not path.exists():
-        torch.manual_seed(seed)
-        model = torchvision.models.get_model(architecture, weights=None)
-        with atomic_file(path) as tmp:
-            torch.save(model.state_dict(), tmp)
-    return path
-
-
 def prepare_dataset(args: argparse.Namespace) -> Path:
     destination = args.out / args.dataset
     cache = args.out / "feature-cache"
@@ -115,7 +98,7 @@ def prepare_dataset(args: argparse.Namespace) -> Path:
         print("\n== encoding item text with all-MiniLM-L6-v2 (bundled)")
         encode(destination, "text", TextEncoderConfig(model=text_model, device=args.device),
                cache_dir=cache / "text", log=print)
-        weights = args.image_weights or str(seeded_random_weights("resnet18", args.seed,
+        weights = args.image_weights or str(save_random_weights("resnet18", args.seed,
                                                                   args.out / f"resnet18-seed{args.seed}.pt"))
         source = (f"weights {args.image_weights}" if args.image_weights
                   else f"seeded random initialisation, seed {args.seed}")

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.data.dataset import load_dataset
-from graphrec.data.storage import atomic_file, write_json
+from graphrec.data.storage import write_json
 from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode
 from graphrec.encoders.bundled import bundled_minilm
+from graphrec.encoders.image import save_random_weights
 from graphrec.training.run import ModelConfig, TrainConfig, train
 
 
@@ -53,7 +53,7 @@ def run_quickstart(out: str | Path, config: QuickstartConfig = QuickstartConfig(
     log("\n== encoding item text with all-MiniLM-L6-v2")
     encode(data_dir, "text", TextEncoderConfig(model=str(bundled_minilm()), device="cpu"), log=log)
     log(f"\n== encoding item images with {config.image_model} (random initialisation, seed {config.seed})")
-    encode(data_dir, "image", ImageEncoderConfig(model=config.image_model, weights=str(_random_weights(
+    encode(data_dir, "image", ImageEncoderConfig(model=config.image_model, weights=str(save_random_weights(
         config.image_model, config.seed, out / f"{config.image_model}-seed{config.seed}.pt")), device="cpu"), log=log)
     dataset = load_dataset(data_dir)
     rows = []
@@ -74,18 +74,6 @@ def run_quickstart(out: str | Path, config: QuickstartConfig = QuickstartConfig(
     write_json(out / "summary.json", rows)
     log(f"\nruns, curves and metrics are in {out}/")
     return rows
-
-
-def _random_weights(architecture: str, seed: int, path: Path) -> Path:
-    """Save a seeded random initialisation, so the image features are reproducible and cacheable."""
-    import torchvision
-
-    if not path.exists():
-        torch.manual_seed(seed)
-        model = torchvision.models.get_model(architecture, weights=None)
-        with atomic_file(path) as tmp:
-            torch.save(model.state_dict(), tmp)
-    return path
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:

@@ -79,6 +79,24 @@ class ImageEncoderConfig:
 
 
 # ------------------------------------------------------------ architecture
+def save_random_weights(architecture: str, seed: int, path: str | Path) -> Path:
+    """Save a seeded random initialisation of a torchvision network as a weights file.
+
+    Offline, no pretrained weights can be downloaded; a file (rather than ``weights=None``)
+    makes random-initialisation features reproducible and lets the feature cache recognise
+    them on the next run. Random convolutional features still carry colour and texture.
+    """
+    from graphrec.data.storage import atomic_file
+
+    path = Path(path)
+    if not path.exists():
+        torch.manual_seed(seed)
+        model = torchvision.models.get_model(architecture, weights=None)
+        with atomic_file(path) as tmp:
+            torch.save(model.state_dict(), tmp)
+    return path
+
+
 def classification_models() -> list[str]:
     """Names of torchvision's classification architectures."""
     return torchvision.models.list_models(module=torchvision.models)
