@@ -40,11 +40,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import multiprocessing  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
 from dataclasses import asdict, dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -55,8 +57,8 @@ from _common import DATA, RESULTS, ROOT, print_table, write_results  # noqa: E40
 from graphrec.data.convert import ConvertConfig, convert  # noqa: E402
 from graphrec.data.dataset import Dataset, load_dataset  # noqa: E402
 from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode  # noqa: E402
+from graphrec.encoders.image import save_random_weights  # noqa: E402
 from graphrec.encoders.bundled import bundled_minilm  # noqa: E402
-from graphrec.quickstart import _random_weights  # noqa: E402
 from graphrec.training.run import ModelConfig, TrainConfig, train  # noqa: E402
 
 ML100K_TEXT_FIELDS = ("title", "year", "genres")
@@ -177,7 +179,7 @@ def prepare_synthetic(work: Path, log: Callable[[str], None]) -> Path:
                 reader_options=SYNTHETIC_OPTIONS)
         encode(path, "text", TextEncoderConfig(model=str(bundled_minilm()), device="cpu"),
                cache_dir=work / "cache" / "text", log=None)
-        weights = _random_weights("resnet18", SYNTHETIC_OPTIONS["seed"], work / "resnet18-seed0.pt")
+        weights = save_random_weights("resnet18", SYNTHETIC_OPTIONS["seed"], work / "resnet18-seed0.pt")
         encode(path, "image", ImageEncoderConfig(model="resnet18", weights=str(weights), device="cpu"),
                cache_dir=work / "cache" / "image", log=None)
         log(f"prepared {path.name}")
@@ -192,8 +194,10 @@ def describe(dataset: Dataset) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------ runs
-def run_arm(arm: Arm, dataset: Dataset, seed: int, budget: Budget) -> dict[str, Any]:
+def run_arm(arm: Arm, path: Path, seed: int, budget: Budget) -> dict[str, Any]:
+    """Train and test ``arm`` on the dataset at ``path`` (in a worker process)."""
     started = time.perf_counter()
+    dataset = load_dataset(path)
     run = train(dataset, arm.model, budget.train_config(seed, arm.contrastive), log=lambda _: None)
     metrics = run.metrics
     record: dict[str, Any] = {
@@ -266,7 +270,7 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def plot(tables: dict[str, list[dict[str, Any]]], path: Path) -> None:
+def plot(tables: dict[str, list[dict[str, Any]]], outcome: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -279,6 +283,8 @@ def plot(tables: dict[str, list[dict[str, Any]]], path: Path) -> None:
               ("synthetic", "Synthetic (text + images): test Recall@20",
                [("test recall@20", "warm items"), ("test_cold recall@20", "cold items")])]
     panels = [p for p in panels if p[0] in tables]
+    target_lines = {"ml100k_warm": (1.02 * outcome["warm"]["lightgcn"], "target: 1.02 x LightGCN Recall@20"),
+                    "ml100k_cold": (2 * outcome["cold"]["popularity"], "target: 2 x popularity Recall@20")}
     heights = [max(2.0, 0.42 * len(tables[name]) + 1.2) for name, _, _ in panels]
     figure, axes = plt.subplots(len(panels), 1, figsize=(10, sum(heights)),
                                 gridspec_kw={"height_ratios": heights}, squeeze=False)
@@ -302,6 +308,9 @@ def plot(tables: dict[str, list[dict[str, Any]]], path: Path) -> None:
         axis.grid(axis="x", alpha=0.3)
         axis.set_xlim(0, max(e[key]["mean"] + e[key]["std"] for e in entries for key, _ in series if key in e)
                       * 1.18)
+        if name in target_lines:
+            value, legend = target_lines[name]
+            axis.axvline(value, color="black", linestyle="--", linewidth=1, label=legend)
         axis.legend(fontsize=8, loc="lower right")
     axes[-1, 0].set_xlabel("mean over seeds (error bar: one standard deviation)")
     figure.tight_layout()
@@ -318,13 +327,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed, at most 30 epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2)")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads in all, shared by the workers (each gets threads // workers)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="runs trained at once, each in its own process (the models are small: two "
+                             "single-thread runs get more done than one run on two threads)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "multimodal-bench",
                         help="where converted datasets and encodings are kept (reused by later runs)")
     parser.add_argument("--epochs", type=int, default=None, help="override the epoch cap (smoke tests)")
     parser.add_argument("--skip-synthetic", action="store_true")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)  # data preparation (text and image encoders)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     budget = Budget(epochs=30) if args.quick else Budget()
     if args.epochs is not None:
@@ -332,7 +345,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     load_before = load_average()
     started = time.perf_counter()
-    print(f"load: {load_before}\nseeds {seeds}, budget {budget}, {args.threads} threads")
+    print(f"load: {load_before}\nseeds {seeds}, budget {budget}, {args.workers} workers x "
+          f"{max(1, args.threads // args.workers)} threads")
 
     warm_arms, cold_arms = ml100k_arms(budget.dim)
     groups: list[tuple[str, list[Arm], Callable[[int], Path]]] = [
@@ -348,16 +362,26 @@ def main() -> None:
     datasets_info = {f"{name} seed {seed}": describe(load_dataset(path)) for (name, seed), path in paths.items()}
 
     rows: dict[str, list[Row]] = {name: [Row(arm) for arm in arms] for name, arms, _ in groups}
-    for name, _, _ in groups:
-        for seed in seeds:
-            dataset = load_dataset(paths[(name, seed)])
-            for row in rows[name]:
-                record = run_arm(row.arm, dataset, seed, budget)
-                row.runs.append(record)
-                shown = record.get("test_cold" if name == "ml100k_cold" else "test")["recall@20"]
-                print(f"[{time.perf_counter() - started:7.0f}s] {name} seed {seed} {row.arm.label:<36} "
-                      f"recall@20 {shown:.4f}  best epoch {record['best_epoch']:>3}  {record['seconds']:.0f}s",
-                      flush=True)
+    tasks = [(name, index, seed) for name, arms, _ in groups for seed in seeds for index in range(len(arms))]
+    # The slowest (graph) models first, so that the two workers finish together.
+    tasks.sort(key=lambda t: rows[t[0]][t[1]].arm.model.name not in ("gat", "lightgcn"))
+    threads_per_worker = max(1, args.threads // args.workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.workers, mp_context=context, initializer=torch.set_num_threads,
+                             initargs=(threads_per_worker,)) as pool:
+        futures = {pool.submit(run_arm, rows[name][index].arm, paths[(name, seed)], seed, budget): (name, index)
+                   for name, index, seed in tasks}
+        for future in as_completed(futures):
+            name, index = futures[future]
+            record = future.result()
+            rows[name][index].runs.append(record)
+            shown = record["test_cold" if name == "ml100k_cold" else "test"]["recall@20"]
+            print(f"[{time.perf_counter() - started:6.0f}s] {name} seed {record['seed']} "
+                  f"{record['label']:<36} recall@20 {shown:.4f}  best epoch {record['best_epoch']:>3}  "
+                  f"{record['seconds']:.0f}s", flush=True)
+    for group_rows in rows.values():
+        for row in group_rows:
+            row.runs.sort(key=lambda record: record["seed"])
 
     tables = {name: summarise(group_rows) for name, group_rows in rows.items()}
     outcome = targets(tables["ml100k_warm"], tables["ml100k_cold"])
@@ -378,7 +402,8 @@ def main() -> None:
     load_after = load_average()
     payload = {
         "description": __doc__.split("\n\n")[0],
-        "seeds": seeds, "quick": args.quick, "threads": args.threads,
+        "seeds": seeds, "quick": args.quick, "threads": args.threads, "workers": args.workers,
+        "threads_per_worker": max(1, args.threads // args.workers),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average": {"before": load_before, "after": load_after},
         "budget": asdict(budget),
@@ -401,7 +426,7 @@ def main() -> None:
         "seconds": {"total": total_seconds, "prepare": prepare_seconds},
     }
     payload = json.loads(write_results("multimodal", payload).read_text())  # with its command and machine
-    plot(tables, RESULTS / "multimodal.png")
+    plot(tables, outcome, RESULTS / "multimodal.png")
     write_markdown(RESULTS / "multimodal.md", payload, tables, columns, titles)
     print(f"total {total_seconds / 60:.1f} min; load after: {load_after}")
 
@@ -424,7 +449,8 @@ def write_markdown(path: Path, payload: dict[str, Any], tables: dict[str, list[d
         f"InfoNCE rows add contrastive weight {budget['contrastive_weight']} (temperature "
         f"{budget['contrastive_temperature']}). Values are mean ± sample std over seeds.",
         "",
-        f"Machine: {payload['machine']['cpus']} CPUs, {payload['threads']} torch threads, OMP_WAIT_POLICY="
+        f"Machine: {payload['machine']['cpus']} CPUs; {payload['workers']} runs at a time, each in its own process "
+        f"with {payload['threads_per_worker']} torch thread(s); OMP_WAIT_POLICY="
         f"{payload['omp_wait_policy']}; load before: `{payload['load_average']['before']}`, after: "
         f"`{payload['load_average']['after']}`. Total {payload['seconds']['total'] / 60:.1f} min "
         f"(data preparation {payload['seconds']['prepare'] / 60:.1f} min).",

@@ -313,6 +313,70 @@ def test_modality_gat_argument_errors(planted):
                     num_entities={"genre": 2})
 
 
+def test_modality_gat_with_equal_attention_is_lightgcn(planted):
+    """With every score equal, the symmetric normalisation gives LightGCN's propagation exactly: a bound
+    of 0 forces that, and so do zero attention vectors with the default bound."""
+    _, data = planted
+    edge_index = data["user", "interacts", "item"].edge_index
+    lightgcn = LightGCN.from_graph(data, dim=8, num_layers=3)
+    for options in ({"attention_bound": 0.0}, {}):
+        model = ModalityGAT(NUM_USERS, NUM_ITEMS, edge_index, dim=8, num_layers=3, **options)
+        assert bool(model.warm_items.all())
+        with torch.no_grad():
+            model.user_embedding.weight.copy_(lightgcn.user_embedding.weight)
+            model.item_embedding.weight.copy_(lightgcn.item_embedding.weight)
+            for conv in model.convs:
+                conv.att_src.zero_()
+                conv.att_dst.zero_()
+        for ours, reference in zip(model.embed(), lightgcn.embed()):
+            torch.testing.assert_close(ours, reference)
+
+
+def test_bounded_attention_keeps_each_neighbour_within_a_factor_of_the_others(planted):
+    """Propagating the identity matrix reads the coefficients off: row v holds beta_vw. Without the
+    degree factor every row is a softmax, and the bound b keeps its entries within e^(2b) of each other."""
+    _, data = planted
+    torch.manual_seed(0)
+    model = ModalityGAT.from_graph(data, dim=NUM_USERS + NUM_ITEMS, num_layers=1, normalization="softmax",
+                                   attention_bound=0.5)
+    layer = model.convs[0]
+    with torch.no_grad():  # large attention vectors: unbounded, the softmax would pick one neighbour
+        layer.att_src.mul_(50.0)
+        layer.att_dst.mul_(50.0)
+    identity = torch.eye(NUM_USERS + NUM_ITEMS)
+    pattern = (model.crow_indices, model.col_indices, model.row_indices, model.transpose)
+    weights = layer(identity, *pattern, bound=0.5, transform_messages=False)
+    neighbours = torch.zeros_like(weights, dtype=torch.bool)
+    neighbours[model.row_indices, model.col_indices] = True
+    assert torch.equal(weights != 0, neighbours)
+    torch.testing.assert_close(weights.sum(1), torch.ones(NUM_USERS + NUM_ITEMS))
+    largest = weights.max(1).values
+    smallest = torch.where(neighbours, weights, torch.inf).min(1).values
+    assert (largest / smallest).max() <= np.exp(2 * 0.5) + 1e-4
+    unbounded = layer(identity, *pattern, bound=None, transform_messages=False)
+    assert (unbounded.max(1).values / torch.where(neighbours, unbounded, torch.inf).min(1).values).max() > 100
+
+
+def test_bounded_softmax_equals_pyg_softmax_when_the_bound_is_far():
+    """The bounded path computes the softmax without PyG's running maximum; far from the bound, it is the same."""
+    data = build_graph(ml100k_dataset())
+    torch.manual_seed(0)
+    model = ModalityGAT.from_graph(data, dim=16, num_layers=1, heads=2, transform_messages=True)
+    layer, x = model.convs[0], torch.randn(943 + 1682, 16)
+    pattern = (model.crow_indices, model.col_indices, model.row_indices, model.transpose)
+    for edge_scale in (None, model.edge_scale):
+        torch.testing.assert_close(layer(x, *pattern, edge_scale=edge_scale, bound=1e4),
+                                   layer(x, *pattern, edge_scale=edge_scale, bound=None), rtol=1e-4, atol=1e-6)
+
+
+def test_modality_gat_rejects_unknown_normalization_and_negative_bound(planted):
+    _, data = planted
+    with pytest.raises(ValueError, match="normalization must be"):
+        ModalityGAT.from_graph(data, normalization="mean")
+    with pytest.raises(ValueError, match="attention_bound must be"):
+        ModalityGAT.from_graph(data, attention_bound=-1.0)
+
+
 def test_modality_gat_without_sources_or_layers_is_mf():
     torch.manual_seed(0)
     model = ModalityGAT(3, 2, torch.tensor([[0, 1, 2], [0, 1, 1]]), dim=4, num_layers=0)
