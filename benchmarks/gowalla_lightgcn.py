@@ -7,18 +7,23 @@ Two measurements, in one run:
    against the same model with stock autograd through the CSR product, measured here over the
    same batches. The issue's reference figure for LightGCN-PyTorch on this machine is 211 s per
    epoch (not re-measured: that code needs its own environment and two days for 1000 epochs).
-2. **Accuracy within a wall-time budget**: training with the validation split for early stopping
-   and model selection, reporting the paper's test set for the best validation epoch, with the
+2. **Accuracy within a wall-time budget**: training with the validation split for model
+   selection, reporting the paper's test set for the best validation epoch, with the
    Recall@20 / NDCG@20 curve over epochs and the time at which test Recall@20 >= 0.17 was first
-   reached by a validation-selected model. The paper reports 0.1830 / 0.1554.
+   reached by a validation-selected model. The paper reports 0.1830 / 0.1554. The recipe: batch
+   16384 with learning rate 0.01 (eight times fewer full-graph propagations per epoch than batch
+   2048, with the learning rate scaled up; a GPU probe in ``results/gpu_gowalla_batch_probe.json``
+   chose it), and the learning rate halved whenever a validation check does not improve (at a
+   constant 0.01, validation Recall@20 stalls near 0.182).
 
-Run: ``.venv/bin/python benchmarks/gowalla_lightgcn.py`` (about 35 minutes), or
+Run: ``.venv/bin/python benchmarks/gowalla_lightgcn.py`` (about 33 minutes), or
 ``--speed-only`` (about 3 minutes).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -33,7 +38,10 @@ from graphrec.graph import normalized_adjacency
 from graphrec.models import LightGCN
 from graphrec.training.bpr import bpr_loss
 from graphrec.training.negatives import NegativeSampler
-from graphrec.training.run import ModelConfig, TrainConfig, train
+from graphrec.evaluation import EvalConfig
+from graphrec.training.factory import ModelConfig, create_model
+from graphrec.training.run import evaluate_model
+from graphrec.training.trainer import TrainConfig, fit
 
 
 class StockAutogradLightGCN(LightGCN):
@@ -75,11 +83,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--speed-batches", type=int, default=30, help="batches timed per variant")
-    parser.add_argument("--minutes", type=float, default=30.0, help="wall-time budget of the accuracy run")
+    parser.add_argument("--minutes", type=float, default=26.5,
+                        help="training-time budget of the accuracy run (validation passes come on top; 26.5 keeps it all within 30 minutes)")
     parser.add_argument("--batch-size", type=int, default=16384, help="accuracy run's batch size")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--reg", type=float, default=1e-4)
     parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--lr-decay-patience", type=int, default=1,
+                        help="halve the learning rate after this many validation checks without improvement "
+                             "(0: constant learning rate)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -125,32 +137,95 @@ def main() -> None:
 
 
 def accuracy_run(dataset, args, work: Path) -> dict:
+    """Train with validation-based selection, then replay the test metric over the run.
+
+    At every validation evaluation the parameters are copied aside; the test split is
+    evaluated on those copies only after training has ended, so that it cannot influence
+    training or selection. "Time to test Recall@20 >= 0.17" is then the training time at
+    which the model selected on validation *so far* first reaches it.
+    """
     config = TrainConfig(epochs=10_000, batch_size=args.batch_size, lr=args.lr, reg=args.reg, seed=2020,
                          eval_every=args.eval_every, patience=1_000, eval_ks=(20,), max_minutes=args.minutes,
-                         progress=False, plot=True)
+                         progress=False, lr_decay_patience=args.lr_decay_patience or None)
+    eval_config = EvalConfig(ks=(20,), batch_size=config.eval_batch_size, beyond_accuracy=False, full_mrr=False)
+    snapshots: list[dict[str, torch.Tensor]] = []
+    eval_seconds: list[float] = []
+
+    def validate(model, dataset_, split):
+        started = time.perf_counter()
+        metrics = evaluate_model(model, dataset_, split, eval_config)
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        eval_seconds.append(time.perf_counter() - started)
+        return metrics
+
     wall_started = time.perf_counter()
-    lines: list[str] = []
-    run = train(dataset, ModelConfig("lightgcn", dim=64, layers=3), config, out=work / "run",
-                log=lambda line: (print(line, flush=True), lines.append(line)))
-    wall = time.perf_counter() - wall_started
-    epochs = run.metrics["epochs"]
-    curve = [{"epoch": e["epoch"], "train_seconds": sum(x["seconds"] for x in epochs[:i + 1]),
-              "loss": e["loss"], "valid_recall@20": e["valid"]["recall@20"], "valid_ndcg@20": e["valid"]["ndcg@20"]}
-             for i, e in enumerate(epochs) if e["valid"]]
-    shutil.copy(work / "run" / "curves.png", RESULTS / "gowalla_lightgcn_curves.png")
-    result = {"config": {"batch_size": args.batch_size, "lr": args.lr, "reg": args.reg, "dim": 64, "layers": 3,
-                         "eval_every": args.eval_every, "budget_minutes": args.minutes},
-              "wall_seconds_all_in": wall, "train_seconds": run.metrics["train_seconds"],
-              "epochs_run": len(epochs), "seconds_per_epoch": run.metrics["seconds_per_epoch"],
-              "best_epoch": run.metrics["best_epoch"], "valid": run.metrics["valid"], "test": run.metrics["test"],
-              "curve": curve, "stopped_reason": run.metrics["stopped_reason"]}
-    print_table([{"epochs": len(epochs), "s/epoch": result["seconds_per_epoch"], "best epoch": result["best_epoch"],
-                  "valid recall@20": run.metrics["valid"]["recall@20"],
-                  "test recall@20": run.metrics["test"]["recall@20"], "test ndcg@20": run.metrics["test"]["ndcg@20"],
-                  "wall min (all in)": wall / 60}],
+    torch.manual_seed(config.seed)
+    model = create_model(ModelConfig("lightgcn", dim=64, layers=3), dataset, seed=config.seed)
+    result = fit(model, dataset, config, validate, log=lambda line: print(line, flush=True))
+    test = evaluate_model(result.model, dataset, "test", dataclasses.replace(eval_config, ks=(20, 50)))
+    wall = time.perf_counter() - wall_started  # all in: training, validation, the final test
+
+    history = [record for record in result.history if record.valid is not None]
+    curve, train_seconds, best_so_far = [], 0.0, (-1.0, None)
+    seconds_by_epoch = {}
+    for record in result.history:
+        train_seconds += record.seconds
+        seconds_by_epoch[record.epoch] = train_seconds
+    for record, snapshot, seconds in zip(history, snapshots, eval_seconds):
+        model.load_state_dict(snapshot)
+        at = evaluate_model(model, dataset, "test", eval_config)
+        if record.valid["recall@20"] > best_so_far[0]:
+            best_so_far = (record.valid["recall@20"], at)
+        curve.append({"epoch": record.epoch, "train_seconds": seconds_by_epoch[record.epoch],
+                      "eval_seconds": seconds, "loss": record.loss,
+                      "valid_recall@20": record.valid["recall@20"], "valid_ndcg@20": record.valid["ndcg@20"],
+                      "test_recall@20": at["recall@20"], "test_ndcg@20": at["ndcg@20"],
+                      "selected_test_recall@20": best_so_far[1]["recall@20"]})
+    reached = next((point for point in curve if point["selected_test_recall@20"] >= 0.17), None)
+    plot_curve(curve, RESULTS / "gowalla_lightgcn_curves.png")
+    result_json = {
+        "config": {"batch_size": args.batch_size, "lr": args.lr, "reg": args.reg, "dim": 64, "layers": 3,
+                   "eval_every": args.eval_every, "lr_decay_patience": args.lr_decay_patience,
+                   "lr_decay_factor": config.lr_decay_factor, "train_budget_minutes": args.minutes,
+                   "seed": config.seed},
+        "notes": result.notes,
+        "wall_seconds_all_in": wall, "train_seconds": result.train_seconds,
+        "validation_seconds": sum(eval_seconds), "epochs_run": len(result.history),
+        "seconds_per_epoch": result.train_seconds / len(result.history),
+        "best_epoch": result.best_epoch, "valid": result.best_valid, "test": test,
+        "stopped_reason": result.stopped_reason,
+        "time_to_test_recall_0.17": None if reached is None else {
+            "epoch": reached["epoch"], "train_seconds": reached["train_seconds"],
+            "wall_seconds_estimate": reached["train_seconds"] + sum(
+                p["eval_seconds"] for p in curve if p["epoch"] <= reached["epoch"])},
+        "curve": curve,
+    }
+    print_table([{"epochs": len(result.history), "s/epoch": result_json["seconds_per_epoch"],
+                  "best epoch": result.best_epoch, "valid recall@20": result.best_valid["recall@20"],
+                  "test recall@20": test["recall@20"], "test ndcg@20": test["ndcg@20"],
+                  "wall min (all in)": wall / 60,
+                  "min to test 0.17": "–" if reached is None else reached["train_seconds"] / 60}],
                 ["epochs", "s/epoch", "best epoch", "valid recall@20", "test recall@20", "test ndcg@20",
-                 "wall min (all in)"])
-    return result
+                 "wall min (all in)", "min to test 0.17"])
+    return result_json
+
+
+def plot_curve(curve: list[dict], path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4))
+    axes = figure.subplots()
+    minutes = [p["train_seconds"] / 60 for p in curve]
+    axes.plot(minutes, [p["valid_recall@20"] for p in curve], label="validation Recall@20")
+    axes.plot(minutes, [p["test_recall@20"] for p in curve], label="test Recall@20 (replayed after training)")
+    axes.axhline(0.17, color="grey", linestyle=":", label="target 0.17")
+    axes.axhline(0.1830, color="black", linestyle="--", label="paper 0.1830")
+    axes.set_xlabel("training minutes (2 CPU cores)")
+    axes.set_ylabel("Recall@20")
+    axes.set_title("LightGCN on Gowalla")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

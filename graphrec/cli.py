@@ -220,6 +220,13 @@ def train(
         = "full",
     fanout: Annotated[str, typer.Option("--fanout", help="neighbours per layer for --sampling neighbor")]
         = "10,10,10",
+    lr_decay_patience: Annotated[Optional[int], typer.Option(
+        "--lr-decay-patience", help="multiply the learning rate by --lr-decay-factor after this many "
+                                    "evaluations without validation improvement")] = None,
+    lr_decay_factor: Annotated[float, typer.Option("--lr-decay-factor")] = 0.5,
+    sparse_embeddings: Annotated[Optional[bool], typer.Option(
+        "--sparse-embeddings/--dense-embeddings",
+        help="update only the embedding rows a batch touched (default: on for --sampling neighbor)")] = None,
 ) -> None:
     """Train a model with BPR, select on validation, test, and write RUN/metrics.json."""
     from graphrec.training.run import ModelConfig, TrainConfig, train as run_train
@@ -233,7 +240,8 @@ def train(
                                    eval_ks=_parse_ks(ks), max_minutes=max_minutes, progress=progress, plot=plot,
                                    deterministic=deterministic, contrastive_weight=contrastive_weight,
                                    contrastive_temperature=contrastive_temperature, sampling=sampling,
-                                   fanout=_parse_fanout(fanout))
+                                   fanout=_parse_fanout(fanout), lr_decay_patience=lr_decay_patience,
+                                   lr_decay_factor=lr_decay_factor, sparse_embeddings=sparse_embeddings)
     except ValueError as error:
         raise GraphrecError(str(error)) from None
     run_train(dataset, model_config, train_config, out=out, resume=resume, log=typer.echo)

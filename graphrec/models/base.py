@@ -25,6 +25,7 @@ import abc
 
 import torch
 from torch import Tensor
+from torch_geometric.data import HeteroData
 
 #: Standard deviation of the normal initialisation of id embeddings (as the LightGCN reference).
 EMBEDDING_INIT_STD = 0.1
@@ -109,3 +110,22 @@ def info_nce(anchors: Tensor, positives: Tensor, temperature: float = 0.2) -> Te
     target = torch.arange(logits.size(0), device=logits.device)
     return 0.5 * (torch.nn.functional.cross_entropy(logits, target)
                   + torch.nn.functional.cross_entropy(logits.t(), target))
+
+
+def edges_within_hops(data: HeteroData, edge_type: tuple[str, str, str], hops: int) -> Tensor | None:
+    """The ``edge_index`` of ``edge_type`` in a sampled subgraph, cut to the edges drawn in its
+    first ``hops`` hops; ``None`` when the subgraph has no such edges.
+
+    Samplers (PyG's and :class:`~graphrec.sampling.TorchNeighborSampler`) list edges hop by hop
+    and count them per hop in ``num_sampled_edges``, which is how PyG's ``trim_to_layer`` works:
+    layer :math:`l` of :math:`L` only has to update nodes within :math:`L - l` hops of the seeds,
+    and every node draws all its in-edges in one hop, so a hop prefix keeps each kept node's
+    in-edges complete. Without per-hop counts every edge is kept.
+    """
+    if edge_type not in data.edge_types:
+        return None
+    edge_index = data[edge_type].edge_index
+    counts = getattr(data[edge_type], "num_sampled_edges", None)
+    if counts is not None and hops < len(counts):
+        edge_index = edge_index[:, :int(sum(int(c) for c in list(counts)[:hops]))]
+    return edge_index if edge_index.numel() else None

@@ -35,7 +35,7 @@ from torch_geometric.data import HeteroData
 
 from graphrec.graph.adjacency import normalized_adjacency, propagate
 from graphrec.graph.hetero import INTERACTS
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender
+from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops
 
 
 class LightGCN(Recommender):
@@ -112,22 +112,25 @@ class LightGCN(Recommender):
     supports_subgraphs = True
 
     def embed_subgraph(self, data: HeteroData) -> tuple[Tensor, Tensor]:
-        """Final embeddings of the nodes of a sampled subgraph (``data[t].n_id`` global ids; edges
-        ``(user, interacts, item)`` and ``(item, rev_interacts, user)`` in local ids).
+        """Final embeddings of the seed nodes of a sampled subgraph (``data[t].n_id`` global ids;
+        edges ``(user, interacts, item)`` and ``(item, rev_interacts, user)`` in local ids).
 
-        Exact for the seed nodes when every neighbour was sampled (see the module docstring)."""
+        Layer :math:`l` runs over the edges of the first :math:`L - l + 1` hops only
+        (:func:`~graphrec.models.base.edges_within_hops`), so rows of non-seed nodes are partial
+        sums. Exact for the seed nodes when every neighbour was sampled (see the module docstring)."""
         user_ids, item_ids = data["user"].n_id, data["item"].n_id
         x_user, x_item = self.user_embedding(user_ids), self.item_embedding(item_ids)
         deg_user, deg_item = self.degree[user_ids], self.degree[self.num_users + item_ids]
-        to_item = data[INTERACTS].edge_index if INTERACTS in data.edge_types else None
         reverse = ("item", "rev_interacts", "user")
-        to_user = data[reverse].edge_index if reverse in data.edge_types else None
-        weight_item = self._sampled_weights(to_item, deg_user, deg_item, len(item_ids))
-        weight_user = self._sampled_weights(to_user, deg_item, deg_user, len(user_ids))
         total_user, total_item = x_user, x_item
-        for _ in range(self.num_layers):
-            new_item = self._aggregate(to_item, weight_item, x_user, len(item_ids))
-            new_user = self._aggregate(to_user, weight_user, x_item, len(user_ids))
+        for layer in range(self.num_layers):
+            hops = self.num_layers - layer
+            to_item = edges_within_hops(data, INTERACTS, hops)
+            to_user = edges_within_hops(data, reverse, hops)
+            new_item = self._aggregate(to_item, self._sampled_weights(to_item, deg_user, deg_item, len(item_ids)),
+                                       x_user, len(item_ids))
+            new_user = self._aggregate(to_user, self._sampled_weights(to_user, deg_item, deg_user, len(user_ids)),
+                                       x_item, len(user_ids))
             x_user, x_item = new_user, new_item
             total_user, total_item = total_user + x_user, total_item + x_item
         return total_user / (self.num_layers + 1), total_item / (self.num_layers + 1)

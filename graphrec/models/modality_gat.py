@@ -41,10 +41,11 @@ attention scores only.
 
 Why not the plain GAT? ``normalization="softmax", attention_bound=None, transform_messages=True``
 gives the maths of :class:`~torch_geometric.nn.conv.GATConv` (each node the attention-weighted
-*mean* of its transformed neighbours). On MovieLens-100K validation it reached about 0.83 of
-LightGCN's Recall@20: a mean forgets how many neighbours a node has, which is what the
-:math:`1/\sqrt{d_v d_w}` weights keep, and unbounded attention learned to concentrate on a few
-neighbours, which fits training and not validation (``benchmarks/multimodal.py``). Items
+*mean* of its transformed neighbours). On MovieLens-100K validation it reached only about 0.83
+of LightGCN's Recall@20: a mean forgets how many neighbours a node has, which the
+:math:`1/\sqrt{d_v d_w}` weights keep. Unbounded, the learned re-weighting still cost accuracy
+against LightGCN's fixed weights; bounded, it gains a little over them
+(``benchmarks/results/multimodal.md`` has the comparison, one change at a time). Items
 without training interactions receive no messages and keep :math:`\mathbf{h}_i / (L + 1)`,
 so content still places cold items.
 
@@ -66,7 +67,7 @@ from torch_geometric.utils import scatter, softmax
 
 from graphrec.graph.adjacency import propagate_weighted, symmetric_csr_pattern
 from graphrec.graph.hetero import INTERACTS, item_entities, item_modalities
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, info_nce
+from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops, info_nce
 from graphrec.models.fusion import FUSION_STRATEGIES, Fusion
 
 
@@ -110,34 +111,64 @@ class GraphAttention(torch.nn.Module):
         squashes the scores into ``[-bound, bound]`` (``0``: equal weights); without
         ``transform_messages`` the neighbours' ``x`` is summed as it is, ``lin`` scoring only.
         """
-        num_nodes = x.size(0)
-        if bound == 0:
-            scores = x.new_zeros(col_indices.numel(), self.heads)
-        else:
-            h = self.lin(x).view(-1, self.heads, self.dim)
-            score_src = (h * self.att_src).sum(-1)  # [N, heads]
-            score_dst = (h * self.att_dst).sum(-1)
-            # index_select, whose backward is index_add_: indexing's index_put_ is several times slower on CPU
-            scores = F.leaky_relu(score_src.index_select(0, col_indices) + score_dst.index_select(0, row_indices),
-                                  self.negative_slope)
-        if bound is None:
-            weights = softmax(scores, row_indices, num_nodes=num_nodes)  # [E, heads]
-        else:
-            # Bounded scores cannot overflow exp(), so the softmax needs no running maximum.
-            unnormalised = torch.exp(bound * torch.tanh(scores / bound)) if bound > 0 else torch.ones_like(scores)
-            totals = unnormalised.new_zeros(num_nodes, self.heads).index_add(0, row_indices, unnormalised)
-            weights = unnormalised / totals.index_select(0, row_indices)
-        if edge_scale is not None:
-            weights = weights * edge_scale.unsqueeze(1)
-        weights = F.dropout(weights, p=self.dropout, training=self.training)
+        h, score_src, score_dst = self.node_scores(x, bound)
+        weights = self.edge_weights(score_src, score_dst, col_indices, row_indices, x.size(0), edge_scale, bound)
         if not transform_messages:
             return propagate_weighted(weights.mean(1), x, crow_indices, col_indices, transpose)
-        if bound == 0:
-            h = self.lin(x).view(-1, self.heads, self.dim)
+        h = self.lin(x).view(-1, self.heads, self.dim) if h is None else h
         out = propagate_weighted(weights[:, 0], h[:, 0], crow_indices, col_indices, transpose)
         for head in range(1, self.heads):
             out = out + propagate_weighted(weights[:, head], h[:, head], crow_indices, col_indices, transpose)
         return out / self.heads
+
+    def forward_edges(self, x: Tensor, source: Tensor, target: Tensor, num_targets: int,
+                      edge_scale: Tensor | None = None, bound: float | None = None,
+                      transform_messages: bool = True, target_offset: int = 0) -> Tensor:
+        """The same layer on an edge list (a sampled subgraph, or a chunk of rows): edge ``e``
+        sends ``x[source[e]]`` to output row ``target[e] - target_offset`` of ``num_targets``.
+        The softmax runs over the edges present, so each target must come with all of its
+        (sampled) incoming edges. Plain autograd: meant for subgraphs, not the whole graph."""
+        h, score_src, score_dst = self.node_scores(x, bound)
+        local = target - target_offset
+        weights = self.edge_weights(score_src, score_dst, source, target, num_targets, edge_scale, bound,
+                                    segment=local)
+        messages = x.index_select(0, source).unsqueeze(1) if not transform_messages else (
+            (self.lin(x).view(-1, self.heads, self.dim) if h is None else h).index_select(0, source))
+        if not transform_messages:
+            weights = weights.mean(1, keepdim=True)
+        weighted = (messages * weights.unsqueeze(-1)).mean(1)
+        return x.new_zeros(num_targets, x.size(1)).index_add(0, local, weighted)
+
+    def node_scores(self, x: Tensor, bound: float | None) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """``(h, s_src, s_dst)``: the transformed nodes ``[N, heads, dim]`` and each node's two
+        halves of the attention score ``[N, heads]``; all ``None`` when ``bound == 0``."""
+        if bound == 0:
+            return None, None, None
+        h = self.lin(x).view(-1, self.heads, self.dim)
+        return h, (h * self.att_src).sum(-1), (h * self.att_dst).sum(-1)
+
+    def edge_weights(self, score_src: Tensor | None, score_dst: Tensor | None, source: Tensor, target: Tensor,
+                     num_nodes: int, edge_scale: Tensor | None, bound: float | None,
+                     segment: Tensor | None = None) -> Tensor:
+        """Attention coefficients ``[E, heads]``, normalised over the edges of each ``segment``
+        (default: each target); ``score_*`` from :meth:`node_scores`."""
+        segment = target if segment is None else segment
+        if score_src is None or score_dst is None:
+            scores = torch.zeros(source.numel(), self.heads, device=source.device)
+        else:
+            # index_select, whose backward is index_add_: indexing's index_put_ is several times slower on CPU
+            scores = F.leaky_relu(score_src.index_select(0, source) + score_dst.index_select(0, target),
+                                  self.negative_slope)
+        if bound is None:
+            weights = softmax(scores, segment, num_nodes=num_nodes)  # [E, heads]
+        else:
+            # Bounded scores cannot overflow exp(), so the softmax needs no running maximum.
+            unnormalised = torch.exp(bound * torch.tanh(scores / bound)) if bound > 0 else torch.ones_like(scores)
+            totals = unnormalised.new_zeros(num_nodes, self.heads).index_add(0, segment, unnormalised)
+            weights = unnormalised / totals.index_select(0, segment)
+        if edge_scale is not None:
+            weights = weights * edge_scale.unsqueeze(1)
+        return F.dropout(weights, p=self.dropout, training=self.training)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, heads={self.heads}, dropout={self.dropout}"
@@ -217,6 +248,7 @@ class ModalityGAT(Recommender):
         self.register_buffer("row_indices", row_indices, persistent=False)
         self.register_buffer("transpose", transpose, persistent=False)
         degree = (crow_indices[1:] - crow_indices[:-1]).to(torch.float32)
+        self.register_buffer("degree", degree, persistent=False)
         # d_v / sqrt(d_v d_w) = sqrt(d_v / d_w) for the edge w -> v (both degrees >= 1 on an edge)
         self.register_buffer("edge_scale", (degree[row_indices] / degree[col_indices]).sqrt(), persistent=False)
         for name in self.modality_names:
@@ -303,21 +335,36 @@ class ModalityGAT(Recommender):
             return torch.zeros(self.num_items, 0, dtype=torch.bool, device=self.item_embedding.weight.device)
         return torch.stack([getattr(self, f"mask_{name}") for name in self.source_names], dim=1)
 
-    def item_sources(self) -> Tensor:
-        """Fused sources :math:`\\sum_s \\alpha_{i,s} \\mathbf{z}_{i,s}` of every item ``[num_items, dim]``."""
+    def item_sources(self, items: Tensor | None = None) -> Tensor:
+        """Fused sources :math:`\\sum_s \\alpha_{i,s} \\mathbf{z}_{i,s}` ``[len(items), dim]`` of
+        ``items`` (default: every item)."""
+        count = self.num_items if items is None else items.numel()
         if self.fusion is None:
-            return self.item_embedding.weight.new_zeros(self.num_items, self.dim)
-        inputs = {name: getattr(self, f"features_{name}") for name in self.modality_names}
+            return self.item_embedding.weight.new_zeros(count, self.dim)
+        inputs = {name: getattr(self, f"features_{name}") if items is None
+                  else getattr(self, f"features_{name}").index_select(0, items) for name in self.modality_names}
+        position = None
+        if items is not None and self.entity_names:
+            position = torch.full((self.num_items,), -1, dtype=torch.long, device=items.device)
+            position[items] = torch.arange(count, device=items.device)
         for name in self.entity_names:
-            items, entities = getattr(self, f"entity_index_{name}")
-            inputs[name] = scatter(self.entity_embeddings[name](entities), items, dim=0,
-                                   dim_size=self.num_items, reduce="mean")
-        fused = self.fusion(inputs, self.source_mask())
-        if self.fusion.last_weights is not None:
+            item_index, entities = getattr(self, f"entity_index_{name}")
+            if position is not None:
+                local = position[item_index]
+                keep = local >= 0
+                item_index, entities = local[keep], entities[keep]
+            inputs[name] = scatter(self.entity_embeddings[name](entities), item_index, dim=0,
+                                   dim_size=count, reduce="mean")
+        mask = self.source_mask() if items is None else self.source_mask().index_select(0, items)
+        fused = self.fusion(inputs, mask)
+        if self.fusion.last_weights is not None and items is None:
             self._last_attention = self.fusion.last_weights
         return fused
 
     supports_alignment = True
+
+    def _layer_options(self) -> dict:
+        return {"bound": self.attention_bound, "transform_messages": self.transform_messages}
 
     def embed(self) -> tuple[Tensor, Tensor]:
         sources = self.item_sources()
@@ -328,10 +375,80 @@ class ModalityGAT(Recommender):
         for conv in self.convs:
             x = conv(x, self.crow_indices, self.col_indices, self.row_indices, self.transpose,
                      edge_scale=self.edge_scale if self.normalization == "symmetric" else None,
-                     bound=self.attention_bound, transform_messages=self.transform_messages)
+                     **self._layer_options())
             total = total + x
         final = total / (self.num_layers + 1)
         return final[:self.num_users], final[self.num_users:]
+
+    @torch.no_grad()
+    def embed_layerwise(self, chunk_size: int = 65_536) -> tuple[Tensor, Tensor]:
+        """:meth:`embed` without autograd, one layer at a time over chunks of target rows: the
+        per-edge attention tensors exist for one chunk at a time, never for the whole graph."""
+        sources = self.item_sources()
+        items = self.item_embedding.weight * self.warm_items.unsqueeze(1) + sources
+        x = torch.cat([self.user_embedding.weight, items])
+        total = x.clone()
+        num_nodes = x.size(0)
+        scale = self.edge_scale if self.normalization == "symmetric" else None
+        for conv in self.convs:
+            out = torch.empty_like(x)
+            for start in range(0, num_nodes, chunk_size):
+                stop = min(start + chunk_size, num_nodes)
+                lo, hi = int(self.crow_indices[start]), int(self.crow_indices[stop])
+                out[start:stop] = conv.forward_edges(
+                    x, self.col_indices[lo:hi], self.row_indices[lo:hi], stop - start,
+                    edge_scale=None if scale is None else scale[lo:hi], target_offset=start,
+                    **self._layer_options())
+            x = out
+            total += x
+        final = total / (self.num_layers + 1)
+        return final[:self.num_users], final[self.num_users:]
+
+    supports_subgraphs = True
+
+    def embed_subgraph(self, data: HeteroData) -> tuple[Tensor, Tensor]:
+        r"""Final embeddings of the seed nodes of a sampled subgraph (``data[t].n_id`` global ids; edges
+        ``(user, interacts, item)`` and ``(item, rev_interacts, user)`` in local ids).
+
+        Each node attends over its *sampled* neighbours, with the full graph's degrees in the
+        :math:`d_v / \sqrt{d_v d_w}` factor: the softmax over a uniform sample of the neighbours
+        estimates the softmax over all of them, and with equal scores this is LightGCN's sampled
+        estimator. With every neighbour sampled it equals :meth:`embed` on the seed nodes."""
+        user_ids, item_ids = data["user"].n_id, data["item"].n_id
+        num_local_users = user_ids.numel()
+        warm = self.warm_items.index_select(0, item_ids).unsqueeze(1)
+        items = self.item_embedding(item_ids) * warm + self.item_sources(item_ids)
+        x = torch.cat([self.user_embedding(user_ids), items])
+        global_ids = torch.cat([user_ids, item_ids + self.num_users])
+        num_nodes = x.size(0)
+        total = x
+        for layer, conv in enumerate(self.convs):
+            # Layer l only has to update nodes within L - l hops of the seeds (as PyG's trim_to_layer).
+            source, target = self._subgraph_edges(data, self.num_layers - layer, num_local_users)
+            scale = None
+            if self.normalization == "symmetric":
+                scale = (self.degree[global_ids[target]] / self.degree[global_ids[source]]).sqrt()
+            x = conv.forward_edges(x, source, target, num_nodes, edge_scale=scale, **self._layer_options())
+            total = total + x
+        final = total / (self.num_layers + 1)
+        return final[:num_local_users], final[num_local_users:]
+
+    @staticmethod
+    def _subgraph_edges(data: HeteroData, hops: int, num_local_users: int) -> tuple[Tensor, Tensor]:
+        """Homogeneous ``(source, target)`` of a subgraph's first ``hops`` hops, users first."""
+        sources, targets = [], []
+        to_item = edges_within_hops(data, INTERACTS, hops)
+        if to_item is not None:
+            sources.append(to_item[0])
+            targets.append(to_item[1] + num_local_users)
+        to_user = edges_within_hops(data, ("item", "rev_interacts", "user"), hops)
+        if to_user is not None:
+            sources.append(to_user[0] + num_local_users)
+            targets.append(to_user[1])
+        if not sources:
+            empty = torch.empty(0, dtype=torch.long, device=data["user"].n_id.device)
+            return empty, empty
+        return torch.cat(sources), torch.cat(targets)
 
     def alignment_loss(self, items: Tensor, temperature: float = 0.2) -> Tensor:
         """InfoNCE between the fused content of ``items`` and their id embeddings (SLMRec/BM3-style

@@ -60,6 +60,16 @@ class TrainConfig:
     deterministic: bool = False
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.2
+    #: Update only the embedding rows a batch touched (sparse gradients and lazy Adam,
+    #: :class:`torch.optim.SparseAdam`). ``None``: on for neighbour sampling in one process, where a
+    #: batch touches a small part of a large table and a dense Adam step over all of it would cost
+    #: more than the batch itself; off otherwise (full-graph propagation touches every row anyway).
+    sparse_embeddings: bool | None = None
+    #: Multiply the learning rate by ``lr_decay_factor`` after every ``lr_decay_patience``
+    #: validation evaluations without improvement (``None``: constant learning rate). Decided on
+    #: the validation split, like early stopping; set ``patience`` larger to leave room for it.
+    lr_decay_patience: int | None = None
+    lr_decay_factor: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
@@ -69,6 +79,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.sampling must be full, neighbor or auto, got {self.sampling!r}")
         if not self.fanout or any(f == 0 or f < -1 for f in self.fanout):
             raise ValueError(f"TrainConfig.fanout must be positive per layer (-1 = all), got {self.fanout}")
+        if self.lr_decay_patience is not None and self.lr_decay_patience <= 0:
+            raise ValueError(f"TrainConfig.lr_decay_patience must be positive or None, got {self.lr_decay_patience}")
+        if not 0 < self.lr_decay_factor < 1:
+            raise ValueError(f"TrainConfig.lr_decay_factor must lie in (0, 1), got {self.lr_decay_factor}")
         if self.lr <= 0 or self.reg < 0:
             raise ValueError("TrainConfig.lr must be > 0 and reg >= 0")
         metric, _, k = self.select_metric.partition("@")
@@ -178,7 +192,17 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
         trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         log(f"distributed: {ctx.world_size} processes ({ctx.backend}); each trains on 1/{ctx.world_size} "
             f"of every batch of {config.batch_size}")
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    sparse = config.sparse_embeddings if config.sparse_embeddings is not None else (
+        mode == "neighbor" and not ctx.enabled)
+    if sparse and mode != "neighbor":
+        raise ValueError("sparse_embeddings needs neighbour sampling: full-graph propagation reads whole "
+                         "embedding tables, whose gradients are dense")
+    if sparse and ctx.enabled:
+        raise ValueError("sparse_embeddings is not supported with distributed training (DDP averages "
+                         "dense gradients); leave it unset")
+    optimizer = make_optimizer(model, config.lr, sparse)
+    if sparse:
+        log("sparse embedding updates: each batch updates only the embedding rows it touched (SparseAdam)")
 
     state = _LoopState()
     if resume and checkpoint_path is not None and checkpoint_path.exists():
@@ -204,6 +228,7 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
         seconds = time.perf_counter() - started
         state.train_seconds += seconds
         record = EpochRecord(epoch=epoch, seconds=seconds, loss=loss)
+        decay = False
         if ctx.is_main and (epoch % config.eval_every == 0 or epoch == config.epochs or out_of_time):
             record.valid = evaluate_fn(model, dataset, "valid")
             value = record.valid[config.select_metric]
@@ -215,6 +240,14 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
                 state.evals_without_improvement = 0
             else:
                 state.evals_without_improvement += 1
+                decay = bool(config.lr_decay_patience) and (
+                    state.evals_without_improvement % config.lr_decay_patience == 0)
+        # Only rank 0 evaluates, so every rank takes its decision.
+        if config.lr_decay_patience and ctx.agree(decay):
+            lr = _scale_learning_rate(optimizer, config.lr_decay_factor)
+            log(f"epoch {epoch}: no validation improvement in {state.evals_without_improvement} "
+                f"evaluations; learning rate now {lr:.3g}")
+            notes.append(f"learning rate decayed to {lr:.3g} after epoch {epoch}")
         state.history.append(record)
         state.epoch = epoch
         if progress is None and record.valid is not None:
@@ -243,6 +276,7 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
         state_distributed = None
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
+    _set_sparse_embeddings(model, False)
     log(f"stopped: {stopped_reason}; best validation {config.select_metric} = {state.best_value:.4f} "
         f"at epoch {state.best_epoch}")
     return TrainResult(model=model, dataset=dataset, history=state.history, best_epoch=state.best_epoch,
@@ -275,7 +309,11 @@ def full_graph_bytes(model: torch.nn.Module, dataset: Dataset) -> int:
     dim = int(getattr(model, "dim", 64))
     layers = int(getattr(model, "num_layers", 1))
     edges = 2 * dataset.split_counts()["train"]
-    return 4 * nodes * dim * (2 * (layers + 1) + 4) + 12 * edges
+    estimate = 4 * nodes * dim * (2 * (layers + 1) + 4) + 12 * edges
+    heads = int(getattr(model, "heads", 0))
+    if heads:  # attention keeps per-edge scores, coefficients and their gradients for every layer
+        estimate += 4 * edges * heads * 6 * layers
+    return estimate
 
 
 def _available_memory(device: torch.device) -> int:
@@ -342,6 +380,61 @@ def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neig
         if budget_left is not None and time.perf_counter() - started >= budget_left:
             return total / batches, True
     return total / max(batches, 1), False
+
+
+class _EmbeddingsAndDenseOptimizer:
+    """SparseAdam for the embedding tables plus Adam for every other parameter, behind one
+    ``zero_grad`` / ``step`` / ``state_dict`` (PyTorch has no container for two optimisers)."""
+
+    def __init__(self, sparse: torch.optim.Optimizer, dense: torch.optim.Optimizer | None) -> None:
+        self.optimizers = [opt for opt in (sparse, dense) if opt is not None]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for optimizer in self.optimizers:
+            optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": [optimizer.state_dict() for optimizer in self.optimizers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if len(state.get("optimizers", ())) != len(self.optimizers):
+            raise ValueError("the checkpoint's optimiser does not match this run's (sparse_embeddings differs)")
+        for optimizer, part in zip(self.optimizers, state["optimizers"]):
+            optimizer.load_state_dict(part)
+
+
+def _scale_learning_rate(optimizer, factor: float) -> float:
+    """Multiply every parameter group's learning rate by ``factor``; returns the new rate."""
+    inner = getattr(optimizer, "optimizers", [optimizer])
+    for part in inner:
+        for group in part.param_groups:
+            group["lr"] *= factor
+    return float(inner[0].param_groups[0]["lr"])
+
+
+def _set_sparse_embeddings(model: torch.nn.Module, sparse: bool) -> list[torch.nn.Parameter]:
+    tables = [module for module in model.modules() if isinstance(module, torch.nn.Embedding)]
+    for table in tables:
+        table.sparse = sparse
+    return [table.weight for table in tables]
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, sparse_embeddings: bool = False):
+    """Adam over every parameter; with ``sparse_embeddings``, the model's ``nn.Embedding`` tables
+    produce sparse gradients and get :class:`torch.optim.SparseAdam` (lazy Adam: rows a batch did
+    not touch keep their value and their moments), the other parameters plain Adam."""
+    if not sparse_embeddings:
+        _set_sparse_embeddings(model, False)
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    tables = _set_sparse_embeddings(model, True)
+    table_ids = {id(weight) for weight in tables}
+    others = [p for p in model.parameters() if id(p) not in table_ids and p.requires_grad]
+    return _EmbeddingsAndDenseOptimizer(torch.optim.SparseAdam(tables, lr=lr),
+                                        torch.optim.Adam(others, lr=lr) if others else None)
 
 
 def _silent(_: str) -> None:

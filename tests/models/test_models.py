@@ -369,6 +369,24 @@ def test_bounded_softmax_equals_pyg_softmax_when_the_bound_is_far():
                                    layer(x, *pattern, edge_scale=edge_scale, bound=None), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("options", [{}, {"normalization": "softmax", "attention_bound": None,
+                                         "transform_messages": True, "heads": 2}, {"attention_bound": 0.0}],
+                         ids=["default", "gatconv-maths", "lightgcn-weights"])
+def test_modality_gat_layerwise_inference_equals_embed(options):
+    """Chunked layer-wise inference (edge lists per chunk of target rows) gives embed()'s output."""
+    dataset = ml100k_dataset()
+    data = build_graph(dataset)
+    torch.manual_seed(0)
+    model = ModalityGAT.from_graph(data, dim=16, num_layers=2, **options).eval()
+    with torch.no_grad():
+        for conv in model.convs:  # make the attention matter
+            conv.att_src.mul_(20.0)
+            conv.att_dst.mul_(20.0)
+        expected = model.embed()
+    for ours, reference in zip(model.embed_layerwise(chunk_size=500), expected):
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-6)
+
+
 def test_modality_gat_rejects_unknown_normalization_and_negative_bound(planted):
     _, data = planted
     with pytest.raises(ValueError, match="normalization must be"):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.errors import GraphrecError
+from graphrec.training.factory import create_model
 from graphrec.training.run import ModelConfig, TrainConfig, train
+from graphrec.training.trainer import fit
 
 FAST = dict(batch_size=4096, lr=5e-3, progress=False, eval_ks=(10, 20), deterministic=True)
 
@@ -18,11 +22,14 @@ def movielens(shared_data, tmp_path_factory):
                    ConvertConfig(min_rating=3, split="random", seed=2)).dataset
 
 
-def test_unlimited_fanout_trains_exactly_like_full_graph(movielens):
-    model = ModelConfig("lightgcn", dim=16, layers=2)
+@pytest.mark.parametrize("model", [ModelConfig("lightgcn", dim=16, layers=2),
+                                   ModelConfig("gat", dim=16, layers=2, entities=("genres",))],
+                         ids=["lightgcn", "gat"])
+def test_unlimited_fanout_trains_exactly_like_full_graph(movielens, model):
     full = train(movielens, model, TrainConfig(epochs=2, **FAST), log=lambda _: None)
-    sampled = train(movielens, model, TrainConfig(epochs=2, sampling="neighbor", fanout=(-1, -1), **FAST),
-                    log=lambda _: None)
+    # Dense Adam on both sides: lazy (sparse) Adam leaves untouched rows and their moments alone.
+    sampled = train(movielens, model, TrainConfig(epochs=2, sampling="neighbor", fanout=(-1, -1),
+                                                  sparse_embeddings=False, **FAST), log=lambda _: None)
     assert sampled.metrics["sampling"] == "neighbor" and full.metrics["sampling"] == "full"
     for a, b in zip(full.metrics["epochs"], sampled.metrics["epochs"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
@@ -30,9 +37,10 @@ def test_unlimited_fanout_trains_exactly_like_full_graph(movielens):
         torch.testing.assert_close(sampled.model.state_dict()[key], value, rtol=1e-4, atol=1e-6)
 
 
-def test_small_fanout_still_learns(movielens):
+@pytest.mark.parametrize("name", ["lightgcn", "gat"])
+def test_small_fanout_still_learns(movielens, name):
     pop = train(movielens, ModelConfig("pop"), TrainConfig(epochs=1, **FAST), log=lambda _: None)
-    sampled = train(movielens, ModelConfig("lightgcn", dim=32, layers=2),
+    sampled = train(movielens, ModelConfig(name, dim=32, layers=2),
                     TrainConfig(epochs=15, sampling="neighbor", fanout=(5, 5), **FAST), log=lambda _: None)
     losses = [e["loss"] for e in sampled.metrics["epochs"]]
     assert losses[-1] < losses[0]
@@ -51,3 +59,33 @@ def test_models_without_subgraph_support_refuse_neighbor_sampling(movielens):
     with pytest.raises((ValueError, GraphrecError), match="sampled subgraphs"):
         train(movielens, ModelConfig("mf", dim=8), TrainConfig(epochs=1, sampling="neighbor", **FAST),
               log=lambda _: None)
+
+
+def test_sparse_embedding_updates_touch_only_the_batch_rows(movielens):
+    """Neighbour sampling on one process defaults to sparse gradients and SparseAdam: one batch
+    moves the embedding rows of its subgraph's nodes and no other."""
+    lines = []
+    config = TrainConfig(epochs=1, batch_size=64, sampling="neighbor", fanout=(3,), lr=0.01, progress=False,
+                         eval_ks=(20,))
+    model = create_model(ModelConfig("lightgcn", dim=8, layers=1), movielens, seed=0)
+    before = model.user_embedding.weight.detach().clone()
+    one_batch = dataclasses.replace(movielens, interactions=_first_training_rows(movielens, 64))
+    fit(model, one_batch, config, lambda *_: {"recall@20": 0.0}, log=lines.append)
+    assert any("sparse embedding updates" in line for line in lines)
+    moved = (model.user_embedding.weight.detach() != before).any(1)
+    assert 0 < int(moved.sum()) < movielens.num_users // 2
+    assert not model.user_embedding.sparse  # switched back after training
+
+
+def test_sparse_embeddings_need_neighbour_sampling(movielens):
+    with pytest.raises(ValueError, match="needs neighbour sampling"):
+        train(movielens, ModelConfig("lightgcn", dim=8, layers=1),
+              TrainConfig(epochs=1, sparse_embeddings=True, **FAST), log=lambda _: None)
+
+
+def _first_training_rows(dataset, count: int):
+    """The dataset's first ``count`` training interactions plus every validation and test row."""
+    inter = dataset.interactions
+    is_train = (inter["split"] == "train").to_numpy()
+    keep = ~is_train | (is_train.cumsum() <= count)
+    return inter[keep].reset_index(drop=True)

@@ -12,7 +12,9 @@ import torch
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.data.dataset import SPLIT_DTYPE
+from graphrec.training.factory import create_model
 from graphrec.training.run import ModelConfig, TrainConfig, evaluate_run, load_run, train
+from graphrec.training.trainer import fit
 
 FAST = dict(batch_size=4096, lr=5e-3, progress=False, eval_ks=(10, 20))
 
@@ -105,3 +107,25 @@ def test_reloaded_run_has_identical_embeddings(movielens, tmp_path):
     loaded = load_run(tmp_path / "r")
     for a, b in zip(run.embeddings(), loaded.embeddings()):
         assert torch.equal(a, b)
+
+
+def test_learning_rate_decays_after_validation_stalls(movielens):
+    """A validation metric that never improves after the first check halves the rate at every check."""
+    dataset = movielens
+    calls = iter([0.5] + [0.1] * 10)
+    lines: list[str] = []
+    model = create_model(ModelConfig("mf", dim=4), dataset, seed=0)
+    result = fit(model, dataset, TrainConfig(epochs=4, lr=0.01, progress=False, eval_ks=(20,), patience=100,
+                                             lr_decay_patience=1, lr_decay_factor=0.5),
+                 lambda *_: {"recall@20": next(calls)}, log=lines.append)
+    decays = [line for line in lines if "learning rate now" in line]
+    assert len(decays) == 3 and decays[-1].endswith("0.00125")
+    assert result.best_epoch == 1 and len(result.notes) == 3
+
+
+def test_learning_rate_decay_settings_are_checked():
+    with pytest.raises(ValueError, match="lr_decay_factor"):
+        TrainConfig(lr_decay_patience=1, lr_decay_factor=1.5)
+    with pytest.raises(ValueError, match="lr_decay_patience"):
+        TrainConfig(lr_decay_patience=0)
+
