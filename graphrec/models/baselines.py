@@ -1,7 +1,11 @@
 r"""Non-learned floors: popularity and random scores.
 
-* :class:`Popularity`: :math:`\hat y_{ui} = \log(1 + n_i)`, with :math:`n_i` the number of
-  training interactions of item :math:`i`; the same ranking for every user.
+* :class:`Popularity`: :math:`\hat y_{ui} = \log(1 + n_i + \epsilon_i)`, with :math:`n_i` the
+  number of training interactions of item :math:`i` and a seeded :math:`\epsilon_i \sim U[0, 0.5)`
+  that orders items of equal count at random (it never reorders different counts); the same
+  ranking for every user. Without it, ties (every cold item has :math:`n_i = 0`) would fall back
+  to the item index, and catalogue order can carry information: MovieLens numbers its movies in
+  an order that tracks their popularity.
 * :class:`RandomScores`: :math:`\hat y_{ui} = \langle \mathbf{r}_u, \mathbf{s}_i \rangle` with fixed
   Gaussian vectors drawn from a seed; an independent random ranking per user.
 
@@ -20,10 +24,12 @@ from graphrec.models.base import Recommender
 class Popularity(Recommender):
     """Rank items by their training popularity."""
 
-    def __init__(self, num_users: int, num_items: int, train_items: Tensor) -> None:
+    def __init__(self, num_users: int, num_items: int, train_items: Tensor, seed: int = 0) -> None:
         super().__init__(num_users, num_items)
         counts = torch.bincount(torch.as_tensor(train_items, dtype=torch.long), minlength=num_items)
-        self.register_buffer("item_score", torch.log1p(counts.to(torch.float32)).unsqueeze(1))
+        tie_break = 0.5 * torch.rand(num_items, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        score = torch.log1p(counts.to(torch.float64) + tie_break).to(torch.float32)
+        self.register_buffer("item_score", score.unsqueeze(1))
         self.register_buffer("user_one", torch.ones(num_users, 1))
 
     def reset_parameters(self) -> None:

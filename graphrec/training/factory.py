@@ -55,7 +55,7 @@ def create_model(config: ModelConfig, dataset: Dataset, seed: int = 0) -> torch.
         return ModalityGAT.from_graph(graph, dim=config.dim, num_layers=config.layers, heads=config.heads,
                                       dropout=config.dropout, fusion=config.fusion)
     if config.name == "pop":
-        return Popularity(dataset.num_users, dataset.num_items, items)
+        return Popularity(dataset.num_users, dataset.num_items, items, seed=seed)
     return RandomScores(dataset.num_users, dataset.num_items, seed=seed)
 
 

@@ -410,3 +410,19 @@ def test_registry_builds_every_model_from_a_graph(planted):
         model = cls.from_graph(data)
         assert isinstance(model, Recommender)
         assert (model.num_users, model.num_items) == (NUM_USERS, NUM_ITEMS)
+
+
+def test_popularity_orders_by_count_and_breaks_ties_at_random():
+    """Different counts keep their order (even at large counts, in float32); equal counts are not
+    ranked by item index, and the seed fixes the tie-break."""
+    from graphrec.models.baselines import Popularity
+
+    counts = torch.tensor([0] * 500 + [1000, 1001, 1, 2, 5])
+    train_items = torch.repeat_interleave(torch.arange(counts.numel()), counts)
+    model = Popularity(3, counts.numel(), train_items, seed=0)
+    score = model.embed()[1].squeeze(1)
+    assert score[501] > score[500] > score[504] > score[503] > score[502] > score[:500].max()
+    cold_order = score[:500].argsort(descending=True)
+    assert not torch.equal(cold_order, torch.arange(500))
+    assert torch.equal(Popularity(3, counts.numel(), train_items, seed=0).embed()[1], model.embed()[1])
+    assert not torch.equal(Popularity(3, counts.numel(), train_items, seed=1).embed()[1], model.embed()[1])
