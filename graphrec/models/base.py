@@ -129,3 +129,13 @@ def edges_within_hops(data: HeteroData, edge_type: tuple[str, str, str], hops: i
     if counts is not None and hops < len(counts):
         edge_index = edge_index[:, :int(sum(int(c) for c in list(counts)[:hops]))]
     return edge_index if edge_index.numel() else None
+
+
+def nodes_within_hops(data: HeteroData, node_type: str, hops: int) -> int:
+    """How many of a sampled subgraph's ``node_type`` nodes lie at most ``hops`` hops from the
+    seeds. Samplers number nodes hop by hop (seeds first), so these are the first local ids;
+    without per-hop counts (``num_sampled_nodes``) every node counts."""
+    counts = getattr(data[node_type], "num_sampled_nodes", None)
+    if counts is None or hops + 1 >= len(counts):
+        return int(data[node_type].num_nodes)
+    return int(sum(int(c) for c in list(counts)[:hops + 1]))

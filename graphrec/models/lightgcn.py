@@ -35,7 +35,7 @@ from torch_geometric.data import HeteroData
 
 from graphrec.graph.adjacency import normalized_adjacency, propagate
 from graphrec.graph.hetero import INTERACTS
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops
+from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops, nodes_within_hops
 
 
 class LightGCN(Recommender):
@@ -112,27 +112,34 @@ class LightGCN(Recommender):
     supports_subgraphs = True
 
     def embed_subgraph(self, data: HeteroData) -> tuple[Tensor, Tensor]:
-        """Final embeddings of the seed nodes of a sampled subgraph (``data[t].n_id`` global ids;
-        edges ``(user, interacts, item)`` and ``(item, rev_interacts, user)`` in local ids).
+        """Final embeddings of the seed nodes of a sampled subgraph, in local order (``data[t].n_id``
+        global ids; edges ``(user, interacts, item)`` and ``(item, rev_interacts, user)`` in local
+        ids; seeds are the first ``num_sampled_nodes[0]`` nodes of each type).
 
-        Layer :math:`l` runs over the edges of the first :math:`L - l + 1` hops only
-        (:func:`~graphrec.models.base.edges_within_hops`), so rows of non-seed nodes are partial
-        sums. Exact for the seed nodes when every neighbour was sampled (see the module docstring)."""
+        As PyG's ``trim_to_layer``, layer :math:`l` of :math:`L` updates only the nodes within
+        :math:`L - l` hops of the seeds, from the edges of the first :math:`L - l + 1` hops
+        (:func:`~graphrec.models.base.edges_within_hops`), so the work of the outer layers shrinks
+        to the inner hops. Exact for the seed nodes when every neighbour was sampled (see the
+        module docstring)."""
         user_ids, item_ids = data["user"].n_id, data["item"].n_id
         x_user, x_item = self.user_embedding(user_ids), self.item_embedding(item_ids)
         deg_user, deg_item = self.degree[user_ids], self.degree[self.num_users + item_ids]
         reverse = ("item", "rev_interacts", "user")
-        total_user, total_item = x_user, x_item
+        seed_users, seed_items = nodes_within_hops(data, "user", 0), nodes_within_hops(data, "item", 0)
+        total_user, total_item = x_user[:seed_users], x_item[:seed_items]
         for layer in range(self.num_layers):
             hops = self.num_layers - layer
+            num_users = nodes_within_hops(data, "user", hops - 1)
+            num_items = nodes_within_hops(data, "item", hops - 1)
             to_item = edges_within_hops(data, INTERACTS, hops)
             to_user = edges_within_hops(data, reverse, hops)
-            new_item = self._aggregate(to_item, self._sampled_weights(to_item, deg_user, deg_item, len(item_ids)),
-                                       x_user, len(item_ids))
-            new_user = self._aggregate(to_user, self._sampled_weights(to_user, deg_item, deg_user, len(user_ids)),
-                                       x_item, len(user_ids))
+            new_item = self._aggregate(to_item, self._sampled_weights(to_item, deg_user, deg_item, num_items),
+                                       x_user, num_items)
+            new_user = self._aggregate(to_user, self._sampled_weights(to_user, deg_item, deg_user, num_users),
+                                       x_item, num_users)
             x_user, x_item = new_user, new_item
-            total_user, total_item = total_user + x_user, total_item + x_item
+            total_user = total_user + x_user[:seed_users]
+            total_item = total_item + x_item[:seed_items]
         return total_user / (self.num_layers + 1), total_item / (self.num_layers + 1)
 
     @staticmethod
