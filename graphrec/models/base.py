@@ -22,6 +22,7 @@ Models know nothing of files or training loops: they take tensors and return ten
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -139,3 +140,24 @@ def nodes_within_hops(data: HeteroData, node_type: str, hops: int) -> int:
     if counts is None or hops + 1 >= len(counts):
         return int(data[node_type].num_nodes)
     return int(sum(int(c) for c in list(counts)[:hops + 1]))
+
+
+@torch.no_grad()
+def layerwise_mean(x: Tensor, num_layers: int, crow_indices: Tensor, chunk_size: int,
+                   layer: Callable[[int, Tensor, int, int, int, int], Tensor]) -> Tensor:
+    r""":math:`\frac{1}{L+1} \sum_{l=0}^{L} \mathbf{x}^{(l)}` without autograd, one layer at a time over
+    chunks of target rows, so that memory holds two layers of activations and one chunk's work.
+
+    ``layer(l, x, start, stop, lo, hi)`` returns rows ``start:stop`` of layer ``l + 1`` from the whole
+    layer ``l`` ``x``; the rows' edges occupy positions ``lo:hi`` of the CSR pattern ``crow_indices``.
+    """
+    total = x.clone()
+    num_nodes = x.size(0)
+    for index in range(num_layers):
+        out = torch.empty_like(x)
+        for start in range(0, num_nodes, chunk_size):
+            stop = min(start + chunk_size, num_nodes)
+            out[start:stop] = layer(index, x, start, stop, int(crow_indices[start]), int(crow_indices[stop]))
+        x = out
+        total += x
+    return total / (num_layers + 1)

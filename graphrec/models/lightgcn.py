@@ -35,7 +35,7 @@ from torch_geometric.data import HeteroData
 
 from graphrec.graph.adjacency import normalized_adjacency, propagate
 from graphrec.graph.hetero import INTERACTS
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops, nodes_within_hops
+from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops, layerwise_mean, nodes_within_hops
 
 
 class LightGCN(Recommender):
@@ -91,22 +91,15 @@ class LightGCN(Recommender):
     def embed_layerwise(self, chunk_size: int = 65_536) -> tuple[Tensor, Tensor]:
         """:meth:`embed` without autograd, one layer at a time over row chunks of the adjacency:
         memory holds two layers of activations and never the whole graph's product at once."""
-        adjacency = self.adjacency
-        crow, col, values = adjacency.crow_indices(), adjacency.col_indices(), adjacency.values()
+        crow, col, values = self.adjacency.crow_indices(), self.adjacency.col_indices(), self.adjacency.values()
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        total = x.clone()
-        num_nodes = x.size(0)
-        for _ in range(self.num_layers):
-            out = torch.empty_like(x)
-            for start in range(0, num_nodes, chunk_size):
-                stop = min(start + chunk_size, num_nodes)
-                lo, hi = int(crow[start]), int(crow[stop])
-                block = torch.sparse_csr_tensor(crow[start:stop + 1] - lo, col[lo:hi], values[lo:hi],
-                                                (stop - start, num_nodes), check_invariants=False)
-                out[start:stop] = block @ x
-            x = out
-            total += x
-        final = total / (self.num_layers + 1)
+
+        def layer(_: int, x: Tensor, start: int, stop: int, lo: int, hi: int) -> Tensor:
+            block = torch.sparse_csr_tensor(crow[start:stop + 1] - lo, col[lo:hi], values[lo:hi],
+                                            (stop - start, x.size(0)), check_invariants=False)
+            return block @ x
+
+        final = layerwise_mean(x, self.num_layers, crow, chunk_size, layer)
         return final[:self.num_users], final[self.num_users:]
 
     supports_subgraphs = True

@@ -67,7 +67,7 @@ from torch_geometric.utils import scatter, softmax
 
 from graphrec.graph.adjacency import propagate_weighted, symmetric_csr_pattern
 from graphrec.graph.hetero import INTERACTS, item_entities, item_modalities
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops, info_nce
+from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops, info_nce, layerwise_mean
 from graphrec.models.fusion import FUSION_STRATEGIES, Fusion
 
 
@@ -387,21 +387,14 @@ class ModalityGAT(Recommender):
         sources = self.item_sources()
         items = self.item_embedding.weight * self.warm_items.unsqueeze(1) + sources
         x = torch.cat([self.user_embedding.weight, items])
-        total = x.clone()
-        num_nodes = x.size(0)
         scale = self.edge_scale if self.normalization == "symmetric" else None
-        for conv in self.convs:
-            out = torch.empty_like(x)
-            for start in range(0, num_nodes, chunk_size):
-                stop = min(start + chunk_size, num_nodes)
-                lo, hi = int(self.crow_indices[start]), int(self.crow_indices[stop])
-                out[start:stop] = conv.forward_edges(
-                    x, self.col_indices[lo:hi], self.row_indices[lo:hi], stop - start,
-                    edge_scale=None if scale is None else scale[lo:hi], target_offset=start,
-                    **self._layer_options())
-            x = out
-            total += x
-        final = total / (self.num_layers + 1)
+
+        def layer(index: int, x: Tensor, start: int, stop: int, lo: int, hi: int) -> Tensor:
+            return self.convs[index].forward_edges(
+                x, self.col_indices[lo:hi], self.row_indices[lo:hi], stop - start,
+                edge_scale=None if scale is None else scale[lo:hi], target_offset=start, **self._layer_options())
+
+        final = layerwise_mean(x, self.num_layers, self.crow_indices, chunk_size, layer)
         return final[:self.num_users], final[self.num_users:]
 
     supports_subgraphs = True

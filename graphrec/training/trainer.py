@@ -389,6 +389,10 @@ class _EmbeddingsAndDenseOptimizer:
     def __init__(self, sparse: torch.optim.Optimizer, dense: torch.optim.Optimizer | None) -> None:
         self.optimizers = [opt for opt in (sparse, dense) if opt is not None]
 
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [group for optimizer in self.optimizers for group in optimizer.param_groups]
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=set_to_none)
@@ -409,11 +413,9 @@ class _EmbeddingsAndDenseOptimizer:
 
 def _scale_learning_rate(optimizer, factor: float) -> float:
     """Multiply every parameter group's learning rate by ``factor``; returns the new rate."""
-    inner = getattr(optimizer, "optimizers", [optimizer])
-    for part in inner:
-        for group in part.param_groups:
-            group["lr"] *= factor
-    return float(inner[0].param_groups[0]["lr"])
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
+    return float(optimizer.param_groups[0]["lr"])
 
 
 def _set_sparse_embeddings(model: torch.nn.Module, sparse: bool) -> list[torch.nn.Parameter]:

@@ -369,6 +369,17 @@ def test_bounded_softmax_equals_pyg_softmax_when_the_bound_is_far():
                                    layer(x, *pattern, edge_scale=edge_scale, bound=None), rtol=1e-4, atol=1e-6)
 
 
+def test_lightgcn_layerwise_inference_equals_embed():
+    """Chunked layer-wise inference (CSR row blocks) gives embed()'s output."""
+    data = build_graph(ml100k_dataset())
+    torch.manual_seed(0)
+    model = LightGCN.from_graph(data, dim=16, num_layers=3)
+    with torch.no_grad():
+        expected = model.embed()
+    for ours, reference in zip(model.embed_layerwise(chunk_size=500), expected):
+        torch.testing.assert_close(ours, reference, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("options", [{}, {"normalization": "softmax", "attention_bound": None,
                                          "transform_messages": True, "heads": 2}, {"attention_bound": 0.0}],
                          ids=["default", "gatconv-maths", "lightgcn-weights"])

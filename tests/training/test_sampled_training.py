@@ -11,7 +11,7 @@ from graphrec.data.convert import ConvertConfig, convert
 from graphrec.errors import GraphrecError
 from graphrec.training.factory import create_model
 from graphrec.training.run import ModelConfig, TrainConfig, train
-from graphrec.training.trainer import fit
+from graphrec.training.trainer import _scale_learning_rate, fit, make_optimizer
 
 FAST = dict(batch_size=4096, lr=5e-3, progress=False, eval_ks=(10, 20), deterministic=True)
 
@@ -89,3 +89,12 @@ def _first_training_rows(dataset, count: int):
     is_train = (inter["split"] == "train").to_numpy()
     keep = ~is_train | (is_train.cumsum() <= count)
     return inter[keep].reset_index(drop=True)
+
+
+def test_learning_rate_decay_reaches_both_optimisers_of_sparse_training(movielens):
+    """With sparse embeddings (SparseAdam + Adam), a decay scales every parameter group."""
+    model = create_model(ModelConfig("gat", dim=8, layers=1, entities=("genres",)), movielens, seed=0)
+    optimizer = make_optimizer(model, 0.01, sparse_embeddings=True)
+    assert len(optimizer.optimizers) == 2
+    assert _scale_learning_rate(optimizer, 0.5) == pytest.approx(0.005)
+    assert all(group["lr"] == pytest.approx(0.005) for part in optimizer.optimizers for group in part.param_groups)
