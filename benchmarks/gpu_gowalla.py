@@ -33,6 +33,10 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--num-negatives", type=int, default=1,
+                        help="negatives per interaction (the CPU benchmark's recipe uses 4)")
+    parser.add_argument("--lr-decay-patience", type=int, default=None,
+                        help="halve the learning rate after this many non-improving validation checks")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     work = Path(tempfile.mkdtemp())
@@ -47,7 +51,8 @@ def main() -> None:
         epochs += args.chunk
         run = train(dataset, model, TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, reg=1e-4,
                                                  eval_every=5, patience=10, eval_ks=(20,), device=device,
-                                                 progress=False),
+                                                 progress=False, num_negatives=args.num_negatives,
+                                                 lr_decay_patience=args.lr_decay_patience),
                     out=work / "run", resume=epochs > args.chunk, log=lambda _: None)
         m = run.metrics
         point = {"epochs": epochs, "train_seconds": m["train_seconds"], "wall_seconds": time.perf_counter() - wall,

@@ -224,6 +224,8 @@ def train(
         "--lr-decay-patience", help="multiply the learning rate by --lr-decay-factor after this many "
                                     "evaluations without validation improvement")] = None,
     lr_decay_factor: Annotated[float, typer.Option("--lr-decay-factor")] = 0.5,
+    num_negatives: Annotated[int, typer.Option("--num-negatives",
+                                               help="negatives per training interaction (one BPR term each)")] = 1,
     sparse_embeddings: Annotated[Optional[bool], typer.Option(
         "--sparse-embeddings/--dense-embeddings",
         help="update only the embedding rows a batch touched (default: on for --sampling neighbor)")] = None,
@@ -241,7 +243,8 @@ def train(
                                    deterministic=deterministic, contrastive_weight=contrastive_weight,
                                    contrastive_temperature=contrastive_temperature, sampling=sampling,
                                    fanout=_parse_fanout(fanout), lr_decay_patience=lr_decay_patience,
-                                   lr_decay_factor=lr_decay_factor, sparse_embeddings=sparse_embeddings)
+                                   lr_decay_factor=lr_decay_factor, sparse_embeddings=sparse_embeddings,
+                                   num_negatives=num_negatives)
     except ValueError as error:
         raise GraphrecError(str(error)) from None
     run_train(dataset, model_config, train_config, out=out, resume=resume, log=typer.echo)

@@ -70,9 +70,13 @@ class TrainConfig:
     #: the validation split, like early stopping; set ``patience`` larger to leave room for it.
     lr_decay_patience: int | None = None
     lr_decay_factor: float = 0.5
+    #: Negatives drawn per training interaction. Each (user, positive) pair then contributes one BPR
+    #: term per negative, all from the same propagation: with full-graph training the propagation
+    #: dominates a step's cost, so extra negatives add gradient signal almost for free.
+    num_negatives: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size", "num_negatives"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
         if self.sampling not in ("full", "neighbor", "auto"):
@@ -345,7 +349,8 @@ def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neig
     order = torch.randperm(len(train_users), generator=generator)
     users_all = train_users[order]
     positives_all = train_items[order]
-    negatives_all = negatives.sample(users_all, generator=generator)
+    per_pair = config.num_negatives
+    negatives_all = negatives.sample(users_all.repeat_interleave(per_pair), generator=generator).view(-1, per_pair)
     total, batches = 0.0, 0
     started = time.perf_counter()
     per_rank = max(config.batch_size // ctx.world_size, 1)
@@ -356,7 +361,9 @@ def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neig
         window = slice(start + ctx.rank * per_rank, min(start + (ctx.rank + 1) * per_rank, stop))
         users = users_all[window].to(device)
         positives = positives_all[window].to(device)
-        negative_items = negatives_all[window].to(device)
+        negative_items = negatives_all[window].reshape(-1).to(device)
+        if per_pair > 1:
+            users, positives = users.repeat_interleave(per_pair), positives.repeat_interleave(per_pair)
         if neighbors is None:
             user_emb, item_emb = trained()
             u, p, n = users, positives, negative_items

@@ -129,3 +129,36 @@ def test_learning_rate_decay_settings_are_checked():
     with pytest.raises(ValueError, match="lr_decay_patience"):
         TrainConfig(lr_decay_patience=0)
 
+
+
+@pytest.mark.parametrize("sampling", ["full", "neighbor"])
+def test_several_negatives_per_interaction_share_one_propagation(movielens, sampling):
+    """num_negatives=K gives every (user, positive) pair K BPR terms in the same step: an epoch takes
+    as many model passes as with one negative, and the model still learns."""
+    passes = {1: 0, 4: 0}
+    scored = {1: 0, 4: 0}
+    results = {}
+    for per_pair in passes:
+        model = create_model(ModelConfig("lightgcn", dim=16, layers=2), movielens, seed=0)
+
+        def count(*_, per_pair=per_pair):
+            passes[per_pair] += 1
+
+        def score(user_emb, item_emb, users, items, per_pair=per_pair, score=model.score):
+            scored[per_pair] += items.numel()
+            return score(user_emb, item_emb, users, items)
+
+        model.register_forward_hook(count)
+        model.score = score
+        config = TrainConfig(epochs=3, num_negatives=per_pair, sampling=sampling, fanout=(5, 5), patience=100,
+                             **FAST)
+        results[per_pair] = fit(model, movielens, config, lambda *_: {"recall@20": 0.0, "recall@10": 0.0},
+                                log=lambda _: None)
+    train_size = movielens.split_counts()["train"]
+    assert passes[4] == passes[1] == 3 * -(-train_size // FAST["batch_size"])
+    assert scored[1] == 3 * 2 * train_size and scored[4] == 4 * scored[1]  # (positive, negative) scores
+    for result in results.values():
+        losses = [record.loss for record in result.history]
+        assert losses[0] < 0.7 and losses[-1] < losses[0]
+    with pytest.raises(ValueError, match="num_negatives"):
+        TrainConfig(num_negatives=0)
