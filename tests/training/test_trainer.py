@@ -130,7 +130,6 @@ def test_learning_rate_decay_settings_are_checked():
         TrainConfig(lr_decay_patience=0)
 
 
-
 @pytest.mark.parametrize("sampling", ["full", "neighbor"])
 def test_several_negatives_per_interaction_share_one_propagation(movielens, sampling):
     """num_negatives=K gives every (user, positive) pair K BPR terms in the same step: an epoch takes
