@@ -38,6 +38,7 @@ USER = "user"
 ITEM = "item"
 INTERACTS = (USER, "interacts", ITEM)
 REVERSE_PREFIX = "rev_"
+REV_INTERACTS = (ITEM, REVERSE_PREFIX + "interacts", USER)
 
 #: item column -> node type of its entities; other columns keep their name as node type.
 ENTITY_NODE_TYPES: dict[str, str] = {"genres": "genre", "categories": "category", "brand": "brand"}

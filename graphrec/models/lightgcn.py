@@ -34,7 +34,7 @@ from torch import Tensor
 from torch_geometric.data import HeteroData
 
 from graphrec.graph.adjacency import normalized_adjacency, propagate
-from graphrec.graph.hetero import INTERACTS
+from graphrec.graph.hetero import INTERACTS, REV_INTERACTS
 from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops, layerwise_mean, nodes_within_hops
 
 
@@ -117,7 +117,6 @@ class LightGCN(Recommender):
         user_ids, item_ids = data["user"].n_id, data["item"].n_id
         x_user, x_item = self.user_embedding(user_ids), self.item_embedding(item_ids)
         deg_user, deg_item = self.degree[user_ids], self.degree[self.num_users + item_ids]
-        reverse = ("item", "rev_interacts", "user")
         seed_users, seed_items = nodes_within_hops(data, "user", 0), nodes_within_hops(data, "item", 0)
         total_user, total_item = x_user[:seed_users], x_item[:seed_items]
         for layer in range(self.num_layers):
@@ -125,7 +124,7 @@ class LightGCN(Recommender):
             num_users = nodes_within_hops(data, "user", hops - 1)
             num_items = nodes_within_hops(data, "item", hops - 1)
             to_item = edges_within_hops(data, INTERACTS, hops)
-            to_user = edges_within_hops(data, reverse, hops)
+            to_user = edges_within_hops(data, REV_INTERACTS, hops)
             new_item = self._aggregate(to_item, self._sampled_weights(to_item, deg_user, deg_item, num_items),
                                        x_user, num_items)
             new_user = self._aggregate(to_user, self._sampled_weights(to_user, deg_item, deg_user, num_users),

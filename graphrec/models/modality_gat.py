@@ -66,7 +66,7 @@ from torch_geometric.nn.inits import glorot
 from torch_geometric.utils import scatter, softmax
 
 from graphrec.graph.adjacency import propagate_weighted, symmetric_csr_pattern
-from graphrec.graph.hetero import INTERACTS, item_entities, item_modalities
+from graphrec.graph.hetero import INTERACTS, REV_INTERACTS, item_entities, item_modalities
 from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops, info_nce, layerwise_mean
 from graphrec.models.fusion import FUSION_STRATEGIES, Fusion
 
@@ -366,11 +366,19 @@ class ModalityGAT(Recommender):
     def _layer_options(self) -> dict:
         return {"bound": self.attention_bound, "transform_messages": self.transform_messages}
 
+    def _layer0(self, user_ids: Tensor | None = None, item_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""``(x, sources)``: :math:`\mathbf{x}^{(0)} = [\mathbf{e}_u ; \mathbf{h}_i]` of the given users
+        then items (default: all of them), and the items' fused sources."""
+        sources = self.item_sources(item_ids)
+        if item_ids is None:
+            users, items, warm = self.user_embedding.weight, self.item_embedding.weight, self.warm_items
+        else:
+            users, items = self.user_embedding(user_ids), self.item_embedding(item_ids)
+            warm = self.warm_items.index_select(0, item_ids)
+        return torch.cat([users, items * warm.unsqueeze(1) + sources]), sources
+
     def embed(self) -> tuple[Tensor, Tensor]:
-        sources = self.item_sources()
-        self._last_sources = sources
-        items = self.item_embedding.weight * self.warm_items.unsqueeze(1) + sources
-        x = torch.cat([self.user_embedding.weight, items])
+        x, self._last_sources = self._layer0()
         total = x
         for conv in self.convs:
             x = conv(x, self.crow_indices, self.col_indices, self.row_indices, self.transpose,
@@ -384,9 +392,7 @@ class ModalityGAT(Recommender):
     def embed_layerwise(self, chunk_size: int = 65_536) -> tuple[Tensor, Tensor]:
         """:meth:`embed` without autograd, one layer at a time over chunks of target rows: the
         per-edge attention tensors exist for one chunk at a time, never for the whole graph."""
-        sources = self.item_sources()
-        items = self.item_embedding.weight * self.warm_items.unsqueeze(1) + sources
-        x = torch.cat([self.user_embedding.weight, items])
+        x, _ = self._layer0()
         scale = self.edge_scale if self.normalization == "symmetric" else None
 
         def layer(index: int, x: Tensor, start: int, stop: int, lo: int, hi: int) -> Tensor:
@@ -400,8 +406,9 @@ class ModalityGAT(Recommender):
     supports_subgraphs = True
 
     def embed_subgraph(self, data: HeteroData) -> tuple[Tensor, Tensor]:
-        r"""Final embeddings of the seed nodes of a sampled subgraph (``data[t].n_id`` global ids; edges
-        ``(user, interacts, item)`` and ``(item, rev_interacts, user)`` in local ids).
+        r"""Final embeddings of every node of a sampled subgraph, users then items in local order, seeds
+        first (``data[t].n_id`` global ids; edges ``(user, interacts, item)`` and
+        ``(item, rev_interacts, user)`` in local ids); only the seeds' rows are complete.
 
         Each node attends over its *sampled* neighbours, with the full graph's degrees in the
         :math:`d_v / \sqrt{d_v d_w}` factor: the softmax over a uniform sample of the neighbours
@@ -409,9 +416,7 @@ class ModalityGAT(Recommender):
         estimator. With every neighbour sampled it equals :meth:`embed` on the seed nodes."""
         user_ids, item_ids = data["user"].n_id, data["item"].n_id
         num_local_users = user_ids.numel()
-        warm = self.warm_items.index_select(0, item_ids).unsqueeze(1)
-        items = self.item_embedding(item_ids) * warm + self.item_sources(item_ids)
-        x = torch.cat([self.user_embedding(user_ids), items])
+        x, _ = self._layer0(user_ids, item_ids)
         global_ids = torch.cat([user_ids, item_ids + self.num_users])
         num_nodes = x.size(0)
         total = x
@@ -434,7 +439,7 @@ class ModalityGAT(Recommender):
         if to_item is not None:
             sources.append(to_item[0])
             targets.append(to_item[1] + num_local_users)
-        to_user = edges_within_hops(data, ("item", "rev_interacts", "user"), hops)
+        to_user = edges_within_hops(data, REV_INTERACTS, hops)
         if to_user is not None:
             sources.append(to_user[0] + num_local_users)
             targets.append(to_user[1])
