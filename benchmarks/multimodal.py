@@ -649,7 +649,8 @@ def write_markdown(path: Path, payload: dict[str, Any], tables: dict[str, list[d
         "split (one: LightGCN 0.3481, ModalityGAT 0.3529; four: 0.3576, 0.3640). The run with one negative per "
         "interaction (commit 6bb7621) is kept in `multimodal_one_negative.json`; its warm test Recall@20 was "
         "0.3787 ± 0.0106 for LightGCN and 0.3803 ± 0.0033 for ModalityGAT (1.004x).",
-        "- ModalityGAT has 3 layers in the warm protocol and 1 layer in the cold-start protocol, each chosen "
+        f"- ModalityGAT has {WARM_GAT_LAYERS} layers in the warm protocol and {COLD_GAT_LAYERS} layer{'s' if COLD_GAT_LAYERS != 1 else ''} in the "
+        "cold-start protocol, each chosen "
         "on seed 0's validation split (the last table); the synthetic ablation uses the warm setting.",
         "",
         "![bar chart](multimodal.png)",
