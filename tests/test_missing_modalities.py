@@ -52,6 +52,7 @@ def test_content_models_train_with_missing_images(dataset_dir, model):
     assert torch.isfinite(item_emb).all()
     if model == "gat":
         names, weights = run.model.modality_attention()
+        weights = weights.cpu()
         assert names == ["image"]
         assert torch.all(weights[torch.as_tensor(lost), 0] == 0)
         present = np.setdiff1d(np.arange(run.dataset.num_items), lost)

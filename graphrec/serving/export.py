@@ -47,7 +47,7 @@ def export_embeddings(run: Run, out: str | Path, format: str = "parquet", overwr
     """Write the run's final embeddings (``run.embeddings()``) to the directory ``out``; return it."""
     if format not in EMBEDDING_FORMATS:
         raise GraphrecError(f"unknown embedding format {format!r}; choose one of {', '.join(EMBEDDING_FORMATS)}")
-    user_emb, item_emb = (e.detach().float().cpu().numpy() for e in run.embeddings())
+    user_emb, item_emb = (e.float().numpy() for e in run.embeddings())
     user_ids = run.dataset.users["user_id"].astype(str).to_numpy()
     item_ids = run.dataset.items["item_id"].astype(str).to_numpy()
     out = Path(out)

@@ -305,7 +305,7 @@ def build_index(run_path: str | Path, out: str | Path | None = None, backend: st
 
     run_path = Path(run_path)
     run = load_run(run_path)
-    user_emb, item_emb = (e.detach().float().cpu().numpy() for e in run.embeddings())
+    user_emb, item_emb = (e.float().numpy() for e in run.embeddings())
     started = time.perf_counter()
     index = EmbeddingIndex.build(item_emb, run.dataset.items["item_id"].astype(str).to_numpy(), backend=backend,
                                  metric=metric, nlist=nlist, nprobe=nprobe)

@@ -172,7 +172,7 @@ def _check_k(k: int) -> None:
 
 def _embeddings(run: Run) -> tuple[Tensor, Tensor]:
     user_emb, item_emb = run.embeddings()
-    return user_emb.detach().to(torch.float32).cpu(), item_emb.detach().to(torch.float32).cpu()
+    return user_emb.to(torch.float32), item_emb.to(torch.float32)
 
 
 def _full_scores(model: torch.nn.Module, user_emb: Tensor, item_emb: Tensor, users: Tensor) -> Tensor:

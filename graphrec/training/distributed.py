@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from graphrec.errors import GraphrecError
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -67,6 +69,13 @@ def context_from_env(device: torch.device) -> DistributedContext:
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
+        gpus = torch.cuda.device_count()
+        if local_rank >= gpus:
+            local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+            raise GraphrecError(
+                f"torchrun started {local_world} processes on this machine but it has {gpus} GPU(s), and "
+                f"nccl needs one GPU per process (local rank {local_rank} has none): start at most {gpus} "
+                f"per node (--nproc_per_node {max(gpus, 1)}), or train on the CPU with --device cpu (gloo)")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"

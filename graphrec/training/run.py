@@ -43,8 +43,15 @@ class Run:
 
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final user and item embeddings, on the CPU wherever the model trained.
+
+        Serving, export and ANN indexes work on the host, and a run loaded from disk lives
+        there too, so a run gives the same kind of tensors whether it was just trained on a
+        GPU or loaded.
+        """
         self.model.eval()
-        return self.model.embed()
+        user_emb, item_emb = self.model.embed()
+        return user_emb.cpu(), item_emb.cpu()
 
     def evaluate(self, split: str = "test", protocol: str = "warm", ks: tuple[int, ...] | None = None,
                  beyond_accuracy: bool = True) -> dict[str, float]:

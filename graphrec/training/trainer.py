@@ -10,8 +10,8 @@ A checkpoint written after each epoch holds the model, the optimiser and every
 random-number state, so a resumed run ends identical to an uninterrupted one.
 With several CPU threads, MKL may split reductions differently from run to run
 (its thread count adapts to load), which changes results in the last bits;
-``deterministic=True`` trains on one intra-op thread and makes runs and resumes
-bit-identical.
+``deterministic=True`` trains on one intra-op thread (and, on CUDA, with PyTorch's
+deterministic kernels) and makes runs and resumes bit-identical.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -159,12 +160,23 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
     """
     if config.deterministic:
         threads = torch.get_num_threads()
+        on_cuda = resolve_device(config.device).type == "cuda"
+        was_deterministic = torch.are_deterministic_algorithms_enabled()
+        was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
         torch.set_num_threads(1)
+        if on_cuda:
+            # On CUDA the embedding backward scatter-adds with atomics, in a different order
+            # on every run, unless deterministic kernels are asked for; cuBLAS needs a fixed
+            # workspace for the same reason (read when its first handle is created).
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
         try:
             return fit(model, dataset, dataclasses.replace(config, deterministic=False), evaluate_fn,
                        checkpoint_path=checkpoint_path, resume=resume, log=log)
         finally:
             torch.set_num_threads(threads)
+            if on_cuda:
+                torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
     ctx = context_from_env(resolve_device(config.device))
     device = ctx.device
     if not ctx.is_main:
@@ -351,7 +363,11 @@ def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neig
     positives_all = train_items[order]
     per_pair = config.num_negatives
     negatives_all = negatives.sample(users_all.repeat_interleave(per_pair), generator=generator).view(-1, per_pair)
-    total, batches = 0.0, 0
+    if neighbors is None:
+        # One copy per epoch rather than three small ones per step: on a GPU, per-step host
+        # transfers and reading the loss back each stall the queue of kernels.
+        users_all, positives_all, negatives_all = (t.to(device) for t in (users_all, positives_all, negatives_all))
+    total, batches = torch.zeros((), device=device), 0
     started = time.perf_counter()
     per_rank = max(config.batch_size // ctx.world_size, 1)
     step = per_rank * ctx.world_size
@@ -382,11 +398,11 @@ def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neig
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += float(loss.detach())
+        total += loss.detach()
         batches += 1
         if budget_left is not None and time.perf_counter() - started >= budget_left:
-            return total / batches, True
-    return total / max(batches, 1), False
+            return float(total) / batches, True
+    return float(total) / max(batches, 1), False
 
 
 class _EmbeddingsAndDenseOptimizer:

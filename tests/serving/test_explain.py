@@ -88,7 +88,7 @@ def test_gat_modality_weights_are_a_distribution_over_sources(gat_run):
             assert weights is not None and list(weights) == names
             assert all(w >= 0 for w in weights.values())
             assert sum(weights.values()) == pytest.approx(1.0, abs=1e-5)
-            np.testing.assert_allclose(list(weights.values()), attention[index_of[explanation.item_id]].numpy(),
+            np.testing.assert_allclose(list(weights.values()), attention[index_of[explanation.item_id]].cpu().numpy(),
                                        atol=1e-6)
             assert len(explanation.because_of) <= 3
     # the weights differ between items: they are per-item attention, not a constant

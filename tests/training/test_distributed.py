@@ -19,7 +19,7 @@ def dataset_dir(shared_data, tmp_path_factory):
 
 
 ARGS = ["--model", "lightgcn", "--dim", "32", "--layers", "2", "--epochs", "6", "--batch-size", "2048",
-        "--lr", "0.005", "--seed", "7", "--no-progress", "--eval-every", "2"]
+        "--lr", "0.005", "--seed", "7", "--no-progress", "--eval-every", "2", "--device", "cpu"]
 
 
 def run(command, cwd):
@@ -46,3 +46,20 @@ def test_two_processes_match_one(dataset_dir, tmp_path):
     for split in ("valid", "test"):
         assert two[split]["recall@20"] == pytest.approx(one[split]["recall@20"], abs=0.02)
         assert two[split]["ndcg@20"] == pytest.approx(one[split]["ndcg@20"], abs=0.02)
+
+
+def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    """A rank without a GPU of its own is refused before joining the process group, with the
+    two ways out, instead of CUDA's "invalid device ordinal" (on a CPU machine every rank is
+    such a rank)."""
+    import torch
+
+    from graphrec.errors import GraphrecError
+    from graphrec.training.distributed import context_from_env
+
+    gpus = torch.cuda.device_count()
+    processes = gpus + 2  # two at least, so that the launch counts as distributed
+    for name, value in {"WORLD_SIZE": processes, "RANK": gpus, "LOCAL_RANK": gpus, "LOCAL_WORLD_SIZE": processes}.items():
+        monkeypatch.setenv(name, str(value))
+    with pytest.raises(GraphrecError, match=rf"{processes} processes on this machine but it has {gpus} GPU.*--device cpu"):
+        context_from_env(torch.device("cuda"))

@@ -33,8 +33,11 @@ def test_unlimited_fanout_trains_exactly_like_full_graph(movielens, model):
     assert sampled.metrics["sampling"] == "neighbor" and full.metrics["sampling"] == "full"
     for a, b in zip(full.metrics["epochs"], sampled.metrics["epochs"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    # The two sum the same terms in a different order. How far two epochs amplify that rounding
+    # depends on the hardware: GAT parameters differed by up to 1.4e-4 on an H100 machine's CPU
+    # and GPU, against 1e-6 here. A wrong computation would be off by orders of magnitude more.
     for key, value in full.model.state_dict().items():
-        torch.testing.assert_close(sampled.model.state_dict()[key], value, rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(sampled.model.state_dict()[key], value, rtol=1e-4, atol=5e-4)
 
 
 @pytest.mark.parametrize("name", ["lightgcn", "gat"])
@@ -72,7 +75,7 @@ def test_sparse_embedding_updates_touch_only_the_batch_rows(movielens):
     one_batch = dataclasses.replace(movielens, interactions=_first_training_rows(movielens, 64))
     fit(model, one_batch, config, lambda *_: {"recall@20": 0.0}, log=lines.append)
     assert any("sparse embedding updates" in line for line in lines)
-    moved = (model.user_embedding.weight.detach() != before).any(1)
+    moved = (model.user_embedding.weight.detach().cpu() != before).any(1)
     assert 0 < int(moved.sum()) < movielens.num_users // 2
     assert not model.user_embedding.sparse  # switched back after training
 
