@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+# GRAPHREC_DATA points elsewhere, e.g. on a machine where ../shared is not beside the checkout.
+DATA = Path(os.environ.get("GRAPHREC_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
 
 
