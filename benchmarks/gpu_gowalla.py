@@ -7,6 +7,10 @@ Recall@20 / NDCG@20 against training time. Then times one epoch of neighbour-sam
 (fan-out 10,10,10) against one full-graph epoch on the same device.
 
 Run on a GPU machine: ``python benchmarks/gpu_gowalla.py --data DIR_WITH_gowalla --minutes 7``.
+It wrote ``results/gpu_gowalla_h100_*.json``. For the accuracy run, ``gowalla_lightgcn.py --device
+cuda`` now does the same on a GPU without restarting from checkpoints (it replays the test metric
+from snapshots; ``results/gowalla_lightgcn_h100.json``); what only this script measures is the
+sampled against full-graph epoch on the device.
 """
 
 from __future__ import annotations

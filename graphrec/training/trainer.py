@@ -10,8 +10,10 @@ A checkpoint written after each epoch holds the model, the optimiser and every
 random-number state, so a resumed run ends identical to an uninterrupted one.
 With several CPU threads, MKL may split reductions differently from run to run
 (its thread count adapts to load), which changes results in the last bits;
-``deterministic=True`` trains on one intra-op thread (and, on CUDA, with PyTorch's
-deterministic kernels) and makes runs and resumes bit-identical.
+``deterministic=True`` trains on one intra-op thread and makes runs and resumes
+bit-identical on the CPU. On CUDA it also asks for PyTorch's deterministic kernels, so
+losses and metrics repeat exactly; the parameters repeat to float32 rounding only, since
+cuSPARSE's products are outside PyTorch's deterministic switch.
 """
 
 from __future__ import annotations
@@ -375,9 +377,8 @@ def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neig
     stop = len(order) if not ctx.enabled else (len(order) // step) * step
     for start in range(0, stop, step):
         window = slice(start + ctx.rank * per_rank, min(start + (ctx.rank + 1) * per_rank, stop))
-        users = users_all[window].to(device)
-        positives = positives_all[window].to(device)
-        negative_items = negatives_all[window].reshape(-1).to(device)
+        users, positives = users_all[window], positives_all[window]
+        negative_items = negatives_all[window].reshape(-1)
         if per_pair > 1:
             users, positives = users.repeat_interleave(per_pair), positives.repeat_interleave(per_pair)
         if neighbors is None:
@@ -386,9 +387,11 @@ def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neig
         else:
             from graphrec.sampling import bpr_subgraph
 
-            batch = bpr_subgraph(neighbors, users.cpu(), positives.cpu(), negative_items.cpu())
+            # The sampler works on the CPU, where these indices still are.
+            batch = bpr_subgraph(neighbors, users, positives, negative_items)
             user_emb, item_emb = trained(batch.data.to(device))
             u, p, n = batch.users.to(device), batch.pos.to(device), batch.neg.to(device)
+            users, positives, negative_items = users.to(device), positives.to(device), negative_items.to(device)
         loss = bpr_loss(model.score(user_emb, item_emb, u, p), model.score(user_emb, item_emb, u, n))
         if config.reg > 0:
             loss = loss + config.reg * model.regularization(users, positives, negative_items)
