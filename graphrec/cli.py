@@ -26,15 +26,6 @@ def _parse_key_values(pairs: list[str], flag: str) -> dict[str, str]:
     return parsed
 
 
-def _number_or_text(value: str) -> object:
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
-
-
 def _parse_ratios(text: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(part) for part in text.split(","))
@@ -55,11 +46,13 @@ def convert(
     dedupe: Annotated[bool, typer.Option("--dedupe/--no-dedupe", help="remove repeated pairs (reported)")] = True,
     kcore: Annotated[int, typer.Option("--kcore", help="iterative k-core filtering of users and items")] = 0,
     split: Annotated[str, typer.Option("--split", help="auto, random, temporal, leave-last or given")] = "auto",
-    ratios: Annotated[str, typer.Option("--ratios", help="train,valid,test shares")] = "0.8,0.1,0.1",
+    ratios: Annotated[Optional[str], typer.Option("--ratios", help="random/temporal split: train,valid,test "
+                                                               "shares (default 0.8,0.1,0.1)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 2020,
     cold_items: Annotated[float, typer.Option("--cold-items", help="share of items held out of training")] = 0.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing DST")] = False,
-    name: Annotated[Optional[str], typer.Option("--name", help="dataset name (default: DST's name)")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="dataset name (default: DST's name; "
+                                                               "'synthetic' for the synthetic format)")] = None,
     users: Annotated[Optional[int], typer.Option("--users", help="synthetic: number of users")] = None,
     items: Annotated[Optional[int], typer.Option("--items", help="synthetic: number of items")] = None,
     validation_dir: Annotated[Optional[str], typer.Option("--validation-dir",
@@ -67,14 +60,13 @@ def convert(
     meta: Annotated[Optional[Path], typer.Option("--meta", help="amazon: metadata file")] = None,
     columns: Annotated[Optional[str], typer.Option("--columns",
                                                    help="csv/parquet: user=COL,item=COL,rating=COL,...")] = None,
-    sep: Annotated[Optional[str], typer.Option("--sep", help="csv: field separator")] = None,
+    sep: Annotated[Optional[str], typer.Option("--sep", help="csv: field separator ('\\t' or tab for a tab)")] = None,
     option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="extra reader option KEY=VALUE")] = None,
 ) -> None:
     """Convert a source dataset into graphrec's format and print its summary."""
-    from graphrec.data.convert import ConvertConfig, convert as run_convert
+    from graphrec.data.convert import ConvertConfig, convert as run_convert, reader_option_values
 
-    reader_options: dict[str, object] = {key: _number_or_text(value)
-                                         for key, value in _parse_key_values(option or [], "--option").items()}
+    reader_options = reader_option_values(format, _parse_key_values(option or [], "--option"))
     if format == "synthetic":
         reader_options.update({k: v for k, v in (("users", users), ("items", items)) if v is not None})
         reader_options["seed"] = seed
@@ -89,7 +81,7 @@ def convert(
     if sep is not None:
         reader_options["sep"] = sep
     config = ConvertConfig(min_rating=min_rating, dedupe=dedupe, kcore=kcore, split=split,
-                           ratios=_parse_ratios(ratios), seed=seed, cold_items=cold_items, name=name)
+                           ratios=None if ratios is None else _parse_ratios(ratios), seed=seed, cold_items=cold_items, name=name)
     run_convert(format, src, dst, config, overwrite=overwrite, reader_options=reader_options, log=typer.echo)
 
 
@@ -106,7 +98,7 @@ def info(
     if as_json:
         typer.echo(json.dumps(loaded.summary(), indent=2))
     else:
-        typer.echo(format_summary(loaded, [], loaded.manifest.get("notes", [])))
+        typer.echo(format_summary(loaded))
 
 
 @app.command()

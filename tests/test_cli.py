@@ -25,6 +25,8 @@ def test_convert_info_export(shared_data, tmp_path):
     assert set(info) >= {"num_users", "num_items", "num_interactions", "splits", "modalities"}
     assert sum(info["splits"].values()) == info["num_interactions"]
     assert info["modalities"] == []
+    text = graphrec("info", dst).stdout
+    assert "filtered     nothing" not in text and "min_rating: removed 17,480" in text and "kcore" in text
     graphrec("export", dst, tmp_path / "rb", "--format", "recbole")
     assert (tmp_path / "rb" / "ml.train.inter").is_file()
 
@@ -56,3 +58,35 @@ def test_unknown_format_and_missing_source(tmp_path):
     assert result.returncode != 0 and "unknown format" in result.stderr
     result = graphrec("convert", "lightgcn", tmp_path / "missing", tmp_path / "o", check=False)
     assert result.returncode != 0 and "missing" in result.stderr
+
+
+def _tiny_csv(path, text="user,item\nu1,i1\nu1,i2\nu2,i1\n"):
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda d: (d / "interactions.parquet").unlink(), "interactions.parquet: required file of the dataset is missing"),
+    (lambda d: (d / "users.parquet").write_bytes(b"PAR1 not really"), "users.parquet: is not a readable Parquet"),
+    (lambda d: (d / "manifest.json").write_text("{}"), "schema version"),
+])
+def test_a_damaged_dataset_gets_a_clear_error(tmp_path, damage, needle):
+    graphrec("convert", "csv", _tiny_csv(tmp_path / "t.csv"), tmp_path / "ds")
+    damage(tmp_path / "ds")
+    for command in (["info"], ["export", "--format", "recbole"]):
+        args = [command[0], tmp_path / "ds", *([tmp_path / "exp"] if command[0] == "export" else []), *command[1:]]
+        result = graphrec(*args, check=False)
+        assert result.returncode != 0 and needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_reader_options_are_typed_by_the_reader_and_output_paths_checked(tmp_path):
+    src = _tiny_csv(tmp_path / "t.csv", "user;item\nu1;i1\nu1;i2\nu2;i1\n")
+    graphrec("convert", "csv", src, tmp_path / "a", "-o", "sep=;")
+    bad = graphrec("convert", "synthetic", "-", tmp_path / "s", "-o", "image_size=big", check=False)
+    assert bad.returncode != 0 and "option image_size of format 'synthetic' takes an integer" in bad.stderr
+    blocked = graphrec("convert", "csv", src, src / "inside", "-o", "sep=;", check=False)
+    assert blocked.returncode != 0 and "cannot create" in blocked.stderr and "Traceback" not in blocked.stderr
+    tab = _tiny_csv(tmp_path / "tab.csv", "user\titem\nu1\ti1\nu2\ti1\n")
+    assert graphrec("convert", "csv", tab, tmp_path / "b", "--sep", "\\t").returncode == 0
+    hint = graphrec("convert", "csv", tab, tmp_path / "c", check=False)
+    assert "--columns user=COLUMN" in hint.stderr and "(--sep)" in hint.stderr

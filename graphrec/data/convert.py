@@ -11,9 +11,10 @@ in the conversion summary and stored in ``manifest.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,14 +23,20 @@ import numpy as np
 import pandas as pd
 
 from graphrec.data.dataset import SPLIT_DTYPE, SPLITS, Dataset, ModalityFeatures, check_finite
-from graphrec.data.filtering import FilterReport, drop_duplicates, filter_min_rating, kcore
+from graphrec.data.filtering import (
+    FilterReport, drop_duplicates, drop_repeats_across_splits, filter_min_rating, kcore,
+)
 from graphrec.data.formats import get_reader
 from graphrec.data.raw import RawDataset
 from graphrec.data.splitting import (
     PROTOCOLS, check_ratios, choose_cold_items, hold_out_items, split_leave_last, split_random, split_temporal,
 )
-from graphrec.data.storage import atomic_directory
+from graphrec.data.storage import atomic_directory, would_replace
 from graphrec.errors import DataFormatError, DatasetExistsError, GraphrecError
+
+DEFAULT_RATIOS = (0.8, 0.1, 0.1)
+#: The split protocols that take ``ratios``.
+RATIO_PROTOCOLS = ("random", "temporal")
 
 
 @dataclass(frozen=True)
@@ -37,25 +44,32 @@ class ConvertConfig:
     """How to turn a raw source into a dataset.
 
     ``split="auto"`` keeps the source's split when it has one and otherwise splits
-    at random per user with ``ratios``. ``cold_items`` holds a random share of items
-    out of training entirely (all their interactions go to valid and test).
+    at random per user with ``ratios`` (``None``: :data:`DEFAULT_RATIOS`; only the random and
+    temporal splits take ratios, and giving them to another split is an error rather than
+    silently ignored). ``cold_items`` holds a random share of items out of training entirely
+    (their training interactions move to valid and test). ``dedupe=False`` keeps repeated
+    pairs within a split; a pair is never in two splits either way.
     """
 
     min_rating: float | None = None
     dedupe: bool = True
     kcore: int = 0
     split: str = "auto"
-    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    ratios: tuple[float, float, float] | None = None
     seed: int = 2020
     cold_items: float = 0.0
     name: str | None = None
 
     def __post_init__(self) -> None:
         if self.split not in (*PROTOCOLS, "auto"):
-            raise GraphrecError(f"unknown --split {self.split!r}; choose one of {', '.join(PROTOCOLS)}")
-        check_ratios(self.ratios)
+            raise GraphrecError(f"unknown --split {self.split!r}; choose one of auto, {', '.join(PROTOCOLS)}")
+        if self.ratios is not None:
+            check_ratios(self.ratios)
         if self.kcore < 0:
             raise GraphrecError(f"--kcore must be >= 0, got {self.kcore}")
+        if self.name is not None and (not self.name.strip() or any(c in self.name for c in "/\\\0")):
+            raise GraphrecError(f"--name {self.name!r} must be a plain name: not empty, no '/' or '\\' "
+                                f"(exports use it as a file name)")
 
 
 @dataclass
@@ -82,6 +96,8 @@ def convert(format: str, src: str | Path, dst: str | Path, config: ConvertConfig
         raise DatasetExistsError(f"{dst} already exists; pass --overwrite (overwrite=True) to replace it")
     if format != "synthetic" and not Path(src).exists():
         raise DataFormatError("source not found", path=src)
+    if format != "synthetic" and would_replace(dst, src):
+        raise GraphrecError(f"{dst} would replace the source it is converted from ({src}); choose another DST")
     options = dict(reader_options or {})
     parameters = inspect.signature(reader).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
@@ -107,6 +123,30 @@ def convert(format: str, src: str | Path, dst: str | Path, config: ConvertConfig
     if log is not None:
         log(result.summary_text())
     return result
+
+
+def reader_option_values(format: str, options: Mapping[str, str]) -> dict[str, Any]:
+    """Reader options given as text (the CLI's ``-o KEY=VALUE``), typed like the reader's defaults:
+    ``users=500`` becomes an int for a reader whose ``users`` defaults to an int, while ``name=007``
+    and ``sep=1`` stay text. Unknown keys stay text, for :func:`convert` to report."""
+    parameters = inspect.signature(get_reader(format)).parameters
+    typed: dict[str, Any] = {}
+    for key, text in options.items():
+        default = parameters[key].default if key in parameters else None
+        if isinstance(default, bool):
+            if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise GraphrecError(f"option {key} of format {format!r} is true or false, got {text!r}")
+            typed[key] = text.lower() in ("true", "1", "yes")
+        elif isinstance(default, (int, float)):
+            kind = type(default)
+            try:
+                typed[key] = kind(text)
+            except ValueError:
+                raise GraphrecError(f"option {key} of format {format!r} takes {'an integer' if kind is int else 'a number'}, "
+                                    f"got {text!r}") from None
+        else:
+            typed[key] = text
+    return typed
 
 
 def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name: str = "dataset",
@@ -142,12 +182,36 @@ def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name
 
     rng = np.random.default_rng(config.seed)
     protocol = config.split if config.split != "auto" else ("given" if raw.has_split else "random")
-    codes = _split_codes(frame, users, protocol, config.ratios, rng)
+    if config.ratios is not None and protocol not in RATIO_PROTOCOLS:
+        raise GraphrecError(f"--ratios applies to --split random or temporal, but this conversion uses the "
+                            f"{protocol} split" + (" (the source's own; pass --split random to re-split it)"
+                                                   if config.split == "auto" else ""))
+    ratios = config.ratios or DEFAULT_RATIOS
+    codes = _split_codes(frame, users, protocol, ratios, rng)
+    if protocol == "given":
+        notes.extend(raw.split_notes)
+    else:
+        items_frame = None if raw.items is None else raw.items.drop(columns=list(raw.split_item_columns),
+                                                                    errors="ignore")
+        raw = dataclasses.replace(raw, items=items_frame)
     cold = choose_cold_items(len(item_ids), config.cold_items, rng)
     if len(cold):
-        codes = hold_out_items(items, codes, cold, rng)
+        in_time_order = protocol in ("temporal", "leave-last")
+        codes = hold_out_items(items, codes, cold, rng,
+                               timestamps=frame["timestamp"].to_numpy(np.int64) if in_time_order else None)
         notes.append(f"{len(cold):,} cold items ({config.cold_items:.0%}) held out of training: "
                      f"their interactions are in valid and test only")
+        if in_time_order:
+            notes.append(f"--split {protocol} with --cold-items: a cold item's former training interactions "
+                         f"(the earlier half to valid, the later half to test) predate the time cut")
+    keep, report = drop_repeats_across_splits(users, items, codes)
+    if report is not None:
+        reports.append(report)
+        frame, users, items, codes = frame[keep].reset_index(drop=True), users[keep], items[keep], codes[keep]
+    if not config.dedupe:
+        repeats = int(pd.Series(users.astype(np.int64) * len(item_ids) + items).duplicated().sum())
+        if repeats:
+            notes.append(f"{repeats:,} repeated (user, item) interactions kept within their split (--no-dedupe)")
     item_has_train = np.zeros(len(item_ids), dtype=bool)
     item_has_train[items[codes == 0]] = True
     has_train = np.zeros(len(user_ids), dtype=bool)
@@ -174,7 +238,7 @@ def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "graphrec_version": _version(),
         "provenance": provenance or {"reader": raw.source},
-        "split": {"protocol": protocol, "ratios": list(config.ratios) if protocol != "given" else None,
+        "split": {"protocol": protocol, "ratios": list(ratios) if protocol in RATIO_PROTOCOLS else None,
                   "seed": config.seed, "cold_items": len(cold), "cold_fraction": config.cold_items,
                   "items_without_training": int((~item_has_train).sum())},
         "filters": [r.to_dict() for r in reports],
@@ -186,8 +250,13 @@ def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name
     return ConversionResult(dataset, reports, notes)
 
 
-def format_summary(dataset: Dataset, reports: list[FilterReport], notes: list[str]) -> str:
-    """The human-readable summary printed after a conversion."""
+def format_summary(dataset: Dataset, reports: list[FilterReport] | None = None, notes: list[str] | None = None) -> str:
+    """The human-readable summary printed after a conversion; by default (``graphrec info``) with
+    the filter reports and notes its manifest recorded."""
+    if reports is None:
+        reports = [FilterReport(**entry) for entry in dataset.manifest.get("filters", [])]
+    if notes is None:
+        notes = list(dataset.manifest.get("notes", []))
     counts = dataset.split_counts()
     info = dataset.summary()
     lines = [
@@ -197,7 +266,7 @@ def format_summary(dataset: Dataset, reports: list[FilterReport], notes: list[st
         f"  interactions {dataset.num_interactions:>12,}   density {info['density']:.5f}",
     ]
     lines += [f"    {split:<10} {counts[split]:>12,}" for split in SPLITS]
-    lines.append(f"  split        {dataset.manifest['split']['protocol']}")
+    lines.append(f"  split        {dataset.manifest.get('split', {}).get('protocol', 'not recorded')}")
     if dataset.modalities:
         lines.append("  modalities   " + ", ".join(f"{m} ({dataset.features[m].dim}-d, "
                                                    f"{dataset.features[m].num_missing} missing)"

@@ -254,8 +254,11 @@ class Dataset:
         if version != SCHEMA_VERSION:
             raise DataFormatError(f"schema version {version!r} is not supported (expected {SCHEMA_VERSION})",
                                   path=manifest_path, field="schema_version")
-        table = pq.read_table(path / "interactions.parquet")
+        table = _read_parquet(path / "interactions.parquet", required=("user", "item", "rating", "timestamp", "split"))
         split_column = table.column("split").combine_chunks()
+        if not pa.types.is_dictionary(split_column.type) or split_column.dictionary.to_pylist() != list(SPLITS):
+            raise DataFormatError(f"must be a dictionary column of {', '.join(SPLITS)}",
+                                  path=path / "interactions.parquet", field="split")
         inter = pd.DataFrame({
             "user": table.column("user").to_numpy(),
             "item": table.column("item").to_numpy(),
@@ -265,18 +268,24 @@ class Dataset:
                                                .astype(np.int8),
                                                dtype=SPLIT_DTYPE),
         })
-        items = pq.read_table(path / "items.parquet").to_pandas()
-        users = pq.read_table(path / "users.parquet").to_pandas()
+        items = _read_parquet(path / "items.parquet").to_pandas()
+        users = _read_parquet(path / "users.parquet").to_pandas()
         features = {}
         for name, spec in manifest.get("modalities", {}).items():
-            values = np.load(path / spec["file"])
-            mask = np.load(path / spec["mask"])
-            if values.shape[0] != len(items):
-                raise DataFormatError(f"has {values.shape[0]} rows but the dataset has {len(items)} items",
-                                      path=path / spec["file"], field=name)
+            values = _read_npy(path / spec["file"], name)
+            mask = _read_npy(path / spec["mask"], name)
+            if values.ndim != 2 or values.shape[0] != len(items):
+                raise DataFormatError(f"has shape {values.shape} but the dataset has {len(items)} items (expected "
+                                      f"one row per item)", path=path / spec["file"], field=name)
+            if mask.shape != (len(items),) or mask.dtype != bool:
+                raise DataFormatError(f"has shape {mask.shape} and dtype {mask.dtype}; expected bool "
+                                      f"({len(items)},), one flag per item", path=path / spec["mask"], field=name)
             features[name] = ModalityFeatures(name, values, mask, spec.get("encoder", {}))
-        dataset = cls(name=manifest.get("name", path.name), interactions=inter, items=items, users=users,
-                      features=features, manifest=manifest, path=path)
+        try:
+            dataset = cls(name=manifest.get("name", path.name), interactions=inter, items=items, users=users,
+                          features=features, manifest=manifest, path=path)
+        except ValueError as exc:
+            raise DataFormatError(f"the data files are inconsistent: {exc}", path=path) from None
         counts = manifest.get("counts", {})
         if counts and (counts.get("interactions") != dataset.num_interactions
                        or counts.get("users") != dataset.num_users or counts.get("items") != dataset.num_items):
@@ -288,6 +297,31 @@ class Dataset:
 def load_dataset(path: str | Path) -> Dataset:
     """Load a graphrec dataset directory."""
     return Dataset.load(path)
+
+
+def _read_parquet(file: Path, required: Sequence[str] = ()) -> pa.Table:
+    """A dataset's Parquet file, or a DataFormatError saying what is wrong with it."""
+    if not file.is_file():
+        raise DataFormatError("required file of the dataset is missing", path=file)
+    try:
+        table = pq.read_table(file)
+    # a damaged file can fail anywhere from the footer to the schema
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise DataFormatError(f"is not a readable Parquet file: {exc}", path=file) from None
+    for column in required:
+        if column not in table.column_names:
+            raise DataFormatError(f"lacks column {column!r}", path=file, field=column)
+    return table
+
+
+def _read_npy(file: Path, modality: str) -> np.ndarray:
+    """A dataset's feature or mask array, or a DataFormatError saying what is wrong with it."""
+    if not file.is_file():
+        raise DataFormatError("required file of the dataset is missing", path=file, field=modality)
+    try:
+        return np.load(file)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataFormatError(f"is not a readable NumPy file: {exc}", path=file, field=modality) from None
 
 
 def check_finite(values: np.ndarray, where: str | Path) -> None:

@@ -8,18 +8,26 @@
 * ``lightgcn``: ``train.txt`` / ``valid.txt`` / ``test.txt`` (``user item item ...``) and
   ``user_list.txt`` / ``item_list.txt`` (``org_id remap_id``).
 
-Each export is written to a temporary directory and renamed into place.
+Each export is written to a temporary directory and renamed into place. Ids are written as
+they are, never quoted or rewritten: an id the format cannot hold (a tab or line break in the
+tab-separated formats, any whitespace in LightGCN's space-separated lists) is an error naming it.
+Converting an export back gives the identical interactions, ids and split; ``recbole`` and
+``mmrec`` also keep ratings and timestamps (and ``mmrec`` the features, with
+``<modality>_mask.npy`` beside a matrix when some items lack that modality, which graphrec's
+reader honours), while LightGCN's format has no place for them.
 """
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from graphrec.data.dataset import SPLITS, Dataset
-from graphrec.data.storage import atomic_directory
+from graphrec.data.formats.mmrec import MASK_SUFFIX
+from graphrec.data.storage import atomic_directory, would_replace
 from graphrec.errors import GraphrecError
 
 EXPORT_FORMATS = ("recbole", "mmrec", "lightgcn")
@@ -32,24 +40,34 @@ def export_dataset(dataset: Dataset, format: str, out: str | Path, overwrite: bo
     if format not in writers:
         raise GraphrecError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     out = Path(out)
+    if dataset.path is not None and would_replace(out, Path(dataset.path)):
+        raise GraphrecError(f"the export {out} would replace the dataset it reads ({dataset.path}); "
+                            f"choose another output directory")
     with atomic_directory(out, overwrite=overwrite) as tmp:
         writers[format](dataset, tmp)
     return out
 
 
-def _token(values: pd.Series) -> pd.Series:
+def _token(values: pd.Series, kind: str, forbidden: str = r"[\t\n\r]",
+           what: str = "a tab or line break") -> pd.Series:
     text = values.astype(str)
-    bad = text.str.contains(r"[\t\n]", regex=True)
+    bad = text.str.contains(forbidden, regex=True)
     if bad.any():
-        raise GraphrecError(f"id {text[bad].iloc[0]!r} contains a tab or newline and cannot be a RecBole token")
+        raise GraphrecError(f"{kind} id {text[bad].iloc[0]!r} contains {what}, which this export format "
+                            f"cannot hold")
     return text
+
+
+def _write_table(frame: pd.DataFrame, path: Path, sep: str = "\t") -> None:
+    """Fields exactly as they are: the readers of these formats do not unquote."""
+    frame.to_csv(path, sep=sep, index=False, na_rep="", quoting=csv.QUOTE_NONE)
 
 
 def _write_recbole(dataset: Dataset, out: Path) -> None:
     name = dataset.name
     inter = dataset.interactions
-    user_tokens = _token(dataset.users["user_id"]).to_numpy()
-    item_tokens = _token(dataset.items["item_id"]).to_numpy()
+    user_tokens = _token(dataset.users["user_id"], "user").to_numpy()
+    item_tokens = _token(dataset.items["item_id"], "item").to_numpy()
     frame = pd.DataFrame({
         "user_id:token": user_tokens[inter["user"].to_numpy()],
         "item_id:token": item_tokens[inter["item"].to_numpy()],
@@ -61,8 +79,8 @@ def _write_recbole(dataset: Dataset, out: Path) -> None:
             frame = frame.drop(columns=column)
     for split in SPLITS:
         part = frame[(inter["split"] == split).to_numpy()]
-        part.to_csv(out / f"{name}.{_RECBOLE_SPLIT_FILES[split]}.inter", sep="\t", index=False, na_rep="")
-    pd.DataFrame({"user_id:token": user_tokens}).to_csv(out / f"{name}.user", sep="\t", index=False)
+        _write_table(part, out / f"{name}.{_RECBOLE_SPLIT_FILES[split]}.inter")
+    _write_table(pd.DataFrame({"user_id:token": user_tokens}), out / f"{name}.user")
     items = pd.DataFrame({"item_id:token": item_tokens})
     if "title" in dataset.items:
         items["title:token_seq"] = dataset.items["title"].fillna("").astype(str).str.replace(r"[\t\n]", " ",
@@ -71,7 +89,7 @@ def _write_recbole(dataset: Dataset, out: Path) -> None:
         if column in dataset.items:
             items[field] = dataset.items[column].map(
                 lambda v: " ".join(str(x).replace(" ", "_") for x in v) if isinstance(v, (list, np.ndarray)) else "")
-    items.to_csv(out / f"{name}.item", sep="\t", index=False)
+    _write_table(items, out / f"{name}.item")
 
 
 def _write_mmrec(dataset: Dataset, out: Path) -> None:
@@ -83,13 +101,15 @@ def _write_mmrec(dataset: Dataset, out: Path) -> None:
         "timestamp": inter["timestamp"],
         "x_label": inter["split"].cat.codes.to_numpy(),
     })
-    frame.to_csv(out / f"{dataset.name}.inter", sep="\t", index=False, na_rep="")
+    _write_table(frame, out / f"{dataset.name}.inter")
     for name, feature in dataset.features.items():
         np.save(out / f"{name}_feat.npy", feature.values)
-    pd.DataFrame({"user_id": dataset.users["user_id"], "userID": np.arange(dataset.num_users)}).to_csv(
-        out / "u_id_mapping.csv", sep="\t", index=False)
-    pd.DataFrame({"asin": dataset.items["item_id"], "itemID": np.arange(dataset.num_items)}).to_csv(
-        out / "i_id_mapping.csv", sep="\t", index=False)
+        if not feature.mask.all():
+            np.save(out / f"{name}{MASK_SUFFIX}", feature.mask.astype(bool))
+    _write_table(pd.DataFrame({"user_id": _token(dataset.users["user_id"], "user"),
+                               "userID": np.arange(dataset.num_users)}), out / "u_id_mapping.csv")
+    _write_table(pd.DataFrame({"asin": _token(dataset.items["item_id"], "item"),
+                               "itemID": np.arange(dataset.num_items)}), out / "i_id_mapping.csv")
 
 
 def _write_lightgcn(dataset: Dataset, out: Path) -> None:
@@ -112,5 +132,5 @@ def _write_lightgcn(dataset: Dataset, out: Path) -> None:
                     continue
                 handle.write(" ".join([str(user), *map(str, items[start:end].tolist())]) + "\n")
     for kind, table, column in (("user", dataset.users, "user_id"), ("item", dataset.items, "item_id")):
-        pd.DataFrame({"org_id": _token(table[column].str.replace(" ", "_")),
-                      "remap_id": np.arange(len(table))}).to_csv(out / f"{kind}_list.txt", sep=" ", index=False)
+        _write_table(pd.DataFrame({"org_id": _token(table[column], kind, r"\s", "whitespace"),
+                                   "remap_id": np.arange(len(table))}), out / f"{kind}_list.txt", sep=" ")

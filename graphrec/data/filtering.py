@@ -77,6 +77,31 @@ def drop_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[FilterRepor
     return frame.iloc[kept].reset_index(drop=True), reports
 
 
+def drop_repeats_across_splits(users: np.ndarray, items: np.ndarray,
+                               codes: np.ndarray) -> tuple[np.ndarray, FilterReport | None]:
+    """Rows to keep so that no (user, item) pair is in two splits: each pair stays in its earliest
+    split (train < valid < test). Returns the keep mask and a report, or ``None`` when nothing goes.
+
+    :func:`drop_duplicates` already guarantees this before splitting; this check is what still
+    holds when repeats are kept (``dedupe=False``), which a random split could scatter over
+    train and test.
+    """
+    keys = users.astype(np.int64) * (int(items.max(initial=0)) + 1) + items.astype(np.int64)
+    order = np.lexsort((codes, keys))
+    sorted_keys = keys[order]
+    first_of_pair = np.ones(len(order), dtype=bool)
+    first_of_pair[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    pair_start = np.maximum.accumulate(np.where(first_of_pair, np.arange(len(order)), 0))
+    earliest = np.empty(len(codes), dtype=codes.dtype)
+    earliest[order] = codes[order][pair_start]
+    keep = codes == earliest
+    if keep.all():
+        return keep, None
+    return keep, FilterReport("deduplicate_across_splits", int((~keep).sum()),
+                              "(user, item) pair also present in an earlier split; kept the earliest split "
+                              "so evaluation cannot see training pairs")
+
+
 def kcore(frame: pd.DataFrame, k: int) -> tuple[pd.DataFrame, FilterReport]:
     """Iteratively drop users and items with fewer than ``k`` interactions until none is left.
 

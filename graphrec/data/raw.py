@@ -48,6 +48,12 @@ class RawDataset:
     #: files (for example images) the reader produced that must travel into the dataset
     #: directory: relative path inside the dataset -> absolute path now.
     attachments: dict[str, str] = field(default_factory=dict)
+    #: remarks that describe the source's own split: kept only when the conversion keeps that
+    #: split (``--split given`` or ``auto``), since a re-split would make them false.
+    split_notes: list[str] = field(default_factory=list)
+    #: item columns that describe the source's own split (the synthetic set's ``cold`` flag):
+    #: dropped when the conversion re-splits.
+    split_item_columns: tuple[str, ...] = ()
 
     @property
     def has_split(self) -> bool:

@@ -89,9 +89,21 @@ def choose_cold_items(num_items: int, fraction: float, rng: np.random.Generator)
     return np.sort(rng.choice(num_items, size=count, replace=False)) if count else np.empty(0, dtype=np.int64)
 
 
-def hold_out_items(items: np.ndarray, codes: np.ndarray, cold: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Move every interaction of the ``cold`` items to valid or test (half each, at random)."""
-    is_cold = np.isin(items, cold)
+def hold_out_items(items: np.ndarray, codes: np.ndarray, cold: np.ndarray, rng: np.random.Generator,
+                   timestamps: np.ndarray | None = None) -> np.ndarray:
+    """Move the training interactions of the ``cold`` items to valid or test, half each.
+
+    Interactions already in valid or test stay where they are, so a source's own evaluation
+    split is never rewritten. With ``timestamps`` (the time-ordered protocols), each cold
+    item's earlier moved interactions validate and its later ones test; otherwise the halves
+    are drawn at random.
+    """
+    moved = np.flatnonzero(np.isin(items, cold) & (codes == TRAIN))
     codes = codes.copy()
-    codes[is_cold] = np.where(rng.random(int(is_cold.sum())) < 0.5, VALID, TEST).astype(np.int8)
+    if timestamps is None:
+        codes[moved] = np.where(rng.random(len(moved)) < 0.5, VALID, TEST).astype(np.int8)
+        return codes
+    _, moved_items = np.unique(items[moved], return_inverse=True)
+    rank, size = _rank_within_group(moved_items, timestamps[moved])
+    codes[moved] = np.where(rank < size // 2, VALID, TEST).astype(np.int8)
     return codes

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from graphrec.errors import DatasetExistsError
+from graphrec.errors import DatasetExistsError, GraphrecError
 
 
 @contextlib.contextmanager
@@ -30,8 +30,11 @@ def atomic_directory(dst: str | Path, overwrite: bool = False) -> Iterator[Path]
     dst = Path(dst)
     if dst.exists() and not overwrite:
         raise DatasetExistsError(f"{dst} already exists; pass --overwrite (overwrite=True) to replace it")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    except OSError as exc:
+        raise GraphrecError(f"cannot create {dst}: {exc.strerror or exc} ({exc.filename or dst.parent})") from None
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -54,8 +57,11 @@ def atomic_directory(dst: str | Path, overwrite: bool = False) -> Iterator[Path]
 def atomic_file(dst: str | Path) -> Iterator[Path]:
     """Yield a temporary file path that is renamed to ``dst`` when the block succeeds."""
     dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
+    except OSError as exc:
+        raise GraphrecError(f"cannot create {dst}: {exc.strerror or exc} ({exc.filename or dst.parent})") from None
     os.close(fd)
     tmp = Path(name)
     # mkstemp creates the file owner-only; give the result the permissions a plain open() would.
@@ -66,6 +72,12 @@ def atomic_file(dst: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, dst)
+
+
+def would_replace(dst: str | Path, source: str | Path) -> bool:
+    """Whether replacing ``dst`` would replace ``source``: the same path, or ``source`` inside it."""
+    dst, source = Path(dst).resolve(), Path(source).resolve()
+    return source == dst or dst in source.parents
 
 
 def _umask() -> int:

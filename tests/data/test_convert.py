@@ -78,8 +78,10 @@ def test_min_rating_filter_counts_and_requires_ratings():
     raw = random_raw()
     ratings = raw.interactions["rating"]
     result = build_dataset(raw, ConvertConfig(min_rating=4, dedupe=False))
-    assert result.dataset.num_interactions == int((ratings >= 4).sum())
     assert result.reports[0].removed_interactions == int((ratings < 4).sum())
+    # without de-duplication, only the repeats a random split scattered over two splits go
+    across = sum(r.removed_interactions for r in result.reports if r.step == "deduplicate_across_splits")
+    assert result.dataset.num_interactions == int((ratings >= 4).sum()) - across
     no_ratings = RawDataset(interactions_frame(["a"], ["x"]))
     with pytest.raises(GraphrecError, match="needs ratings"):
         build_dataset(no_ratings, ConvertConfig(min_rating=3))
@@ -121,6 +123,89 @@ def test_cold_items_have_no_training_interactions():
     cold = np.setdiff1d(np.arange(result.dataset.num_items), inter.loc[inter.split == "train", "item"])
     assert len(cold) >= int(round(0.2 * result.dataset.num_items))
     assert result.dataset.manifest["split"]["cold_items"] == int(round(0.2 * result.dataset.num_items))
+
+
+def _pairs_by_split(dataset) -> dict[str, set[tuple[int, int]]]:
+    inter = dataset.interactions
+    return {split: set(zip(part["user"], part["item"])) for split, part in inter.groupby("split", observed=False)}
+
+
+@pytest.mark.parametrize("split", ["given", "random"])
+def test_no_dedupe_keeps_repeats_within_a_split_but_never_across(split):
+    rng = np.random.default_rng(5)
+    users, items = rng.integers(0, 30, 2000), rng.integers(0, 20, 2000)  # about three draws per pair
+    splits = rng.choice(["train", "valid", "test"], 2000, p=[0.8, 0.1, 0.1])
+    raw = RawDataset(interactions_frame(users.astype(str), items.astype(str), split=splits))
+    result = build_dataset(raw, ConvertConfig(split=split, dedupe=False, seed=1))
+    pairs = _pairs_by_split(result.dataset)
+    assert not pairs["train"] & pairs["valid"] and not pairs["train"] & pairs["test"]
+    assert not pairs["valid"] & pairs["test"]
+    (report,) = [r for r in result.reports if r.step == "deduplicate_across_splits"]
+    assert result.dataset.num_interactions == 2000 - report.removed_interactions
+    assert any("kept within their split" in note for note in result.notes)
+    # every pair of the source is still there, in its earliest split
+    assert set().union(*pairs.values()) == {(int(u), int(i)) for u, i in zip(users, items)}
+
+
+def test_cold_items_keep_a_given_evaluation_split():
+    rng = np.random.default_rng(2)
+    users, items = rng.integers(0, 60, 3000), rng.integers(0, 40, 3000)
+    splits = rng.choice(["train", "valid", "test"], 3000, p=[0.7, 0.15, 0.15])
+    raw = RawDataset(interactions_frame(users.astype(str), items.astype(str), split=splits))
+    plain = build_dataset(raw, ConvertConfig()).dataset.interactions
+    cold = build_dataset(raw, ConvertConfig(cold_items=0.25, seed=4)).dataset.interactions
+    merged = plain.merge(cold, on=["user", "item"], suffixes=("_given", "_cold"))
+    assert len(merged) == len(plain)
+    evaluation = merged["split_given"] != "train"
+    assert (merged.loc[evaluation, "split_given"] == merged.loc[evaluation, "split_cold"]).all()
+    moved = merged[(merged["split_given"] == "train") & (merged["split_cold"] != "train")]
+    assert moved["item"].nunique() == 10 and set(moved["split_cold"]) == {"valid", "test"}
+
+
+def test_cold_items_under_a_temporal_split_validate_early_and_test_late():
+    rng = np.random.default_rng(3)
+    n = 4000
+    raw = RawDataset(interactions_frame(rng.integers(0, 80, n).astype(str), rng.integers(0, 50, n).astype(str),
+                                        timestamp=rng.permutation(n)))
+    plain = build_dataset(raw, ConvertConfig(split="temporal")).dataset.interactions
+    result = build_dataset(raw, ConvertConfig(split="temporal", cold_items=0.2, seed=6))
+    merged = plain.merge(result.dataset.interactions, on=["user", "item", "timestamp"], suffixes=("", "_cold"))
+    assert len(merged) == len(plain)
+    assert (merged.loc[merged.split != "train", "split"] == merged.loc[merged.split != "train", "split_cold"]).all()
+    moved = merged[(merged.split == "train") & (merged.split_cold != "train")]
+    assert moved["item"].nunique() == 10
+    for _, rows in moved.groupby("item"):
+        valid, test = rows.loc[rows.split_cold == "valid", "timestamp"], rows.loc[rows.split_cold == "test", "timestamp"]
+        assert len(test) >= len(valid) and (not len(valid) or valid.max() < test.min())
+    assert any("predate the time cut" in note for note in result.notes)
+
+
+@pytest.mark.parametrize("split", ["given", "leave-last"])
+def test_ratios_given_to_a_split_that_ignores_them_is_an_error(split):
+    raw = RawDataset(interactions_frame(["a", "a", "a", "b"], ["x", "y", "z", "x"], timestamp=[1, 2, 3, 4],
+                                        split=["train", "train", "test", "train"]))
+    with pytest.raises(GraphrecError, match="--ratios applies to --split random or temporal"):
+        build_dataset(raw, ConvertConfig(split=split, ratios=(0.5, 0.25, 0.25)))
+    with pytest.raises(GraphrecError, match="pass --split random to re-split"):
+        build_dataset(raw, ConvertConfig(ratios=(0.5, 0.25, 0.25)))
+    manifest = build_dataset(raw, ConvertConfig(split=split)).dataset.manifest
+    assert manifest["split"]["ratios"] is None
+
+
+def test_split_notes_and_columns_of_the_source_go_when_it_is_re_split():
+    frame = interactions_frame(["a", "a", "b", "b"], ["x", "y", "x", "y"], split=["train", "test", "train", "test"])
+    items = pd.DataFrame({"item_id": ["x", "y"], "cold": [False, True]})
+    raw = RawDataset(frame, items=items, split_notes=["y is cold"], split_item_columns=("cold",))
+    given = build_dataset(raw, ConvertConfig())
+    assert "y is cold" in given.notes and "cold" in given.dataset.items.columns
+    resplit = build_dataset(raw, ConvertConfig(split="random"))
+    assert "y is cold" not in resplit.notes and "cold" not in resplit.dataset.items.columns
+
+
+@pytest.mark.parametrize("name", ["a/b", "", "..\\x"])
+def test_dataset_names_that_are_not_plain_names_are_refused(name):
+    with pytest.raises(GraphrecError, match="plain name"):
+        ConvertConfig(name=name)
 
 
 def test_indices_follow_the_universe_then_natural_order():

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from graphrec.data.convert import ConvertConfig, convert
-from graphrec.data.dataset import ModalityFeatures
+from graphrec.data.dataset import Dataset, ModalityFeatures
 from graphrec.data.export import export_dataset
+from graphrec.errors import GraphrecError
 
 READER_OF_EXPORT = {"recbole": "recbole", "mmrec": "mmrec", "lightgcn": "lightgcn"}
 
@@ -58,3 +59,61 @@ def test_recbole_export_uses_benchmark_filenames(movielens, tmp_path):
                            + [f"{movielens.name}.item", f"{movielens.name}.user"])
     header = (out / f"{movielens.name}.train.inter").read_text().splitlines()[0]
     assert header.split("\t")[:2] == ["user_id:token", "item_id:token"]
+
+
+def _odd_ids_dataset(tmp_path, ids):
+    rows = ["user,item,timestamp"] + [f"{user},{item},{t}" for t, (user, item) in enumerate(ids)]
+    (tmp_path / "odd.csv").write_text("\n".join(rows) + "\n")
+    return convert("csv", tmp_path / "odd.csv", tmp_path / "odd", ConvertConfig(split="leave-last")).dataset
+
+
+@pytest.mark.parametrize("format", ["recbole", "mmrec"])
+def test_ids_with_quotes_and_spaces_come_back_unchanged(tmp_path, format):
+    ids = [('"u1" x', "i 1"), ('"u1" x', "i2"), ('"u1" x', 'i"3'), ("u2", "i 1"), ("u2", "i2"), ("u2", 'i"3')]
+    # csv quoting of the source: quotes doubled inside a quoted field
+    rows = ["user,item,timestamp"] + ['"' + u.replace('"', '""') + f'",{i.replace(chr(34), "")},{t}'
+                                      for t, (u, i) in enumerate(ids)]
+    (tmp_path / "odd.csv").write_text("\n".join(rows) + "\n")
+    dataset = convert("csv", tmp_path / "odd.csv", tmp_path / "odd", ConvertConfig(split="leave-last")).dataset
+    assert '"u1" x' in dataset.users["user_id"].tolist()
+    out = export_dataset(dataset, format, tmp_path / format)
+    back = convert(format, out, tmp_path / "back", ConvertConfig(split="given"),
+                   reader_options={"name": dataset.name}).dataset
+    assert back.users["user_id"].tolist() == dataset.users["user_id"].tolist()
+    assert back.items["item_id"].tolist() == dataset.items["item_id"].tolist()
+
+
+def test_lightgcn_export_refuses_ids_with_whitespace_instead_of_rewriting_them(tmp_path):
+    dataset = _odd_ids_dataset(tmp_path, [("u1", "a b"), ("u1", "a_b"), ("u1", "c"), ("u2", "c")])
+    with pytest.raises(GraphrecError, match="item id 'a b' contains whitespace"):
+        export_dataset(dataset, "lightgcn", tmp_path / "lg")
+    assert not (tmp_path / "lg").exists()
+
+
+def test_mmrec_export_keeps_missing_features_missing(movielens, tmp_path):
+    mask = np.ones(movielens.num_items, bool)
+    mask[::7] = False
+    values = movielens.features["text"].values * mask[:, None]
+    dataset = movielens.with_features(ModalityFeatures("text", values, mask, {"model": "rnd"}))
+    out = export_dataset(dataset, "mmrec", tmp_path / "mm")
+    back = convert("mmrec", out, tmp_path / "back", ConvertConfig(split="given"),
+                   reader_options={"name": dataset.name}).dataset
+    assert np.array_equal(back.features["text"].mask, mask)
+    assert np.allclose(back.features["text"].values[mask], values[mask])
+
+
+def test_lightgcn_export_without_a_test_split_re_imports(tmp_path):
+    dataset = _odd_ids_dataset(tmp_path, [("u1", "a"), ("u1", "b"), ("u2", "a")])
+    no_test = dataset.interactions.assign(split=dataset.interactions["split"].where(
+        dataset.interactions["split"] != "test", "train"))
+    dataset = Dataset(dataset.name, no_test, dataset.items, dataset.users)
+    out = export_dataset(dataset, "lightgcn", tmp_path / "lg")
+    result = convert("lightgcn", out, tmp_path / "back", ConvertConfig(split="given"))
+    assert result.dataset.split_counts() == {"train": 3, "valid": 0, "test": 0}
+    assert any("test.txt is empty" in note for note in result.notes)
+
+
+def test_an_export_cannot_replace_the_dataset_it_reads(movielens, tmp_path):
+    with pytest.raises(GraphrecError, match="would replace the dataset it reads"):
+        export_dataset(movielens, "recbole", movielens.path, overwrite=True)
+    assert (movielens.path / "manifest.json").is_file()

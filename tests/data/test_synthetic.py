@@ -76,7 +76,8 @@ def test_read_is_generate_with_the_options_and_records_provenance(tmp_path: Path
     assert via_registry.source["version"]
     assert via_registry.source["config"] == asdict(SMALL)
     assert any("taste clusters" in note for note in via_registry.notes)
-    assert any("cold items" in note for note in via_registry.notes)
+    assert any("cold items" in note for note in via_registry.split_notes)
+    assert via_registry.split_item_columns == ("cold",)
 
 
 @pytest.mark.parametrize(("option", "value"), [("users", 0), ("items", 5), ("image_size", 8),

@@ -177,15 +177,35 @@ def read_delimited(path: Path, *, sep: str, names: Sequence[str] | None = None, 
         raise DataFormatError(f"cannot be parsed as {label}-separated text: {exc}", path=path) from None
     columns = {name: table.column(name).combine_chunks() for name in names}
     lines = np.arange(first_line, first_line + table.num_rows, dtype=np.int64)
-    # A blank line is read as a row of empty fields; it is not data.
+    # Rows map to lines one to one only while no quoted value holds a line break.
+    for name, column in columns.items():
+        broken = pc.match_substring_regex(column, "[\r\n]").to_numpy(zero_copy_only=False)
+        if broken.any():
+            raise DataFormatError("a quoted value spans several lines; each row must be on one line",
+                                  path=path, line=int(lines[int(np.argmax(broken))]), field=name)
+    # A blank line is read as a row of empty fields; it is not data. A line of separators
+    # only (",,") is a row whose fields are empty: it stays, for the field checks to report.
     blank = np.ones(table.num_rows, dtype=bool)
     for column in columns.values():
         blank &= pc.equal(column, "").to_numpy(zero_copy_only=False)
+    if blank.any():
+        raw_lines = re.split("\r\n|\r|\n", text)
+        blank[blank] = [not raw_lines[line - 1].strip() for line in lines[blank]]
     if blank.any():
         keep = pa.array(~blank)
         columns = {name: column.filter(keep) for name, column in columns.items()}
         lines = lines[~blank]
     return TextTable(path=path, columns=columns, lines=lines)
+
+
+def first_repeat(values: np.ndarray) -> int | None:
+    """Position of the first value that repeats an earlier one, or ``None`` when all differ."""
+    _, first = np.unique(values, return_index=True)
+    if len(first) == len(values):
+        return None
+    is_first = np.zeros(len(values), dtype=bool)
+    is_first[first] = True
+    return int(np.argmin(is_first))
 
 
 def is_index_range(indices: np.ndarray) -> bool:

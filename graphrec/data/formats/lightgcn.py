@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from graphrec.data.formats._parsing import decode, is_index_range, read_bytes, require_content, require_file
+from graphrec.data.formats._parsing import (
+    decode, first_repeat, is_index_range, read_bytes, require_content, require_file,
+)
 from graphrec.data.raw import RawDataset, interactions_frame
 from graphrec.errors import DataFormatError
 
@@ -51,13 +53,16 @@ def read(src: Path, *, validation_dir: str | None = None) -> RawDataset:
 
     pair_users, pair_items, splits = [], [], []
     line_users: list[np.ndarray] = []
+    notes: list[str] = []
     for split, path in files.items():
-        users_of_lines, users, items = parse_user_item_lists(path)
+        # An evaluation split may be empty (an export of a dataset without one); training may not.
+        users_of_lines, users, items = parse_user_item_lists(path, allow_empty=split != "train")
+        if not len(users_of_lines):
+            notes.append(f"{path.name} is empty: the dataset has no {split} interactions")
         line_users.append(users_of_lines)
         pair_users.append(users)
         pair_items.append(items)
         splits.append(np.full(len(users), split))
-    notes: list[str] = []
     user_column, user_universe = _original_ids(np.concatenate(pair_users), line_users, "user", src, files, notes)
     item_column, item_universe = _original_ids(np.concatenate(pair_items), pair_items, "item", src, files, notes)
     interactions = interactions_frame(user_column, item_column, split=np.concatenate(splits))
@@ -93,14 +98,15 @@ def _original_ids(index: np.ndarray, per_file: list[np.ndarray], kind: str, src:
     return index, [str(i) for i in range(size)]
 
 
-def parse_user_item_lists(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def parse_user_item_lists(path: Path, allow_empty: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse ``user item item ...`` lines.
 
     Returns the user of every non-blank line, and the (user, item) pair of every
-    listed item, as int64 arrays.
+    listed item, as int64 arrays. An empty file is an error unless ``allow_empty``.
     """
     data = read_bytes(path)
-    require_content(data, path)
+    if not allow_empty:
+        require_content(data, path)
     bad = ~_ALLOWED_BYTES[np.frombuffer(data, dtype=np.uint8)]
     if bad.any():
         line, field, token = _locate(data, int(np.argmax(bad)))
@@ -169,6 +175,10 @@ def _id_list(path: Path, kind: str, needed: int, files: dict[str, Path]) -> np.n
         row = int(np.argmax(not_int))
         raise DataFormatError(f"remapped {kind} id {remap[row]!r} is not a non-negative integer",
                               path=path, line=numbered[row][0], field=field_names[1])
+    repeat = first_repeat(original)
+    if repeat is not None:
+        raise DataFormatError(f"original {kind} id {str(original[repeat])!r} is listed more than once",
+                              path=path, line=numbered[repeat][0], field=field_names[0])
     index = remap.astype(np.int64)
     order = np.argsort(index, kind="stable")
     expected = np.arange(len(index))

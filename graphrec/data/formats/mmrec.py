@@ -20,6 +20,7 @@ from tokenize import TokenError
 import numpy as np
 
 from graphrec.data.formats._parsing import (
+    first_repeat,
     is_index_range,
     parse_floats,
     parse_ids,
@@ -34,6 +35,9 @@ from graphrec.errors import DataFormatError
 
 #: ``<modality>_feat.npy`` holds one modality's item features (MMRec: image_feat.npy, text_feat.npy).
 FEATURE_SUFFIX = "_feat.npy"
+#: graphrec's addition to the format: ``<modality>_mask.npy`` (bool, one flag per row of the
+#: matrix) marks the items that have the modality; rows it marks False are missing, not zeros.
+MASK_SUFFIX = "_mask.npy"
 
 
 def read(src: Path, *, name: str | None = None) -> RawDataset:
@@ -105,12 +109,29 @@ def read(src: Path, *, name: str | None = None) -> RawDataset:
         interactions=interactions_frame(user_ids[users], item_ids[items], ratings, timestamps, splits),
         user_universe=user_ids.tolist(),
         item_universe=item_universe,
-        features={modality: (item_universe[:len(matrix)], matrix,
-                             {"source": str(directory / f"{modality}{FEATURE_SUFFIX}")})
+        features={modality: _present_rows(directory, modality, matrix, item_universe)
                   for modality, matrix in features.items()},
         source={"format": "mmrec", "path": str(src), "files": [str(f) for f in files], "options": {"name": name}},
         notes=notes,
     )
+
+
+def _present_rows(directory: Path, modality: str, matrix: np.ndarray,
+                  item_universe: list[str]) -> tuple[list[str], np.ndarray, dict[str, str]]:
+    """The item ids and rows of a feature matrix, without the rows its mask file marks missing."""
+    ids = item_universe[:len(matrix)]
+    encoder = {"source": str(directory / f"{modality}{FEATURE_SUFFIX}")}
+    mask_path = directory / f"{modality}{MASK_SUFFIX}"
+    if not mask_path.is_file():
+        return ids, matrix, encoder
+    try:
+        mask = np.load(mask_path)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataFormatError(f"is not a readable NumPy file: {exc}", path=mask_path) from None
+    if mask.dtype != bool or mask.shape != (len(matrix),):
+        raise DataFormatError(f"must be a bool array with one flag per row of {modality}{FEATURE_SUFFIX} "
+                              f"({len(matrix)}), got {mask.dtype} {mask.shape}", path=mask_path)
+    return [item for item, present in zip(ids, mask, strict=True) if present], matrix[mask], encoder
 
 
 def _id_mapping(path: Path, index_column: str, needed: int) -> np.ndarray | None:
@@ -124,6 +145,9 @@ def _id_mapping(path: Path, index_column: str, needed: int) -> np.ndarray | None
                               f"(found: {', '.join(table.columns)})", path=path, line=1, field=index_column)
     index = parse_ints(table[index_column], table.failure(index_column), index_column, non_negative=True)
     original = parse_ids(table[others[0]], table.failure(others[0]), "original id")
+    repeat = first_repeat(original)
+    if repeat is not None:
+        raise table.failure(others[0])(repeat, f"original id {str(original[repeat])!r} is listed more than once")
     order = np.argsort(index, kind="stable")
     if not np.array_equal(index[order], np.arange(len(index))):
         gap = int(np.flatnonzero(index[order] != np.arange(len(index)))[0])

@@ -102,8 +102,9 @@ def _read_100k(directory: Path) -> RawDataset:
         })
         _require_unique(users["user_id"], table, "user")
         files.append(directory / "u.user")
-    return RawDataset(interactions=_interactions(ratings), items=items, users=users,
-                      source={"files": [str(f) for f in files]})
+    notes: list[str] = []
+    return RawDataset(interactions=_interactions(ratings, notes=notes), items=items, users=users,
+                      source={"files": [str(f) for f in files]}, notes=notes)
 
 
 def _genres_100k(path: Path) -> list[str]:
@@ -144,7 +145,7 @@ def _read_dat(directory: Path) -> RawDataset:
         })
         _require_unique(users["user_id"], table, "user")
         files.append(directory / "users.dat")
-    return RawDataset(interactions=_interactions(ratings), items=items, users=users,
+    return RawDataset(interactions=_interactions(ratings, notes=notes), items=items, users=users,
                       source={"files": [str(f) for f in files]}, notes=notes)
 
 
@@ -189,8 +190,9 @@ def _read_csv(directory: Path) -> RawDataset:
         items = _items_frame(_canonical_ints(movies, "movieId", "movie id"), _strings(movies["title"]),
                              [_split_genres(g) for g in _strings(movies["genres"])], {}, movies, "movieId")
         files.append(directory / "movies.csv")
-    return RawDataset(interactions=_interactions(ratings, CSV_RATING_COLUMNS),
-                      items=items, source={"files": [str(f) for f in files]})
+    notes: list[str] = []
+    return RawDataset(interactions=_interactions(ratings, CSV_RATING_COLUMNS, notes),
+                      items=items, source={"files": [str(f) for f in files]}, notes=notes)
 
 
 def _require_columns(table: TextTable, names: tuple[str, ...]) -> None:
@@ -201,10 +203,14 @@ def _require_columns(table: TextTable, names: tuple[str, ...]) -> None:
 
 
 # --------------------------------------------------------------------- shared
-def _interactions(table: TextTable, columns: tuple[str, str, str, str] = RATING_FIELDS) -> pd.DataFrame:
-    """Ratings from the ``(user, item, rating, timestamp)`` columns of ``table``."""
+def _interactions(table: TextTable, columns: tuple[str, str, str, str] = RATING_FIELDS,
+                  notes: list[str] | None = None) -> pd.DataFrame:
+    """Ratings from the ``(user, item, rating, timestamp)`` columns of ``table``; a note in ``notes``
+    when fractional timestamps were rounded down."""
     user, item, rating, timestamp = columns
-    timestamps, _ = parse_timestamps(table[timestamp], table.failure(timestamp))
+    timestamps, floored = parse_timestamps(table[timestamp], table.failure(timestamp))
+    if floored and notes is not None:
+        notes.append(f"{floored} fractional timestamps in {table.path.name} were rounded down to integers")
     return interactions_frame(
         parse_ints(table[user], table.failure(user), "user id", non_negative=True),
         parse_ints(table[item], table.failure(item), "movie id", non_negative=True),

@@ -267,6 +267,8 @@ def generate(config: SyntheticConfig, workdir: Path) -> RawDataset:
         f"(exponent {config.popularity_exponent}) and a hidden factor that content does not show "
         f"(strength {config.hidden_strength}); pictures show colour, shape and texture, descriptions name "
         f"the attributes with synonyms (each left out with probability {config.text_omit_probability}).",
+    ]
+    split_notes = [
         f"synthetic: {config.num_cold_items} cold items ({config.cold_fraction:.0%}) have interactions only "
         f"in valid and test; warm interactions are split per user at random 80/10/10.",
     ]
@@ -283,7 +285,7 @@ def generate(config: SyntheticConfig, workdir: Path) -> RawDataset:
     }
     return RawDataset(interactions=interactions, items=items_table, users=users_table,
                       user_universe=user_ids.tolist(), item_universe=item_ids.tolist(),
-                      source=source, notes=notes)
+                      source=source, notes=notes, split_notes=split_notes, split_item_columns=("cold",))
 
 
 # ------------------------------------------------------------------ sampling

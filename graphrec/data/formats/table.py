@@ -42,15 +42,24 @@ REQUIRED = ("user", "item")
 KINDS = ("csv", "parquet")
 
 
-def read(src: Path, *, kind: str = "csv", columns: Mapping[str, str] | None = None, sep: str = ",") -> RawDataset:
+#: How a tab separator may be written on a command line, where a literal tab is awkward to type.
+TAB_SPELLINGS = ("\\t", "tab", "TAB")
+
+
+def read(src: Path, *, kind: str = "csv", columns: Mapping[str, str] | None = None,
+         sep: str | None = None) -> RawDataset:
     """Read an interaction table.
 
-    ``kind`` is ``"csv"`` (delimited text with a header; ``sep`` is the delimiter, and
-    double quotes quote) or ``"parquet"`` (a file, or a directory of Parquet files).
+    ``kind`` is ``"csv"`` (delimited text with a header; ``sep`` is the delimiter, ``","`` by
+    default, ``"\\t"`` or ``"tab"`` for a tab, and double quotes quote) or ``"parquet"`` (a file,
+    or a directory of Parquet files; no ``sep``).
     """
     src = Path(src)
     if kind not in KINDS:
         raise GraphrecError(f"unknown table kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind == "parquet" and sep is not None:
+        raise GraphrecError("--sep applies to csv only; a Parquet file has no field separator")
+    sep = "\t" if sep in TAB_SPELLINGS else ("," if sep is None else sep)
     columns = dict(columns or {})
     unknown = sorted(set(columns) - set(DEFAULT_COLUMNS))
     if unknown:
@@ -120,9 +129,12 @@ def _choose_columns(src: Path, available: list[str], columns: dict[str, str]) ->
         if found is not None:
             chosen[role] = found
         elif role in REQUIRED:
+            hint = ""
+            if len(available) == 1 and any(mark in available[0] for mark in ("\t", ";", "|")):
+                hint = "; the header reads as one column: is the file separated by something else (--sep)?"
             raise DataFormatError(f"has no {role} column (looked for {', '.join(candidates)}; found: "
-                                  f"{', '.join(available)}); name it with columns={{{role!r}: ...}}",
-                                  path=src, line=1, field=role)
+                                  f"{', '.join(available)}); name it with --columns {role}=COLUMN "
+                                  f"(Python: columns={{{role!r}: ...}}){hint}", path=src, line=1, field=role)
     return chosen
 
 
