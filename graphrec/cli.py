@@ -257,6 +257,8 @@ def evaluate(
 
     if split not in ("valid", "test"):
         raise GraphrecError(f"--split must be valid or test, got {split!r}")
+    if protocol not in ("warm", "cold"):
+        raise GraphrecError(f"--protocol must be warm or cold, got {protocol!r}")
     metrics = evaluate_run(run, split=split, protocol=protocol, ks=None if ks is None else _parse_ks(ks))
     if as_json:
         typer.echo(json.dumps({"split": split, "protocol": protocol, "metrics": metrics}, indent=2))

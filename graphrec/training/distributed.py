@@ -48,6 +48,14 @@ class DistributedContext:
         dist.broadcast(value, src=0)
         return bool(value.item())
 
+    def mean(self, value: float) -> float:
+        """The mean of every rank's ``value``, on every rank."""
+        if not self.enabled:
+            return value
+        total = torch.tensor([value], dtype=torch.float64, device=self._collective_device)
+        dist.all_reduce(total)
+        return float(total.item()) / self.world_size
+
     def gather_strings(self, text: str) -> list[str]:
         """Every rank's ``text``, on every rank."""
         if not self.enabled:

@@ -11,6 +11,7 @@ from graphrec.errors import GraphrecError
 from graphrec.graph import GraphConfig, build_graph, normalized_adjacency
 from graphrec.models import MF, VBPR, LightGCN, ModalityGAT
 from graphrec.models.baselines import Popularity, RandomScores
+from graphrec.models.fusion import FUSION_STRATEGIES
 
 MODEL_NAMES = ("mf", "lightgcn", "vbpr", "gat", "pop", "random")
 
@@ -33,6 +34,13 @@ class ModelConfig:
             raise GraphrecError(f"unknown model {self.name!r}; choose one of {', '.join(MODEL_NAMES)}")
         if self.dim <= 0 or self.layers < 0:
             raise GraphrecError("--dim must be positive and --layers non-negative")
+        if self.heads < 1:
+            raise GraphrecError(f"--heads must be at least 1, got {self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise GraphrecError(f"--dropout must lie in [0, 1), got {self.dropout}")
+        if self.fusion not in FUSION_STRATEGIES or self.fusion == "late":
+            raise GraphrecError(f"unknown --fusion {self.fusion!r}; choose one of "
+                                f"{', '.join(f for f in FUSION_STRATEGIES if f != 'late')}")
 
 
 def create_model(config: ModelConfig, dataset: Dataset, seed: int = 0) -> torch.nn.Module:

@@ -7,18 +7,22 @@ Each user's positives are encoded as sorted keys ``user * num_items + item``. A
 batch of candidates is drawn uniformly; membership is one ``searchsorted`` over
 the keys, and only the rejected draws are redrawn, round by round. There is no
 Python loop per sample: the number of rounds is logarithmic in the batch size
-for realistic densities.
+for realistic densities. A user who has nearly every item would need many rounds, so
+after ``max_rounds`` the few draws still rejected are taken exactly from their users'
+remaining items.
 """
 
 from __future__ import annotations
 
 import torch
 
+from graphrec.errors import GraphrecError
+
 
 class NegativeSampler:
     """Uniform negatives excluding each user's positives (usually the training interactions)."""
 
-    def __init__(self, users: torch.Tensor, items: torch.Tensor, num_items: int, max_rounds: int = 100,
+    def __init__(self, users: torch.Tensor, items: torch.Tensor, num_items: int, max_rounds: int = 20,
                  candidates: torch.Tensor | None = None) -> None:
         self.num_items = int(num_items)
         self.max_rounds = max_rounds
@@ -41,7 +45,11 @@ class NegativeSampler:
     def sample(self, users: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One negative item per entry of ``users``."""
         if len(self.saturated_users) and torch.isin(users, self.saturated_users).any():
-            raise ValueError("some users interacted with every item; no negative item exists for them")
+            stuck = self.saturated_users[torch.isin(self.saturated_users, users)][:5].tolist()
+            catalogue = self.num_items if self.candidates is None else len(self.candidates)
+            raise GraphrecError(f"user index(es) {stuck} interacted with every one of the {catalogue:,} items that "
+                                f"negatives are drawn from (the items with training interactions), so no negative "
+                                f"exists for them (a negative must be an item that some user trained on)")
         negatives = self._draw(users.shape, generator, users.device)
         rejected = torch.nonzero(self.is_positive(users, negatives)).flatten()
         for _ in range(self.max_rounds):
@@ -51,7 +59,23 @@ class NegativeSampler:
             negatives[rejected] = redraw
             still = self.is_positive(users[rejected], redraw)
             rejected = rejected[still]
-        raise RuntimeError(f"negative sampling did not converge in {self.max_rounds} rounds")
+        if len(rejected):
+            negatives[rejected] = self._draw_exactly(users[rejected], generator)
+        return negatives
+
+    def _draw_exactly(self, users: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Uniform negatives from each user's complement, listed explicitly: for the rare draws that
+        rejection did not settle (users who have nearly every item)."""
+        out = torch.empty_like(users)
+        catalogue = (torch.arange(self.num_items) if self.candidates is None else self.candidates.cpu())
+        for user in torch.unique(users).tolist():
+            rows = torch.nonzero(users == user).flatten()
+            low, high = torch.searchsorted(self.keys, torch.tensor([user * self.num_items, (user + 1) * self.num_items]))
+            positives = self.keys[low:high] - user * self.num_items
+            allowed = catalogue[~torch.isin(catalogue, positives.cpu())]
+            pick = torch.randint(len(allowed), (len(rows),), generator=generator)
+            out[rows] = allowed[pick].to(out.device)
+        return out
 
     def _draw(self, shape: torch.Size, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
         if self.candidates is None:

@@ -9,8 +9,10 @@ from graphrec.data.storage import atomic_file
 
 
 def plot_training_curves(history: Sequence, path: str | Path, title: str = "training",
-                         metrics: Sequence[str] = ("recall@20", "ndcg@20")) -> Path:
-    """Save loss and validation metrics per epoch (``history`` holds EpochRecord objects or dicts)."""
+                         metrics: Sequence[str] = ("recall@20", "ndcg@20"), best_epoch: int | None = None) -> Path:
+    """Save loss and validation metrics per epoch (``history`` holds EpochRecord objects or dicts).
+
+    ``best_epoch`` (the selected model's) is marked; by default, the epoch best by ``metrics[0]``."""
     # A bare Figure (no pyplot) draws off-screen without switching the caller's backend,
     # so calling this from a notebook leaves its inline plotting alone.
     from matplotlib.figure import Figure
@@ -29,9 +31,10 @@ def plot_training_curves(history: Sequence, path: str | Path, title: str = "trai
         if values:
             ax_metric.plot([r["epoch"] for r in evaluated if metric in r["valid"]], values, marker=".",
                            label=metric)
-    if evaluated:
-        best = max(evaluated, key=lambda r: r["valid"].get(metrics[0], float("-inf")))
-        ax_metric.axvline(best["epoch"], color="grey", linestyle="--", linewidth=1, label=f"best (epoch {best['epoch']})")
+    if evaluated and best_epoch is None:
+        best_epoch = max(evaluated, key=lambda r: r["valid"].get(metrics[0], float("-inf")))["epoch"]
+    if best_epoch:
+        ax_metric.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"best (epoch {best_epoch})")
     ax_metric.set(xlabel="epoch", ylabel="validation metric", title="validation")
     ax_metric.grid(alpha=0.3)
     ax_metric.legend(loc="lower right")

@@ -27,7 +27,13 @@ from graphrec.evaluation import EvalConfig, cold_items, evaluate_embeddings
 from graphrec.training.distributed import finish as finish_distributed
 from graphrec.training.factory import MODEL_NAMES, ModelConfig, create_model
 from graphrec.training.plots import plot_training_curves
-from graphrec.training.trainer import TrainConfig, TrainResult, fit, resolve_device
+from graphrec.training.trainer import (
+    TrainConfig,
+    TrainResult,
+    ensure_validation_split,
+    fit,
+    resolve_device,
+)
 
 
 @dataclass
@@ -82,15 +88,21 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
     model_config = ModelConfig(name=model) if isinstance(model, str) else model
-    torch.manual_seed(config.seed)
-    recommender = create_model(model_config, dataset, seed=config.seed)
-    out_path = Path(out) if out is not None else None
     is_main = int(os.environ.get("RANK", "0")) == 0
     if not is_main:
         log = _silent
+    # Carved before the model exists: a graph model's adjacency must not hold the validation edges.
+    dataset, carve_note = ensure_validation_split(dataset, config.seed)
+    if carve_note:
+        log(f"note: {carve_note}")
+    torch.manual_seed(config.seed)
+    recommender = create_model(model_config, dataset, seed=config.seed)
+    out_path = Path(out) if out is not None else None
     if out_path is not None and is_main:
         out_path.mkdir(parents=True, exist_ok=True)
-        _write_run_json(out_path, dataset, model_config, config, resume)
+        _write_run_json(out_path, dataset, model_config, config, resume, carved=carve_note is not None)
+        if not resume:
+            _clear_previous_run(out_path, log)
     device = resolve_device(config.device)
     log(f"training {model_config.name} on {dataset.name!r} ({dataset.num_users:,} users, {dataset.num_items:,} "
         f"items, {dataset.split_counts()['train']:,} training interactions) on {device}, sampling {config.sampling}")
@@ -113,14 +125,19 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     if not result.is_main:
         finish_distributed()
         return run
-    run.metrics = _final_metrics(run, result)
+    if carve_note:
+        result.notes.insert(0, carve_note)
     if out_path is not None:
         with atomic_file(out_path / "model.pt") as tmp:
             torch.save(result.model.state_dict(), tmp)
+    run.metrics = _final_metrics(run, result)
+    if out_path is not None:
         write_json(out_path / "metrics.json", run.metrics)
         if config.plot and result.history:
             plot_training_curves(result.history, out_path / "curves.png",
-                                 title=f"{model_config.name} on {dataset.name}")
+                                 title=f"{model_config.name} on {dataset.name}",
+                                 metrics=tuple(dict.fromkeys([config.select_metric, "recall@20", "ndcg@20"])),
+                                 best_epoch=result.best_epoch)
     _log_metrics(run.metrics, log)
     finish_distributed()
     return run
@@ -131,11 +148,14 @@ def _final_metrics(run: Run, result: TrainResult) -> dict[str, Any]:
         "model": run.model_config.name,
         "dataset": run.dataset.name,
         "valid": run.evaluate("valid"),
-        "test": run.evaluate("test"),
     }
-    cold = cold_items(run.dataset)
-    if len(cold) and run.dataset.csr("test")[:, cold].nnz > 0:
-        metrics["test_cold"] = run.evaluate("test", protocol="cold")
+    if run.dataset.split_counts()["test"]:
+        metrics["test"] = run.evaluate("test")
+        cold = cold_items(run.dataset)
+        if len(cold) and run.dataset.csr("test")[:, cold].nnz > 0:
+            metrics["test_cold"] = run.evaluate("test", protocol="cold")
+    else:
+        result.notes.append("the dataset has no test split: only validation metrics are reported")
     metrics.update({
         "best_epoch": result.best_epoch,
         "stopped_reason": result.stopped_reason,
@@ -163,7 +183,6 @@ def load_run(path: str | Path, dataset: Dataset | None = None) -> Run:
     if dataset is None:
         dataset = load_dataset(spec["dataset"])
     if spec.get("carved_validation") and dataset.split_counts()["valid"] == 0:
-        from graphrec.training.trainer import ensure_validation_split
         dataset, _ = ensure_validation_split(dataset, train_config.seed)
     model = create_model(model_config, dataset, seed=train_config.seed)
     weights = path / "model.pt"
@@ -182,11 +201,24 @@ def evaluate_run(path: str | Path, split: str = "test", protocol: str = "warm",
     return load_run(path).evaluate(split, protocol=protocol, ks=ks)
 
 
+#: What a run directory holds besides ``run.json``; a new run (not a resume) clears them first, so a
+#: run that fails can never leave another run's weights or metrics beside its own ``run.json``.
+RUN_FILES = ("model.pt", "last.pt", "metrics.json", "curves.png")
+
+
+def _clear_previous_run(out: Path, log: Callable[[str], None]) -> None:
+    stale = [out / name for name in RUN_FILES if (out / name).exists()]
+    if stale:
+        log(f"replacing the previous run in {out} (removed {', '.join(p.name for p in stale)})")
+        for path in stale:
+            path.unlink()
+
+
 def _write_run_json(out: Path, dataset: Dataset, model_config: ModelConfig, config: TrainConfig,
-                    resume: bool) -> None:
+                    resume: bool, carved: bool) -> None:
     spec = {"model": asdict(model_config), "train": asdict(config),
             "dataset": str(Path(dataset.path).resolve()) if dataset.path else None,
-            "carved_validation": dataset.split_counts()["valid"] == 0}
+            "carved_validation": carved}
     existing = out / "run.json"
     if resume and existing.is_file():
         previous = json.loads(existing.read_text())

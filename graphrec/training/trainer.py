@@ -1,7 +1,8 @@
 """The BPR training loop, model-agnostic: it speaks only the ``Recommender`` interface.
 
-One epoch visits every training interaction once, in a seeded random order, with one
-uniform negative per interaction. After every ``eval_every`` epochs the model is
+One epoch visits every training interaction once, in a seeded random order, with
+``num_negatives`` uniform negatives per interaction (with several processes, the last partial
+global batch is left out, so that every rank takes the same steps). After every ``eval_every`` epochs the model is
 scored on the **validation** split (never the test split); the best validation
 state is kept, training stops after ``patience`` evaluations without improvement
 or when the time budget runs out, and the best state is what gets tested.
@@ -35,8 +36,14 @@ import torch
 from graphrec.data.dataset import SPLIT_DTYPE, Dataset
 from graphrec.data.splitting import TRAIN, VALID, split_random
 from graphrec.data.storage import atomic_file, write_json
+from graphrec.errors import GraphrecError
+from graphrec.evaluation.metrics import RANKING_METRICS
 from graphrec.training.bpr import bpr_loss
-from graphrec.training.distributed import DistributedContext, context_from_env, parameter_checksum
+from graphrec.training.distributed import (
+    DistributedContext,
+    context_from_env,
+    parameter_checksum,
+)
 from graphrec.training.negatives import NegativeSampler
 
 
@@ -93,8 +100,15 @@ class TrainConfig:
         if self.lr <= 0 or self.reg < 0:
             raise ValueError("TrainConfig.lr must be > 0 and reg >= 0")
         metric, _, k = self.select_metric.partition("@")
-        if not k.isdigit() or int(k) not in self.eval_ks:
-            raise ValueError(f"select_metric {self.select_metric!r} must be METRIC@K with K in eval_ks {self.eval_ks}")
+        if metric not in RANKING_METRICS or not k.isdigit() or int(k) not in self.eval_ks:
+            raise ValueError(f"select_metric {self.select_metric!r} must be METRIC@K with METRIC one of "
+                             f"{', '.join(RANKING_METRICS)} (lower case) and K in eval_ks {self.eval_ks}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"TrainConfig.max_minutes must be positive or None, got {self.max_minutes}")
+        if self.contrastive_weight < 0 or not self.contrastive_temperature > 0:
+            raise ValueError(f"TrainConfig.contrastive_weight must be >= 0 and contrastive_temperature > 0, got "
+                             f"{self.contrastive_weight} and {self.contrastive_temperature}")
+        check_device(self.device)
 
 
 @dataclass
@@ -121,6 +135,20 @@ class TrainResult:
     sampling: str = "full"
     distributed: dict[str, Any] | None = None
     is_main: bool = True
+
+
+def check_device(name: str) -> None:
+    """Raise a ValueError unless ``name`` is ``auto`` or a device this machine has."""
+    if name == "auto":
+        return
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: this machine has no CUDA GPU; use cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -183,10 +211,11 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
     device = ctx.device
     if not ctx.is_main:
         log = _silent
-    dataset, note = ensure_validation_split(dataset, config.seed)
-    notes = [note] if note else []
-    if note:
-        log(f"note: {note}")
+    if dataset.split_counts()["valid"] == 0:
+        raise GraphrecError(f"dataset {dataset.name!r} has no validation split, which model selection needs; "
+                            f"carve one with ensure_validation_split(dataset, seed) before building the model "
+                            f"(so that a graph model's edges exclude it), as graphrec.training.run.train does")
+    notes: list[str] = []
     model.to(device)
     torch.manual_seed(config.seed)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
@@ -195,10 +224,15 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
     train_items = torch.from_numpy(items_np)
     negatives = NegativeSampler(train_users, train_items, dataset.num_items, candidates=train_items)
     if config.contrastive_weight > 0 and not getattr(model, "supports_alignment", False):
-        raise ValueError(f"contrastive alignment needs a content model (gat or vbpr); "
+        raise GraphrecError(f"contrastive alignment needs a content model (gat or vbpr); "
                          f"{type(model).__name__} has no content to align")
     mode = choose_sampling(config, model, dataset, log)
-    neighbors = _neighbor_sampler(dataset, config, mode)
+    fanout = _fanout_for(model, config.fanout, log) if mode == "neighbor" else config.fanout
+    neighbors = _neighbor_sampler(dataset, fanout, config.seed, mode)
+    if ctx.enabled and len(train_users) < config.batch_size:
+        raise GraphrecError(f"{len(train_users):,} training interactions do not fill one global batch of "
+                            f"{config.batch_size}: with {ctx.world_size} processes no rank would take a step; "
+                            f"lower --batch-size or train in one process")
     trained = model
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel
@@ -213,10 +247,10 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
     sparse = config.sparse_embeddings if config.sparse_embeddings is not None else (
         mode == "neighbor" and not ctx.enabled)
     if sparse and mode != "neighbor":
-        raise ValueError("sparse_embeddings needs neighbour sampling: full-graph propagation reads whole "
+        raise GraphrecError("sparse_embeddings needs neighbour sampling: full-graph propagation reads whole "
                          "embedding tables, whose gradients are dense")
     if sparse and ctx.enabled:
-        raise ValueError("sparse_embeddings is not supported with distributed training (DDP averages "
+        raise GraphrecError("sparse_embeddings is not supported with distributed training (DDP averages "
                          "dense gradients); leave it unset")
     optimizer = make_optimizer(model, config.lr, sparse)
     if sparse:
@@ -224,7 +258,8 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
 
     state = _LoopState()
     if resume and checkpoint_path is not None and checkpoint_path.exists():
-        state = _load_checkpoint(checkpoint_path, model, optimizer, generator)
+        state = _load_checkpoint(checkpoint_path, model, optimizer, generator, neighbors)
+        notes.extend(state.notes)
         log(f"resumed from {checkpoint_path} after epoch {state.epoch}")
 
     budget = None if config.max_minutes is None else config.max_minutes * 60.0
@@ -244,6 +279,7 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
         loss, out_of_time = _train_one_epoch(model, trained, optimizer, negatives, neighbors, train_users,
                                              train_items, generator, config, device, ctx, budget_left)
         seconds = time.perf_counter() - started
+        loss = ctx.mean(loss)  # each rank's loss covers its own shard of every batch
         state.train_seconds += seconds
         record = EpochRecord(epoch=epoch, seconds=seconds, loss=loss)
         decay = False
@@ -266,6 +302,7 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
             log(f"epoch {epoch}: no validation improvement in {state.evals_without_improvement} "
                 f"evaluations; learning rate now {lr:.3g}")
             notes.append(f"learning rate decayed to {lr:.3g} after epoch {epoch}")
+        state.notes = list(notes)
         state.history.append(record)
         state.epoch = epoch
         if progress is None and record.valid is not None:
@@ -278,7 +315,7 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
                 postfix[config.select_metric] = f"{record.valid[config.select_metric]:.4f}"
             progress.set_postfix(postfix)
         if checkpoint_path is not None and ctx.is_main:
-            _save_checkpoint(checkpoint_path, model, optimizer, generator, state)
+            _save_checkpoint(checkpoint_path, model, optimizer, generator, state, neighbors)
         if out_of_time:
             stopped_reason = f"time budget of {config.max_minutes:g} minutes reached"
             break
@@ -309,7 +346,7 @@ def choose_sampling(config: TrainConfig, model: torch.nn.Module, dataset: Datase
     comfortably in memory, else neighbour sampling (for models that support it)."""
     supports = getattr(model, "supports_subgraphs", False)
     if config.sampling == "neighbor" and not supports:
-        raise ValueError(f"{type(model).__name__} does not train on sampled subgraphs; use --sampling full")
+        raise GraphrecError(f"{type(model).__name__} does not train on sampled subgraphs; use --sampling full")
     if config.sampling != "auto":
         return config.sampling
     estimate = full_graph_bytes(model, dataset)
@@ -343,14 +380,28 @@ def _available_memory(device: torch.device) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def _neighbor_sampler(dataset: Dataset, config: TrainConfig, mode: str):
+def _fanout_for(model: torch.nn.Module, fanout: tuple[int, ...], log: Callable[[str], None]) -> tuple[int, ...]:
+    """One fan-out per propagation layer: fewer would leave the deeper layers without sampled
+    edges (silently wrong embeddings), so that is an error; extra hops are dropped."""
+    layers = getattr(model, "num_layers", None)
+    if layers is None or len(fanout) == layers:
+        return fanout
+    if len(fanout) < layers:
+        raise GraphrecError(f"--fanout {','.join(map(str, fanout))} samples {len(fanout)} hop(s) but the model "
+                            f"propagates over {layers} layers; give one fan-out per layer")
+    log(f"fan-out {','.join(map(str, fanout))} has more hops than the model's {layers} layers: "
+        f"sampling {','.join(map(str, fanout[:layers]))}")
+    return fanout[:layers]
+
+
+def _neighbor_sampler(dataset: Dataset, fanout: tuple[int, ...], seed: int, mode: str):
     if mode != "neighbor":
         return None
     from graphrec.graph import GraphConfig, build_graph
     from graphrec.sampling import make_neighbor_sampler
 
     graph = build_graph(dataset, GraphConfig(entities=(), modalities=()))
-    return make_neighbor_sampler(graph, list(config.fanout), seed=config.seed)
+    return make_neighbor_sampler(graph, list(fanout), seed=seed)
 
 
 def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neighbors, train_users: torch.Tensor,
@@ -479,9 +530,11 @@ class _LoopState:
     best_state: dict[str, torch.Tensor] | None = None
     evals_without_improvement: int = 0
     history: list[EpochRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def _save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, state: _LoopState) -> None:
+def _save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, state: _LoopState,
+                     neighbors=None) -> None:
     payload = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -495,22 +548,41 @@ def _save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, s
         "best_state": state.best_state,
         "evals_without_improvement": state.evals_without_improvement,
         "history": [record.to_dict() for record in state.history],
+        "notes": state.notes,
+        "sampling": "full" if neighbors is None else "neighbor",
+        # torch's own sampler draws from its generator; PyG's (pyg-lib) from torch's global one, saved above
+        "sampler_generator": None if _sampler_generator(neighbors) is None else _sampler_generator(neighbors).get_state(),
     }
     with atomic_file(path) as tmp:
         torch.save(payload, tmp)
 
 
-def _load_checkpoint(path: Path, model, optimizer, generator: torch.Generator) -> _LoopState:
+def _sampler_generator(neighbors) -> torch.Generator | None:
+    return getattr(neighbors, "generator", None)
+
+
+def _load_checkpoint(path: Path, model, optimizer, generator: torch.Generator, neighbors=None) -> _LoopState:
     payload = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(payload["model"])
-    optimizer.load_state_dict(payload["optimizer"])
+    sampling = "full" if neighbors is None else "neighbor"
+    if payload.get("sampling", sampling) != sampling:
+        raise GraphrecError(f"cannot resume from {path}: it was trained with {payload['sampling']} sampling and "
+                            f"this run uses {sampling}")
+    try:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise GraphrecError(f"cannot resume from {path}: it was written by a different model or training "
+                            f"setup ({str(exc).splitlines()[0]}); train without --resume to start over") from None
     generator.set_state(payload["generator"])
     torch.set_rng_state(payload["torch_rng"])
+    sampler_state = payload.get("sampler_generator")
+    if sampler_state is not None and _sampler_generator(neighbors) is not None:
+        _sampler_generator(neighbors).set_state(sampler_state)
     return _LoopState(
         epoch=payload["epoch"], train_seconds=payload["train_seconds"], best_value=payload["best_value"],
         best_epoch=payload["best_epoch"], best_valid=payload["best_valid"], best_state=payload["best_state"],
         evals_without_improvement=payload["evals_without_improvement"],
-        history=[EpochRecord(**record) for record in payload["history"]])
+        history=[EpochRecord(**record) for record in payload["history"]], notes=list(payload.get("notes", [])))
 
 
 def _progress_bar(config: TrainConfig, initial: int):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graphrec.data.convert import ConvertConfig, convert
+from graphrec.data.convert import convert
 from graphrec.errors import DataFormatError, GraphrecError
 
 

@@ -146,14 +146,14 @@ def test_config_selects_modalities_entities_and_reverse_edges():
     assert not any(relation.startswith("rev_") for _, relation, _ in data.edge_types)
     assert modality_node_types(data) == ["image"]
     assert entity_node_types(data) == ["brand"]
-    with pytest.raises(ValueError, match=r"no modality \['audio'\]"):
+    with pytest.raises(GraphrecError, match=r"no modality \['audio'\]"):
         build_graph(dataset, GraphConfig(modalities=("audio",)))
 
 
 def test_node_type_clash_is_refused():
     dataset = small_dataset()
     clashing = dataset.with_features(ModalityFeatures("genre", np.zeros((5, 1), np.float32), np.ones(5, bool)))
-    with pytest.raises(ValueError, match=r"\['genre'\] used twice"):
+    with pytest.raises(GraphrecError, match=r"\['genre'\] used twice"):
         build_graph(clashing)
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
+from graphrec.errors import GraphrecError
 from graphrec.training.negatives import NegativeSampler
 
 
@@ -44,5 +45,24 @@ def test_same_seed_same_negatives():
 
 def test_user_with_every_item_is_an_error():
     sampler = NegativeSampler(torch.tensor([0, 0, 1]), torch.tensor([0, 1, 0]), 2)
-    with pytest.raises(ValueError, match="every item"):
+    with pytest.raises(GraphrecError, match=r"user index\(es\) \[0\] interacted with every one of the 2 items"):
         sampler.sample(torch.tensor([0]))
+
+
+def test_a_user_with_all_but_one_item_still_gets_that_item():
+    # rejection alone would need about 100 rounds per draw here; the exact fallback settles it
+    items = torch.arange(199)
+    sampler = NegativeSampler(torch.zeros(199, dtype=torch.long), items, 200, max_rounds=3)
+    drawn = sampler.sample(torch.zeros(500, dtype=torch.long), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, torch.full((500,), 199))
+    again = sampler.sample(torch.zeros(500, dtype=torch.long), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, again)
+
+
+def test_the_exact_fallback_draws_uniformly_from_the_complement():
+    positives = torch.arange(0, 190)
+    sampler = NegativeSampler(torch.zeros(190, dtype=torch.long), positives, 200, max_rounds=0)
+    drawn = sampler.sample(torch.zeros(20_000, dtype=torch.long), generator=torch.Generator().manual_seed(1))
+    counts = torch.bincount(drawn, minlength=200)
+    assert counts[:190].sum() == 0
+    assert stats.chisquare(counts[190:].numpy()).pvalue > 1e-3

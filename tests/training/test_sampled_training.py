@@ -81,7 +81,7 @@ def test_sparse_embedding_updates_touch_only_the_batch_rows(movielens):
 
 
 def test_sparse_embeddings_need_neighbour_sampling(movielens):
-    with pytest.raises(ValueError, match="needs neighbour sampling"):
+    with pytest.raises(GraphrecError, match="needs neighbour sampling"):
         train(movielens, ModelConfig("lightgcn", dim=8, layers=1),
               TrainConfig(epochs=1, sparse_embeddings=True, **FAST), log=lambda _: None)
 
@@ -101,3 +101,22 @@ def test_learning_rate_decay_reaches_both_optimisers_of_sparse_training(movielen
     assert len(optimizer.optimizers) == 2
     assert _scale_learning_rate(optimizer, 0.5) == pytest.approx(0.005)
     assert all(group["lr"] == pytest.approx(0.005) for part in optimizer.optimizers for group in part.param_groups)
+
+
+def test_resume_with_neighbour_sampling_continues_exactly(movielens, tmp_path):
+    model = ModelConfig("lightgcn", dim=8, layers=2)
+    config = TrainConfig(epochs=3, sampling="neighbor", fanout=(5, 5), deterministic=True, batch_size=4096,
+                         lr=5e-3, progress=False, eval_ks=(20,))
+    straight = train(movielens, model, config, out=tmp_path / "a", log=lambda _: None)
+    train(movielens, model, dataclasses.replace(config, epochs=1), out=tmp_path / "b", log=lambda _: None)
+    resumed = train(movielens, model, config, out=tmp_path / "b", resume=True, log=lambda _: None)
+    assert [e["loss"] for e in resumed.metrics["epochs"]] == [e["loss"] for e in straight.metrics["epochs"]]
+    with pytest.raises(GraphrecError, match="trained with neighbor sampling and this run uses full"):
+        train(movielens, model, dataclasses.replace(config, sampling="full", epochs=4), out=tmp_path / "b",
+              resume=True, log=lambda _: None)
+
+
+def test_a_fanout_with_fewer_hops_than_layers_is_refused(movielens):
+    with pytest.raises(GraphrecError, match="samples 1 hop\\(s\\) but the model propagates over 2 layers"):
+        train(movielens, ModelConfig("lightgcn", dim=8, layers=2),
+              TrainConfig(epochs=1, sampling="neighbor", fanout=(5,), progress=False), log=lambda _: None)

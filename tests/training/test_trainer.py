@@ -12,8 +12,15 @@ import torch
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.data.dataset import SPLIT_DTYPE
+from graphrec.errors import GraphrecError
 from graphrec.training.factory import create_model
-from graphrec.training.run import ModelConfig, TrainConfig, evaluate_run, load_run, train
+from graphrec.training.run import (
+    ModelConfig,
+    TrainConfig,
+    evaluate_run,
+    load_run,
+    train,
+)
 from graphrec.training.trainer import fit
 
 FAST = dict(batch_size=4096, lr=5e-3, progress=False, eval_ks=(10, 20))
@@ -86,16 +93,68 @@ def test_time_budget_stops_and_still_tests(movielens, tmp_path):
     assert run.metrics["test"]["recall@20"] > 0
 
 
-def test_validation_is_carved_from_training_when_missing(movielens):
-    inter = movielens.interactions.copy()
-    inter["split"] = pd.Categorical(np.where(inter["split"] == "valid", "train", inter["split"].astype(str)),
+def _without_split(dataset, split):
+    inter = dataset.interactions.copy()
+    inter["split"] = pd.Categorical(np.where(inter["split"] == split, "train", inter["split"].astype(str)),
                                     dtype=SPLIT_DTYPE)
-    no_valid = dataclasses.replace(movielens, interactions=inter)
-    run = train(no_valid, ModelConfig("mf", dim=8), TrainConfig(epochs=1, **FAST), log=lambda _: None)
+    return dataclasses.replace(dataset, interactions=inter)
+
+
+def test_validation_is_carved_from_training_before_the_graph_is_built(movielens, tmp_path):
+    no_valid = _without_split(movielens, "valid")
+    no_valid.save(tmp_path / "no_valid")  # a run reloads its dataset from disk
+    run = train(no_valid, ModelConfig("lightgcn", dim=8, layers=2), TrainConfig(epochs=2, **FAST),
+                out=tmp_path / "r", log=lambda _: None)
     counts = run.dataset.split_counts()
     assert counts["valid"] > 0 and counts["test"] == no_valid.split_counts()["test"]
     assert counts["train"] + counts["valid"] == no_valid.split_counts()["train"]
     assert any("carved" in note for note in run.metrics["notes"])
+    # the propagation graph holds the training edges only, not the carved validation ones
+    assert run.model.adjacency._nnz() == 2 * counts["train"]
+    # and the run reloads to the model that was selected and tested
+    for split in ("valid", "test"):
+        again = evaluate_run(tmp_path / "r", split=split, ks=(10, 20))
+        assert again["recall@20"] == pytest.approx(run.metrics[split]["recall@20"], abs=1e-6)
+    pop = train(no_valid, ModelConfig("pop"), TrainConfig(epochs=1, **FAST), log=lambda _: None)
+    assert pop.metrics["valid"]["recall@20"] > 0
+
+
+def test_fit_refuses_a_dataset_without_validation(movielens):
+    no_valid = _without_split(movielens, "valid")
+    model = create_model(ModelConfig("mf", dim=8), no_valid)
+    with pytest.raises(GraphrecError, match="has no validation split"):
+        fit(model, no_valid, TrainConfig(epochs=1, **FAST), lambda *_: {"recall@20": 0.0}, log=lambda _: None)
+
+
+def test_a_dataset_without_a_test_split_still_saves_the_model(movielens, tmp_path):
+    run = train(_without_split(movielens, "test"), ModelConfig("mf", dim=8), TrainConfig(epochs=1, **FAST),
+                out=tmp_path / "r", log=lambda _: None)
+    assert "test" not in run.metrics and run.metrics["valid"]["recall@20"] > 0
+    assert any("no test split" in note for note in run.metrics["notes"])
+    assert (tmp_path / "r" / "model.pt").is_file() and (tmp_path / "r" / "metrics.json").is_file()
+
+
+def test_a_new_run_clears_the_previous_runs_files(movielens, tmp_path):
+    train(movielens, ModelConfig("mf", dim=8), TrainConfig(epochs=1, **FAST), out=tmp_path / "r", log=lambda _: None)
+    lines = []
+    with pytest.raises(GraphrecError):  # fails after run.json is written: nothing of the mf run may remain
+        train(movielens, ModelConfig("lightgcn", dim=8, layers=2), TrainConfig(epochs=1, fanout=(5,),
+              sampling="neighbor", **FAST), out=tmp_path / "r", log=lines.append)
+    assert any("replacing the previous run" in line for line in lines)
+    assert not any((tmp_path / "r" / name).exists() for name in ("model.pt", "last.pt", "metrics.json"))
+    with pytest.raises(GraphrecError, match="model.pt is missing"):
+        load_run(tmp_path / "r")
+
+
+def test_training_options_are_checked_before_training():
+    for bad, needle in (({"select_metric": "foo@20"}, "METRIC one of"), ({"max_minutes": 0}, "max_minutes"),
+                        ({"device": "bogus"}, "not a device name"), ({"contrastive_temperature": 0}, "temperature"),
+                        ({"contrastive_weight": -1}, "contrastive_weight")):
+        with pytest.raises(ValueError, match=needle):
+            TrainConfig(**bad)
+    for bad, needle in (({"heads": 0}, "--heads"), ({"dropout": 1.0}, "--dropout"), ({"fusion": "max"}, "--fusion")):
+        with pytest.raises(GraphrecError, match=needle):
+            ModelConfig("gat", **bad)
 
 
 def test_lightgcn_learns_beyond_popularity(movielens):
