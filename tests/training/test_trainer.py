@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from graphrec.data.convert import ConvertConfig, convert
-from graphrec.data.dataset import SPLIT_DTYPE
+from graphrec.data.dataset import SPLIT_DTYPE, ModalityFeatures
 from graphrec.errors import GraphrecError
 from graphrec.training.factory import create_model
 from graphrec.training.run import (
@@ -225,3 +225,31 @@ def test_several_negatives_per_interaction_share_one_propagation(movielens, samp
         assert losses[0] < 0.7 and losses[-1] < losses[0]
     with pytest.raises(ValueError, match="num_negatives"):
         TrainConfig(num_negatives=0)
+
+
+def test_a_run_refuses_features_that_changed_since_training(movielens, tmp_path):
+    rng = np.random.default_rng(0)
+
+    def with_text(values):
+        return movielens.with_features(ModalityFeatures("text", values.astype(np.float32),
+                                                        np.ones(movielens.num_items, bool), {"model": "random"}))
+
+    with_text(rng.normal(size=(movielens.num_items, 8))).save(tmp_path / "ds")
+    run = train(tmp_path / "ds", ModelConfig("vbpr", dim=8), TrainConfig(epochs=1, **FAST), out=tmp_path / "r",
+                log=lambda _: None)
+    assert load_run(tmp_path / "r").evaluate("test", ks=(20,))["recall@20"] == pytest.approx(
+        run.metrics["test"]["recall@20"], abs=1e-6)
+    with_text(rng.normal(size=(movielens.num_items, 8))).save(tmp_path / "ds", overwrite=True)
+    with pytest.raises(GraphrecError, match="'text' features, which holds different values"):
+        load_run(tmp_path / "r")
+    with_text(rng.normal(size=(movielens.num_items, 4))).save(tmp_path / "ds", overwrite=True)
+    with pytest.raises(GraphrecError, match="is now 4-d, not 8-d"):
+        load_run(tmp_path / "r")
+
+
+def test_run_embeddings_are_detached_copies(movielens):
+    run = train(movielens, ModelConfig("mf", dim=8), TrainConfig(epochs=1, **FAST), log=lambda _: None)
+    users, items = run.embeddings()
+    assert not users.requires_grad and not items.requires_grad
+    users += 1.0
+    assert not torch.equal(run.embeddings()[0], users)
