@@ -14,6 +14,9 @@ from graphrec.models.baselines import Popularity, RandomScores
 from graphrec.models.fusion import FUSION_STRATEGIES
 
 MODEL_NAMES = ("mf", "lightgcn", "vbpr", "gat", "pop", "random")
+#: The entity columns a GAT uses unless told otherwise: whichever of them a dataset has (chosen
+#: columns must all exist).
+DEFAULT_ENTITIES = ("genres", "categories", "brand")
 #: The models that read the dataset's modality features.
 CONTENT_MODELS = ("vbpr", "gat")
 
@@ -28,7 +31,7 @@ class ModelConfig:
     heads: int = 1
     dropout: float = 0.0
     fusion: str = "attention"
-    entities: tuple[str, ...] = ("genres", "categories", "brand")
+    entities: tuple[str, ...] = DEFAULT_ENTITIES
     modalities: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
@@ -61,6 +64,10 @@ def create_model(config: ModelConfig, dataset: Dataset, seed: int = 0) -> torch.
         return VBPR(dataset.num_users, dataset.num_items, features, mask, dim=config.dim, content_dim=config.dim,
                     modality_dims=dims, warm_items=warm)
     if config.name == "gat":
+        unknown = [column for column in config.entities if column not in dataset.items.columns]
+        if config.entities != DEFAULT_ENTITIES and unknown:
+            raise GraphrecError(f"--entities {unknown} are not item columns of dataset {dataset.name!r}; its columns "
+                                f"are {[c for c in dataset.items.columns if c not in ('item', 'item_id')]}")
         graph = build_graph(dataset, GraphConfig(entities=config.entities, modalities=config.modalities))
         return ModalityGAT.from_graph(graph, dim=config.dim, num_layers=config.layers, heads=config.heads,
                                       dropout=config.dropout, fusion=config.fusion)

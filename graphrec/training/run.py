@@ -211,6 +211,10 @@ def evaluate_run(path: str | Path, split: str = "test", protocol: str = "warm",
 RUN_FILES = ("model.pt", "last.pt", "metrics.json", "curves.png")
 
 
+#: Training options a resume may change: how long and how it is watched, not what is trained.
+RESUMABLE_CHANGES = ("epochs", "max_minutes", "patience", "progress", "plot", "device", "eval_batch_size")
+
+
 def _clear_previous_run(out: Path, log: Callable[[str], None]) -> None:
     stale = [out / name for name in RUN_FILES if (out / name).exists()]
     if stale:
@@ -230,6 +234,12 @@ def _write_run_json(out: Path, dataset: Dataset, model_config: ModelConfig, conf
         keys = ("model", "dataset")
         if any(previous.get(k) != json.loads(json.dumps(spec[k])) for k in keys):
             raise GraphrecError(f"cannot resume {out}: its model or dataset differs from this command's")
+        before, now = previous.get("train", {}), json.loads(json.dumps(spec["train"]))
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and k in before and before[k] != now[k])
+        if changed:
+            differences = ", ".join(f"{k} was {before[k]!r}, now {now[k]!r}" for k in changed)
+            raise GraphrecError(f"cannot resume {out}: {differences}; a resumed run continues the same training "
+                                f"(only {', '.join(RESUMABLE_CHANGES)} may change)")
     write_json(existing, spec)
 
 

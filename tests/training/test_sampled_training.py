@@ -111,9 +111,14 @@ def test_resume_with_neighbour_sampling_continues_exactly(movielens, tmp_path):
     train(movielens, model, dataclasses.replace(config, epochs=1), out=tmp_path / "b", log=lambda _: None)
     resumed = train(movielens, model, config, out=tmp_path / "b", resume=True, log=lambda _: None)
     assert [e["loss"] for e in resumed.metrics["epochs"]] == [e["loss"] for e in straight.metrics["epochs"]]
-    with pytest.raises(GraphrecError, match="trained with neighbor sampling and this run uses full"):
+    with pytest.raises(GraphrecError, match="sampling was 'neighbor', now 'full'"):
         train(movielens, model, dataclasses.replace(config, sampling="full", epochs=4), out=tmp_path / "b",
               resume=True, log=lambda _: None)
+    # the checkpoint itself says how it was trained, for callers of fit() without a run directory
+    with pytest.raises(GraphrecError, match="trained with neighbor sampling and this run uses full"):
+        fit(create_model(model, movielens), movielens, dataclasses.replace(config, sampling="full", epochs=4),
+            lambda *_: {"recall@20": 0.0}, checkpoint_path=tmp_path / "b" / "last.pt", resume=True,
+            log=lambda _: None)
 
 
 def test_a_fanout_with_fewer_hops_than_layers_is_refused(movielens):

@@ -253,3 +253,19 @@ def test_run_embeddings_are_detached_copies(movielens):
     assert not users.requires_grad and not items.requires_grad
     users += 1.0
     assert not torch.equal(run.embeddings()[0], users)
+
+
+def test_resume_refuses_a_changed_training_recipe(movielens, tmp_path):
+    config = TrainConfig(epochs=1, **FAST)
+    train(movielens, ModelConfig("mf", dim=8), config, out=tmp_path / "r", log=lambda _: None)
+    with pytest.raises(GraphrecError, match="lr was 0.005, now 0.01"):
+        train(movielens, ModelConfig("mf", dim=8), dataclasses.replace(config, epochs=2, lr=0.01),
+              out=tmp_path / "r", resume=True, log=lambda _: None)
+    resumed = train(movielens, ModelConfig("mf", dim=8), dataclasses.replace(config, epochs=2), out=tmp_path / "r",
+                    resume=True, log=lambda _: None)
+    assert len(resumed.metrics["epochs"]) == 2
+
+
+def test_chosen_entity_columns_must_exist(movielens):
+    with pytest.raises(GraphrecError, match=r"--entities \['genre'\] are not item columns"):
+        create_model(ModelConfig("gat", dim=8, layers=1, entities=("genre",)), movielens)
