@@ -1,8 +1,10 @@
 """The BPR training loop, model-agnostic: it speaks only the ``Recommender`` interface.
 
 One epoch visits every training interaction once, in a seeded random order, with
-``num_negatives`` uniform negatives per interaction (with several processes, the last partial
-global batch is left out, so that every rank takes the same steps). After every ``eval_every`` epochs the model is
+``num_negatives`` uniform negatives per interaction. With several processes each global batch
+is split over the ranks, the last one unevenly with each rank's loss weighted by its share, so
+that a full-graph epoch takes the same steps as in one process (only a final remainder
+smaller than the number of processes is left out). After every ``eval_every`` epochs the model is
 scored on the **validation** split (never the test split); the best validation
 state is kept, training stops after ``patience`` evaluations without improvement
 or when the time budget runs out, and the best state is what gets tested.
@@ -229,10 +231,9 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
     mode = choose_sampling(config, model, dataset, log)
     fanout = _fanout_for(model, config.fanout, log) if mode == "neighbor" else config.fanout
     neighbors = _neighbor_sampler(dataset, fanout, config.seed, mode)
-    if ctx.enabled and len(train_users) < config.batch_size:
-        raise GraphrecError(f"{len(train_users):,} training interactions do not fill one global batch of "
-                            f"{config.batch_size}: with {ctx.world_size} processes no rank would take a step; "
-                            f"lower --batch-size or train in one process")
+    if ctx.enabled and len(train_users) < ctx.world_size:
+        raise GraphrecError(f"{len(train_users):,} training interactions cannot be shared by {ctx.world_size} "
+                            f"processes; train in one process")
     trained = model
     if ctx.enabled:
         from torch.nn.parallel import DistributedDataParallel
@@ -422,12 +423,16 @@ def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neig
         users_all, positives_all, negatives_all = (t.to(device) for t in (users_all, positives_all, negatives_all))
     total, batches = torch.zeros((), device=device), 0
     started = time.perf_counter()
-    per_rank = max(config.batch_size // ctx.world_size, 1)
-    step = per_rank * ctx.world_size
-    # Equal steps on every rank: the last partial global batch is dropped when distributed.
-    stop = len(order) if not ctx.enabled else (len(order) // step) * step
-    for start in range(0, stop, step):
-        window = slice(start + ctx.rank * per_rank, min(start + (ctx.rank + 1) * per_rank, stop))
+    world = ctx.world_size
+    step = max(config.batch_size // world, 1) * world
+    for start in range(0, len(order), step):
+        size = min(step, len(order) - start)
+        if size < world:  # every rank needs a row: a remainder smaller than the world is left out
+            break
+        # Rank k takes rows [k*size/W, (k+1)*size/W) of the global batch: equal shares of a full
+        # batch, near-equal ones of the last.
+        window = slice(start + ctx.rank * size // world, start + (ctx.rank + 1) * size // world)
+        share = (window.stop - window.start) * world / size
         users, positives = users_all[window], positives_all[window]
         negative_items = negatives_all[window].reshape(-1)
         if per_pair > 1:
@@ -449,6 +454,10 @@ def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neig
         if config.contrastive_weight > 0:
             loss = loss + config.contrastive_weight * model.alignment_loss(
                 torch.unique(positives), config.contrastive_temperature)
+        if share != 1.0:
+            # DDP averages the ranks' gradients; weighting each rank's mean by its share of the
+            # batch makes that average the gradient of the whole batch's mean, as in one process.
+            loss = loss * share
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
