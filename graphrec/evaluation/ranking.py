@@ -29,6 +29,8 @@ Users are processed ``batch_size`` at a time, so memory is
 
 from __future__ import annotations
 
+import numbers
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,8 +73,9 @@ class EvalConfig:
     full_mrr: bool = True
 
     def __post_init__(self) -> None:
-        if not self.ks or any(not isinstance(k, int) or isinstance(k, bool) or k < 1 for k in self.ks):
+        if not self.ks or any(not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1 for k in self.ks):
             raise ValueError(f"EvalConfig.ks must be positive integers, got {self.ks!r}")
+        object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
         if len(set(self.ks)) != len(self.ks):
             raise ValueError(f"EvalConfig.ks has duplicates: {self.ks!r}")
         if self.batch_size < 1:
@@ -313,7 +316,7 @@ def evaluate_embeddings(user_emb: Tensor, item_emb: Tensor, dataset: Dataset, sp
 def _check_features(item_features: np.ndarray | Tensor | None, num_items: int) -> Tensor | None:
     if item_features is None:
         return None
-    features = torch.as_tensor(item_features)
+    features = torch.as_tensor(item_features).detach()
     if features.dim() != 2 or features.size(0) != num_items:
         raise GraphrecError(f"item_features must have shape ({num_items}, d), got {tuple(features.shape)}")
     if not bool(torch.isfinite(features).all()):
@@ -322,10 +325,12 @@ def _check_features(item_features: np.ndarray | Tensor | None, num_items: int) -
     return features
 
 
-def metric_names(ks: Sequence[int], beyond_accuracy: bool = True, with_ild: bool = True) -> list[str]:
-    """The metric keys :func:`evaluate` reports for these cut-offs, in order."""
-    names = [f"{name}@{k}" for k in ks for name in RANKING_METRICS] + ["mrr"]
+def metric_names(ks: Sequence[int], beyond_accuracy: bool = True, with_ild: bool = True,
+                 full_mrr: bool = True) -> list[str]:
+    """The metric keys :func:`evaluate` reports for these cut-offs, in order (``ild@1`` never:
+    a list of one item has no pair to be diverse)."""
+    names = [f"{name}@{k}" for k in ks for name in RANKING_METRICS] + (["mrr"] if full_mrr else [])
     if beyond_accuracy:
-        names += [f"{name}@{k}" for k in ks for name in
-                  ("coverage", "ild", "novelty", "avg_pop", "gini") if with_ild or name != "ild"]
+        names += [f"{name}@{k}" for k in ks for name in ("coverage", "ild", "novelty", "avg_pop", "gini")
+                  if name != "ild" or (with_ild and k > 1)]
     return names

@@ -193,7 +193,7 @@ def _summary(values: Tensor) -> dict[str, float]:
         return {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0}
     values = values.to(torch.float64)
     return {"min": float(values.min()), "max": float(values.max()), "mean": float(values.mean()),
-            "median": float(values.median())}
+            "median": float(np.median(values.numpy()))}  # torch's median() is the lower middle value
 
 
 def to_networkx(data: HeteroData, max_nodes: int = 50_000) -> Any:

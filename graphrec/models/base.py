@@ -28,6 +28,9 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from graphrec.errors import GraphrecError
+from graphrec.graph.hetero import INTERACTS, REV_INTERACTS
+
 #: Standard deviation of the normal initialisation of id embeddings (as the LightGCN reference).
 EMBEDDING_INIT_STD = 0.1
 
@@ -111,6 +114,16 @@ def info_nce(anchors: Tensor, positives: Tensor, temperature: float = 0.2) -> Te
     target = torch.arange(logits.size(0), device=logits.device)
     return 0.5 * (torch.nn.functional.cross_entropy(logits, target)
                   + torch.nn.functional.cross_entropy(logits.t(), target))
+
+
+def check_both_directions(data: HeteroData) -> None:
+    """Propagation over a sampled subgraph needs the interactions both ways (users hear from items
+    and items from users); a graph built without reverse edges would silently lose half of them."""
+    missing = [edge_type for edge_type in (INTERACTS, REV_INTERACTS) if edge_type not in data.edge_types]
+    if missing:
+        raise GraphrecError(f"the sampled subgraph has no {missing} edges: sample from a graph with the "
+                            f"interactions in both directions (build_graph with GraphConfig(reverse_edges=True), "
+                            f"the default)")
 
 
 def edges_within_hops(data: HeteroData, edge_type: tuple[str, str, str], hops: int) -> Tensor | None:

@@ -35,7 +35,9 @@ from torch_geometric.data import HeteroData
 
 from graphrec.graph.adjacency import normalized_adjacency, propagate
 from graphrec.graph.hetero import INTERACTS, REV_INTERACTS
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops, layerwise_mean, nodes_within_hops
+from graphrec.models.base import (
+    EMBEDDING_INIT_STD, Recommender, check_both_directions, edges_within_hops, layerwise_mean, nodes_within_hops,
+)
 
 
 class LightGCN(Recommender):
@@ -114,6 +116,7 @@ class LightGCN(Recommender):
         (:func:`~graphrec.models.base.edges_within_hops`), so the work of the outer layers shrinks
         to the inner hops. Exact for the seed nodes when every neighbour was sampled (see the
         module docstring)."""
+        check_both_directions(data)
         user_ids, item_ids = data["user"].n_id, data["item"].n_id
         x_user, x_item = self.user_embedding(user_ids), self.item_embedding(item_ids)
         deg_user, deg_item = self.degree[user_ids], self.degree[self.num_users + item_ids]

@@ -67,7 +67,9 @@ from torch_geometric.utils import scatter, softmax
 
 from graphrec.graph.adjacency import propagate_weighted, symmetric_csr_pattern
 from graphrec.graph.hetero import INTERACTS, REV_INTERACTS, item_entities, item_modalities
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, edges_within_hops, info_nce, layerwise_mean
+from graphrec.models.base import (
+    EMBEDDING_INIT_STD, Recommender, check_both_directions, edges_within_hops, info_nce, layerwise_mean,
+)
 from graphrec.models.fusion import FUSION_STRATEGIES, Fusion
 
 
@@ -414,6 +416,7 @@ class ModalityGAT(Recommender):
         :math:`d_v / \sqrt{d_v d_w}` factor: the softmax over a uniform sample of the neighbours
         estimates the softmax over all of them, and with equal scores this is LightGCN's sampled
         estimator. With every neighbour sampled it equals :meth:`embed` on the seed nodes."""
+        check_both_directions(data)
         user_ids, item_ids = data["user"].n_id, data["item"].n_id
         num_local_users = user_ids.numel()
         x, _ = self._layer0(user_ids, item_ids)

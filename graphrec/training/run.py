@@ -285,9 +285,12 @@ def _tuples(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _item_features_for_diversity(dataset: Dataset) -> torch.Tensor | None:
+    """Every modality, each row L2-normalised first: raw CNN features have norms in the tens and
+    would otherwise drown the unit-length text embeddings in the cosine that ILD takes."""
     if not dataset.features:
         return None
-    return torch.cat([torch.from_numpy(f.values) for f in dataset.features.values()], dim=1)
+    return torch.cat([torch.nn.functional.normalize(torch.from_numpy(f.values), dim=1)
+                      for f in dataset.features.values()], dim=1)
 
 
 def _silent(_: str) -> None:

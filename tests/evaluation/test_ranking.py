@@ -14,6 +14,7 @@ import torch
 from graphrec.data.dataset import SPLIT_DTYPE, Dataset
 from graphrec.errors import GraphrecError
 from graphrec.evaluation import EvalConfig, cold_items, evaluate, evaluate_embeddings, top_k
+from graphrec.evaluation.ranking import metric_names
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
@@ -284,3 +285,29 @@ def test_evaluate_embeddings_checks_shapes(movielens):
         evaluate_embeddings(torch.zeros(943, 4), torch.zeros(1000, 4), movielens)
     with pytest.raises(GraphrecError, match=r"\[num_users, d\]"):
         evaluate_embeddings(torch.zeros(943, 4), torch.zeros(1682, 5), movielens)
+
+
+def test_diversity_features_may_require_grad_and_numpy_cut_offs_are_accepted():
+    dataset = random_dataset(3)
+    features = torch.randn(dataset.num_items, 4, requires_grad=True)
+    scores = torch.randn(dataset.num_users, dataset.num_items)
+    metrics = evaluate(lambda users: scores[users], dataset, "test",
+                       EvalConfig(ks=(np.int64(5), np.int64(10))), item_features=features).metrics
+    assert 0.0 <= metrics["ild@10"] <= 2.0 and "ild@1" not in metrics
+    assert list(metrics) == metric_names((5, 10))
+
+
+def test_diversity_of_a_run_weighs_each_modality_alike():
+    from graphrec.data.dataset import ModalityFeatures
+    from graphrec.training.run import _item_features_for_diversity
+
+    dataset = random_dataset(4)
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(dataset.num_items, 8)).astype(np.float32)
+    image = 50.0 * np.abs(rng.normal(size=(dataset.num_items, 8))).astype(np.float32)  # CNN-like norms
+    mask = np.ones(dataset.num_items, bool)
+    dataset = dataset.with_features(ModalityFeatures("text", text, mask)).with_features(
+        ModalityFeatures("image", image, mask))
+    features = _item_features_for_diversity(dataset)
+    torch.testing.assert_close(features[:, :8].norm(dim=1), torch.ones(dataset.num_items))
+    torch.testing.assert_close(features[:, 8:].norm(dim=1), torch.ones(dataset.num_items))

@@ -200,3 +200,17 @@ def test_bpr_subgraph_refuses_mismatched_shapes(graph):
     with pytest.raises(ValueError, match="expected users"):
         bpr_subgraph(sampler, torch.arange(4), torch.arange(4), torch.arange(5))
 
+
+
+def test_sampled_propagation_refuses_a_graph_without_reverse_edges(graph):
+    from graphrec.errors import GraphrecError
+    from graphrec.graph.hetero import REV_INTERACTS
+    from graphrec.models import LightGCN, ModalityGAT
+
+    one_way = graph.clone()
+    del one_way[REV_INTERACTS]
+    users, items = one_way[INTERACTS].edge_index[:, :8]
+    batch = bpr_subgraph(TorchNeighborSampler(one_way, [-1, -1], seed=0), users, items, items.roll(1))
+    for model in (LightGCN.from_graph(graph, dim=4, num_layers=2), ModalityGAT.from_graph(graph, dim=4, num_layers=2)):
+        with pytest.raises(GraphrecError, match="sample from a graph with the interactions in both directions"):
+            model.embed_subgraph(batch.data)
