@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # GRAPHREC_DATA points elsewhere, e.g. on a machine where ../shared is not beside the checkout.
 DATA = Path(os.environ.get("GRAPHREC_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
+#: Where smoke and partial runs write (git-ignored), so that they never replace the committed results.
+SMOKE_RESULTS = RESULTS / "smoke"
 
 
 def run_child(code: str, *args: str) -> dict[str, Any]:
@@ -23,10 +26,15 @@ def run_child(code: str, *args: str) -> dict[str, Any]:
     ``os.wait4`` gives this child's own resource usage, so peak RSS is not mixed with earlier children.
     """
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    stdout, stderr = process.stdout.read(), process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    # stderr goes to a file: reading two pipes one after the other deadlocks once the child has
+    # filled the second (64 KiB of log lines) while the parent still waits on the first.
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=errors,
+                                   text=True)
+        stdout = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        errors.seek(0)
+        stderr = errors.read()
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
     if process.returncode != 0:
@@ -49,9 +57,9 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
         print("  ".join(_fmt(row.get(c)).ljust(widths[c]) for c in columns))
 
 
-def write_results(name: str, payload: dict[str, Any]) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+def write_results(name: str, payload: dict[str, Any], directory: Path = RESULTS) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
     payload = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine(), **payload}
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")

@@ -2,7 +2,8 @@
 
 Each measurement runs in a fresh process (so peak RSS is that step's own). The
 baseline, measured in the same run, is the LightGCN reference's way of reading
-the same ``train.txt``/``test.txt``: a Python loop over lines building lists
+the same split files (``train.txt``, ``valid.txt`` where the conversion reads one, ``test.txt``):
+a Python loop over lines building lists
 (LightGCN-PyTorch ``dataloader.Loader``). Conversion time is reported as a ratio
 against it; loading the converted dataset against ``np.load`` of a plain
 ``(2, n)`` int64 edge array, the floor for reading the same interactions.
@@ -34,16 +35,17 @@ REFERENCE_READ = """
 import json, sys, time
 import numpy as np
 t = time.perf_counter()
-for name in ("train.txt", "test.txt"):
+count = 0
+for path in sys.argv[1:]:
     users, items = [], []
-    with open(sys.argv[1] + "/" + name) as f:
+    with open(path) as f:
         for line in f:
             parts = line.strip().split(" ")
             if len(parts) > 1:
                 uid = int(parts[0]); its = [int(i) for i in parts[1:]]
                 users.extend([uid] * len(its)); items.extend(its)
-    np.array(users); np.array(items)
-print(json.dumps({"seconds": time.perf_counter() - t}))
+    count += len(np.array(users)); np.array(items)
+print(json.dumps({"seconds": time.perf_counter() - t, "interactions": count}))
 """
 
 LOAD = """
@@ -87,7 +89,15 @@ def main() -> None:
             dst = work / name
             conv = min((run_child(CONVERT, str(src), str(dst), validation) for _ in range(args.repeats)),
                        key=lambda r: r["seconds"])
-            ref = min((run_child(REFERENCE_READ, str(src)) for _ in range(args.repeats)), key=lambda r: r["seconds"])
+            # the reference reads exactly the files the conversion reads
+            split_files = ([src / validation / "train.txt", src / validation / "valid.txt", src / "test.txt"]
+                           if validation != "-" else [src / f for f in ("train.txt", "valid.txt", "test.txt")
+                                                      if (src / f).is_file()])
+            ref = min((run_child(REFERENCE_READ, *map(str, split_files)) for _ in range(args.repeats)),
+                      key=lambda r: r["seconds"])
+            if ref["interactions"] != conv["interactions"]:
+                raise RuntimeError(f"{name}: the reference read {ref['interactions']:,} interactions and the "
+                                   f"conversion {conv['interactions']:,}: the ratio would compare unequal work")
             load = min((run_child(LOAD, str(dst)) for _ in range(args.repeats)), key=lambda r: r["seconds"])
             run_child(WRITE_NPY, str(dst), str(work / f"{name}.npy"))
             floor = min((run_child(NPY_LOAD, str(work / f"{name}.npy")) for _ in range(args.repeats)),

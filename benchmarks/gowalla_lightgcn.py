@@ -16,11 +16,12 @@ Two measurements, in one run:
    chose it), four negatives per training interaction (four BPR terms from each propagation),
    and the learning rate halved whenever a validation check does not improve (at a constant
    0.01, validation Recall@20 stalls near 0.182). The number of negatives was chosen on
-   validation Recall@20 after 9 training minutes: 0.1814 with one, 0.1895 with four, 0.1806
-   with eight (each extra negative costs gathering and scoring one more item per pair).
+   validation Recall@20 after 9 training minutes, in probe runs whose logs were not kept as
+   result files: 0.1814 with one, 0.1895 with four, 0.1806 with eight (each extra negative
+   costs gathering and scoring one more item per pair).
 
 Run: ``.venv/bin/python benchmarks/gowalla_lightgcn.py`` (about 33 minutes), or
-``--speed-only`` (about 3 minutes). To convergence rather than within the 30-minute target:
+``--speed-only`` (under a minute; written to ``NAME_speed.json``). To convergence rather than within the 30-minute target:
 ``--minutes 95 --patience 6 --name gowalla_lightgcn_converged`` (training stops after six
 validation checks without improvement, by which point the learning rate has been halved six times).
 """
@@ -150,7 +151,8 @@ def main() -> None:
                    "device": device_name(args.device)}
         if not args.speed_only:
             payload["accuracy"] = accuracy_run(dataset, args, work)
-        write_results(args.name, payload)
+        # a speed-only run gets its own file: it must not drop the accuracy section of NAME.json
+        write_results(f"{args.name}_speed" if args.speed_only else args.name, payload)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

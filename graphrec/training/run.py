@@ -157,7 +157,13 @@ def _final_metrics(run: Run, result: TrainResult) -> dict[str, Any]:
         metrics["test"] = run.evaluate("test")
         cold = cold_items(run.dataset)
         if len(cold) and run.dataset.csr("test")[:, cold].nnz > 0:
-            metrics["test_cold"] = run.evaluate("test", protocol="cold")
+            # Ranking N cold items among themselves, a list of K >= N finds every one: no information.
+            ks = tuple(k for k in run.train_config.eval_ks if k < len(cold))
+            if ks:
+                metrics["test_cold"] = run.evaluate("test", protocol="cold", ks=ks)
+            if len(ks) < len(run.train_config.eval_ks):
+                result.notes.append(f"only {len(cold)} items have no training interaction: test_cold leaves out the "
+                                    f"cut-offs of {len(cold)} or more, where every cold item is in the list")
     else:
         result.notes.append("the dataset has no test split: only validation metrics are reported")
     metrics.update({

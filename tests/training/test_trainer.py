@@ -269,3 +269,19 @@ def test_resume_refuses_a_changed_training_recipe(movielens, tmp_path):
 def test_chosen_entity_columns_must_exist(movielens):
     with pytest.raises(GraphrecError, match=r"--entities \['genre'\] are not item columns"):
         create_model(ModelConfig("gat", dim=8, layers=1, entities=("genre",)), movielens)
+
+
+def test_cold_metrics_leave_out_cut_offs_that_hold_every_cold_item(movielens):
+    from graphrec.evaluation import cold_items
+
+    inter = movielens.interactions.copy()
+    rows = (inter["item"] < 3).to_numpy() & (inter["split"] == "train").to_numpy()
+    inter.loc[rows, "split"] = "test"
+    few_cold = dataclasses.replace(movielens, interactions=inter)
+    count = len(cold_items(few_cold))
+    assert 20 < count <= 50
+    run = train(few_cold, ModelConfig("mf", dim=8), TrainConfig(epochs=1, **{**FAST, "eval_ks": (10, 20, 50)}),
+                log=lambda _: None)
+    reported = {int(key.split("@")[1]) for key in run.metrics["test_cold"] if "@" in key}
+    assert reported == {10, 20}
+    assert any("test_cold leaves out the cut-offs" in note for note in run.metrics["notes"])
