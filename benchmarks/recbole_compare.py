@@ -453,6 +453,11 @@ def main() -> None:
                       patience=args.patience, threads=args.threads)
     previous = None
     if args.timing_only is not None:
+        ignored = [f"--{name.replace('_', '-')}" for name in ("lr", "reg", "batch_size", "epochs", "patience")
+                   if getattr(args, name) != parser.get_default(name)]
+        if ignored:
+            sys.exit(f"--timing-only re-measures the setting of the existing results; {', '.join(ignored)} "
+                     f"would be ignored")
         previous_path = RESULTS / "recbole_compare.json"
         if not previous_path.is_file():
             sys.exit(f"--timing-only adds to {previous_path.relative_to(ROOT)}; run the full comparison first")

@@ -106,7 +106,10 @@ class VBPR(Recommender):
         torch.nn.init.normal_(self.placeholders, std=EMBEDDING_INIT_STD)
 
     def content(self, items: Tensor | None = None) -> Tensor:
-        """Projected content :math:`\\mathbf{c}_i` of ``items`` (all items when ``None``)."""
+        """Projected content :math:`\\mathbf{c}_i` of ``items`` (all items when ``None``; any shape,
+        e.g. ``(B, K)`` negatives, giving ``items.shape + (content_dim,)``)."""
+        if items is not None and items.dim() != 1:
+            return self.content(items.reshape(-1)).view(*items.shape, self.content_dim)
         features = self.features if items is None else self.features[items]
         mask = self.mask if items is None else self.mask[items]
         blocks = features.split(self.modality_dims, dim=1)
@@ -133,7 +136,7 @@ class VBPR(Recommender):
         return torch.cat([self.user_embedding(users), self.user_content_embedding(users)], dim=1)
 
     def item_ego(self, items: Tensor) -> Tensor:
-        return torch.cat([self.item_embedding(items), self.content(items)], dim=1)
+        return torch.cat([self.item_embedding(items), self.content(items)], dim=-1)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, dim={self.dim}, content_dim={self.content_dim}, "

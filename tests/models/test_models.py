@@ -437,3 +437,15 @@ def test_popularity_orders_by_count_and_breaks_ties_at_random():
     assert not torch.equal(cold_order, torch.arange(500))
     assert torch.equal(Popularity(3, counts.numel(), train_items, seed=0).embed()[1], model.embed()[1])
     assert not torch.equal(Popularity(3, counts.numel(), train_items, seed=1).embed()[1], model.embed()[1])
+
+
+@pytest.mark.parametrize("name", ["mf", "lightgcn", "vbpr", "gat"])
+def test_regularization_takes_several_negatives_per_row(name, planted):
+    dataset, data = planted
+    model = make_model(name, data)
+    users, positives, negatives = (t[:6] for t in bpr_triples(dataset))
+    several = torch.stack([negatives, negatives.roll(1)], dim=1)  # (B, 2), as BPRBatch.neg
+    squares = model.regularization(users, positives, several)
+    assert torch.isfinite(squares) and squares > 0
+    assert model.item_ego(several).shape[:2] == (6, 2)
+    torch.testing.assert_close(model.item_ego(several).reshape(12, -1), model.item_ego(several.reshape(-1)))
