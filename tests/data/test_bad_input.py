@@ -52,3 +52,11 @@ def test_a_conversion_cannot_replace_its_source_and_sep_is_for_csv_only(tmp_path
     convert("csv", tmp_path / "src" / "t.csv", tmp_path / "ds")
     with pytest.raises(GraphrecError, match="--sep applies to csv only"):
         convert("parquet", tmp_path / "ds" / "interactions.parquet", tmp_path / "p", reader_options={"sep": ";"})
+
+
+def test_an_amazon_timestamp_beyond_64_bits_is_named(tmp_path):
+    # found by the fuzz test: a float timestamp too large for int64 overflowed inside pandas
+    (tmp_path / "Baby.json").write_text('{"overall": 4.0, "reviewerID": "R1", "asin": "X1", "unixReviewTime": 1514764800}\n'
+                                        '{"overall": 1.0, "reviewerID": "R2", "asin": "X1", "unixReviewTime": 151485e200}\n')
+    with pytest.raises(DataFormatError, match="line 2, field 'unixReviewTime': timestamp .* is out of range"):
+        convert("amazon", tmp_path / "Baby.json", tmp_path / "out")

@@ -219,6 +219,9 @@ def _read_reviews_by_line(path: Path, fields: ReviewFields) -> pd.DataFrame:
                                       or not float(timestamp).is_integer()):
             raise DataFormatError(f"timestamp {timestamp!r} is not an integer", path=path, line=number,
                                   field=fields.timestamp)
+        if timestamp is not None and not -2**63 <= int(timestamp) < 2**63:
+            raise DataFormatError(f"timestamp {timestamp!r} is out of range (64-bit seconds or milliseconds)",
+                                  path=path, line=number, field=fields.timestamp)
         timestamps.append(None if timestamp is None else int(timestamp) // fields.timestamp_divisor)
     return interactions_frame(np.array(users, dtype=str), np.array(items, dtype=str), ratings,
                               pd.array(timestamps, dtype="Int64"))
