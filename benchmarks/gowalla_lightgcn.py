@@ -40,6 +40,7 @@ from _common import DATA, RESULTS, print_table, write_results
 
 from graphrec.data.convert import convert
 from graphrec.data.dataset import load_dataset
+from graphrec.device import resolve_device
 from graphrec.evaluation import EvalConfig
 from graphrec.graph import normalized_adjacency
 from graphrec.models import LightGCN
@@ -47,7 +48,7 @@ from graphrec.training.bpr import bpr_loss
 from graphrec.training.factory import ModelConfig, create_model
 from graphrec.training.negatives import NegativeSampler
 from graphrec.training.run import evaluate_model
-from graphrec.training.trainer import TrainConfig, fit, resolve_device
+from graphrec.training.trainer import TrainConfig, fit
 
 
 class StockAutogradLightGCN(LightGCN):

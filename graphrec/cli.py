@@ -12,9 +12,6 @@ import typer
 
 from graphrec.errors import GraphrecError
 
-#: ``graphrec encode``'s default token limit (TextEncoderConfig's).
-TEXT_MAX_LENGTH = 128
-
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="graphrec: multimodal recommendation with graph neural networks.")
 
@@ -84,7 +81,8 @@ def convert(
     if sep is not None:
         reader_options["sep"] = sep
     config = ConvertConfig(min_rating=min_rating, dedupe=dedupe, kcore=kcore, split=split,
-                           ratios=None if ratios is None else _parse_ratios(ratios), seed=seed, cold_items=cold_items, name=name)
+                           ratios=None if ratios is None else _parse_ratios(ratios), seed=seed, cold_items=cold_items,
+                           name=name)
     run_convert(format, src, dst, config, overwrite=overwrite, reader_options=reader_options, log=typer.echo)
 
 
@@ -129,7 +127,7 @@ def encode(
     weights: Annotated[Optional[str], typer.Option("--weights", help="image: weights FILE or torchvision "
                                                                      "weights name (DEFAULT, IMAGENET1K_V2)")] = None,
     fields: Annotated[Optional[str], typer.Option("--fields", help="text: item fields to assemble")] = None,
-    max_length: Annotated[int, typer.Option("--max-length", help="text: token limit")] = TEXT_MAX_LENGTH,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="text: token limit (default 128)")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     device: Annotated[str, typer.Option("--device")] = "auto",
     num_workers: Annotated[int, typer.Option("--num-workers", help="image: loader processes")] = 0,
@@ -144,10 +142,12 @@ def encode(
             raise GraphrecError("--weights applies to image encoders; for text pass a local directory to --model")
         if num_workers:
             raise GraphrecError("--num-workers applies to image encoders (text is tokenised in the main process)")
-        config: object = TextEncoderConfig(model=model, max_length=max_length, batch_size=batch_size, device=device,
-                                           **({"fields": tuple(f for f in fields.split(",") if f)} if fields else {}))
+        chosen = {"fields": tuple(f for f in fields.split(",") if f)} if fields else {}
+        if max_length is not None:
+            chosen["max_length"] = max_length
+        config: object = TextEncoderConfig(model=model, batch_size=batch_size, device=device, **chosen)
     elif modality == "image":
-        if fields is not None or max_length != TEXT_MAX_LENGTH:
+        if fields is not None or max_length is not None:
             raise GraphrecError("--fields and --max-length apply to text encoders")
         config = ImageEncoderConfig(model=model, weights=weights, batch_size=batch_size, device=device,
                                     num_workers=num_workers)

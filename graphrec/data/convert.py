@@ -142,8 +142,8 @@ def reader_option_values(format: str, options: Mapping[str, str]) -> dict[str, A
             try:
                 typed[key] = kind(text)
             except ValueError:
-                raise GraphrecError(f"option {key} of format {format!r} takes {'an integer' if kind is int else 'a number'}, "
-                                    f"got {text!r}") from None
+                wanted = "an integer" if kind is int else "a number"
+                raise GraphrecError(f"option {key} of format {format!r} takes {wanted}, got {text!r}") from None
         else:
             typed[key] = text
     return typed

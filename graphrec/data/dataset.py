@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from graphrec.data.storage import atomic_directory, write_json
+from graphrec.data.storage import atomic_directory, read_npy, write_json
 from graphrec.errors import DataFormatError
 
 SCHEMA_VERSION = 1
@@ -272,8 +272,8 @@ class Dataset:
         users = _read_parquet(path / "users.parquet").to_pandas()
         features = {}
         for name, spec in manifest.get("modalities", {}).items():
-            values = _read_npy(path / spec["file"], name)
-            mask = _read_npy(path / spec["mask"], name)
+            values = read_npy(path / spec["file"], name)
+            mask = read_npy(path / spec["mask"], name)
             if values.ndim != 2 or values.shape[0] != len(items):
                 raise DataFormatError(f"has shape {values.shape} but the dataset has {len(items)} items (expected "
                                       f"one row per item)", path=path / spec["file"], field=name)
@@ -312,16 +312,6 @@ def _read_parquet(file: Path, required: Sequence[str] = ()) -> pa.Table:
         if column not in table.column_names:
             raise DataFormatError(f"lacks column {column!r}", path=file, field=column)
     return table
-
-
-def _read_npy(file: Path, modality: str) -> np.ndarray:
-    """A dataset's feature or mask array, or a DataFormatError saying what is wrong with it."""
-    if not file.is_file():
-        raise DataFormatError("required file of the dataset is missing", path=file, field=modality)
-    try:
-        return np.load(file)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataFormatError(f"is not a readable NumPy file: {exc}", path=file, field=modality) from None
 
 
 def check_finite(values: np.ndarray, where: str | Path) -> None:

@@ -14,11 +14,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from tokenize import TokenError
 from typing import Any
 
 import numpy as np
 
-from graphrec.errors import DatasetExistsError, GraphrecError
+from graphrec.errors import DataFormatError, DatasetExistsError, GraphrecError
 
 
 @contextlib.contextmanager
@@ -30,11 +31,9 @@ def atomic_directory(dst: str | Path, overwrite: bool = False) -> Iterator[Path]
     dst = Path(dst)
     if dst.exists() and not overwrite:
         raise DatasetExistsError(f"{dst} already exists; pass --overwrite (overwrite=True) to replace it")
-    try:
+    with _creating(dst):
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
-    except OSError as exc:
-        raise GraphrecError(f"cannot create {dst}: {exc.strerror or exc} ({exc.filename or dst.parent})") from None
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
@@ -57,11 +56,9 @@ def atomic_directory(dst: str | Path, overwrite: bool = False) -> Iterator[Path]
 def atomic_file(dst: str | Path) -> Iterator[Path]:
     """Yield a temporary file path that is renamed to ``dst`` when the block succeeds."""
     dst = Path(dst)
-    try:
+    with _creating(dst):
         dst.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{dst.name}.tmp-", dir=dst.parent)
-    except OSError as exc:
-        raise GraphrecError(f"cannot create {dst}: {exc.strerror or exc} ({exc.filename or dst.parent})") from None
     os.close(fd)
     tmp = Path(name)
     # mkstemp creates the file owner-only; give the result the permissions a plain open() would.
@@ -72,6 +69,16 @@ def atomic_file(dst: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, dst)
+
+
+@contextlib.contextmanager
+def _creating(dst: Path) -> Iterator[None]:
+    """Turn a failure to create the temporary beside ``dst`` (a read-only or missing parent, a file
+    where a folder should be) into an error that names ``dst``."""
+    try:
+        yield
+    except OSError as exc:
+        raise GraphrecError(f"cannot create {dst}: {exc.strerror or exc} ({exc.filename or dst.parent})") from None
 
 
 def would_replace(dst: str | Path, source: str | Path) -> bool:
@@ -97,6 +104,18 @@ def write_npy(path: str | Path, array: np.ndarray) -> None:
     with atomic_file(path) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, array)
+
+
+def read_npy(path: str | Path, field: str | None = None) -> np.ndarray:
+    """Load a ``.npy`` array (no pickles); a missing or damaged file is a DataFormatError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError("required file is missing", path=path, field=field)
+    try:
+        return np.load(path, allow_pickle=False)
+    # a damaged header fails while numpy tokenises or evaluates it
+    except (ValueError, OSError, EOFError, SyntaxError, TokenError, TypeError, MemoryError) as exc:
+        raise DataFormatError(f"is not a readable .npy array: {exc}", path=path, field=field) from None
 
 
 def _json_default(value: Any) -> Any:

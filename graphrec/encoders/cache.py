@@ -260,18 +260,5 @@ def encode_with_cache(keys: Sequence[str | None], compute: ComputeFn, dim: Calla
 
 
 # ----------------------------------------------------------------- helpers
-def resolve_device(spec: str) -> torch.device:
-    """``"auto"`` is the first CUDA GPU when there is one, else the CPU."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError as exc:
-        raise GraphrecError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GraphrecError(f"device {spec!r} was asked for but CUDA is not available; use --device cpu")
-    return device
-
-
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

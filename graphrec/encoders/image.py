@@ -41,8 +41,9 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from graphrec.data.dataset import Dataset, ModalityFeatures
+from graphrec.device import resolve_device
 from graphrec.encoders.cache import (
-    ENCODER_FORMAT_VERSION, EmbeddingCache, encode_with_cache, identity_digest, resolve_device, sha256_file,
+    ENCODER_FORMAT_VERSION, EmbeddingCache, encode_with_cache, identity_digest, sha256_file,
     sha256_state_dict, utc_now,
 )
 from graphrec.errors import GraphrecError

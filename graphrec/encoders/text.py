@@ -37,9 +37,10 @@ import transformers
 from tqdm.auto import tqdm
 
 from graphrec.data.dataset import Dataset, ModalityFeatures
+from graphrec.device import resolve_device
 from graphrec.encoders.bundled import BUNDLED_MINILM, bundled_minilm
 from graphrec.encoders.cache import (
-    ENCODER_FORMAT_VERSION, EmbeddingCache, encode_with_cache, identity_digest, resolve_device, sha256_directory,
+    ENCODER_FORMAT_VERSION, EmbeddingCache, encode_with_cache, identity_digest, sha256_directory,
     utc_now,
 )
 from graphrec.errors import GraphrecError

@@ -73,13 +73,13 @@ def build_graph(dataset: Dataset, config: GraphConfig = GraphConfig()) -> Hetero
     unknown = [name for name in modalities if name not in dataset.features]
     if unknown:
         raise GraphrecError(f"dataset {dataset.name!r} has no modality {unknown}; "
-                         f"it has {sorted(dataset.features) or 'none'}")
+                            f"it has {sorted(dataset.features) or 'none'}")
     entity_columns = [column for column in config.entities if column in dataset.items.columns]
     node_types = [ENTITY_NODE_TYPES.get(column, column) for column in entity_columns] + modalities
     clashes = sorted({name for name in node_types if node_types.count(name) > 1 or name in (USER, ITEM)})
     if clashes:
         raise GraphrecError(f"node type name(s) {clashes} used twice (modalities and entity columns must "
-                         f"differ from each other and from 'user' / 'item')")
+                            f"differ from each other and from 'user' / 'item')")
 
     for name in modalities:
         feature = dataset.features[name]

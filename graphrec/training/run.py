@@ -25,18 +25,13 @@ import torch
 
 from graphrec.data.dataset import Dataset, load_dataset
 from graphrec.data.storage import atomic_file, write_json
+from graphrec.device import resolve_device
 from graphrec.errors import GraphrecError
 from graphrec.evaluation import EvalConfig, cold_items, evaluate_embeddings
 from graphrec.training.distributed import finish as finish_distributed
 from graphrec.training.factory import CONTENT_MODELS, MODEL_NAMES, ModelConfig, create_model
 from graphrec.training.plots import plot_training_curves
-from graphrec.training.trainer import (
-    TrainConfig,
-    TrainResult,
-    ensure_validation_split,
-    fit,
-    resolve_device,
-)
+from graphrec.training.trainer import TrainConfig, TrainResult, ensure_validation_split, fit
 
 
 @dataclass
@@ -61,7 +56,7 @@ class Run:
         self.model.eval()
         user_emb, item_emb = self.model.embed()
         # detached copies: a model whose embed() returns its own weights (MF) must not hand them out
-        return user_emb.detach().cpu().clone(), item_emb.detach().cpu().clone()
+        return user_emb.detach().to("cpu", copy=True), item_emb.detach().to("cpu", copy=True)
 
     def evaluate(self, split: str = "test", protocol: str = "warm", ks: tuple[int, ...] | None = None,
                  beyond_accuracy: bool = True) -> dict[str, float]:

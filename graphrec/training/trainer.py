@@ -38,6 +38,7 @@ import torch
 from graphrec.data.dataset import SPLIT_DTYPE, Dataset
 from graphrec.data.splitting import TRAIN, VALID, split_random
 from graphrec.data.storage import atomic_file, write_json
+from graphrec.device import resolve_device
 from graphrec.errors import GraphrecError
 from graphrec.evaluation.metrics import RANKING_METRICS
 from graphrec.training.bpr import bpr_loss
@@ -110,7 +111,10 @@ class TrainConfig:
         if self.contrastive_weight < 0 or not self.contrastive_temperature > 0:
             raise ValueError(f"TrainConfig.contrastive_weight must be >= 0 and contrastive_temperature > 0, got "
                              f"{self.contrastive_weight} and {self.contrastive_temperature}")
-        check_device(self.device)
+        try:
+            resolve_device(self.device)
+        except GraphrecError as error:
+            raise ValueError(str(error)) from None
 
 
 @dataclass
@@ -137,27 +141,6 @@ class TrainResult:
     sampling: str = "full"
     distributed: dict[str, Any] | None = None
     is_main: bool = True
-
-
-def check_device(name: str) -> None:
-    """Raise a ValueError unless ``name`` is ``auto`` or a device this machine has."""
-    if name == "auto":
-        return
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r}: this machine has no CUDA GPU; use cpu or auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when there is one."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def ensure_validation_split(dataset: Dataset, seed: int, share: float = 0.1) -> tuple[Dataset, str | None]:
@@ -217,7 +200,6 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
         raise GraphrecError(f"dataset {dataset.name!r} has no validation split, which model selection needs; "
                             f"carve one with ensure_validation_split(dataset, seed) before building the model "
                             f"(so that a graph model's edges exclude it), as graphrec.training.run.train does")
-    notes: list[str] = []
     model.to(device)
     torch.manual_seed(config.seed)
     generator = torch.Generator(device="cpu").manual_seed(config.seed)
@@ -227,7 +209,7 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
     negatives = NegativeSampler(train_users, train_items, dataset.num_items, candidates=train_items)
     if config.contrastive_weight > 0 and not getattr(model, "supports_alignment", False):
         raise GraphrecError(f"contrastive alignment needs a content model (gat or vbpr); "
-                         f"{type(model).__name__} has no content to align")
+                            f"{type(model).__name__} has no content to align")
     mode = choose_sampling(config, model, dataset, log)
     fanout = _fanout_for(model, config.fanout, log) if mode == "neighbor" else config.fanout
     neighbors = _neighbor_sampler(dataset, fanout, config.seed, mode)
@@ -249,10 +231,10 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
         mode == "neighbor" and not ctx.enabled)
     if sparse and mode != "neighbor":
         raise GraphrecError("sparse_embeddings needs neighbour sampling: full-graph propagation reads whole "
-                         "embedding tables, whose gradients are dense")
+                            "embedding tables, whose gradients are dense")
     if sparse and ctx.enabled:
         raise GraphrecError("sparse_embeddings is not supported with distributed training (DDP averages "
-                         "dense gradients); leave it unset")
+                            "dense gradients); leave it unset")
     optimizer = make_optimizer(model, config.lr, sparse)
     if sparse:
         log("sparse embedding updates: each batch updates only the embedding rows it touched (SparseAdam)")
@@ -260,8 +242,8 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
     state = _LoopState()
     if resume and checkpoint_path is not None and checkpoint_path.exists():
         state = _load_checkpoint(checkpoint_path, model, optimizer, generator, neighbors)
-        notes.extend(state.notes)
         log(f"resumed from {checkpoint_path} after epoch {state.epoch}")
+    notes = state.notes  # kept in the loop state, so that a checkpoint carries them
 
     budget = None if config.max_minutes is None else config.max_minutes * 60.0
     progress = _progress_bar(config, initial=state.epoch) if ctx.is_main else None
@@ -303,7 +285,6 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
             log(f"epoch {epoch}: no validation improvement in {state.evals_without_improvement} "
                 f"evaluations; learning rate now {lr:.3g}")
             notes.append(f"learning rate decayed to {lr:.3g} after epoch {epoch}")
-        state.notes = list(notes)
         state.history.append(record)
         state.epoch = epoch
         if progress is None and record.valid is not None:
@@ -544,6 +525,7 @@ class _LoopState:
 
 def _save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, state: _LoopState,
                      neighbors=None) -> None:
+    sampler_generator = _sampler_generator(neighbors)
     payload = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -560,7 +542,7 @@ def _save_checkpoint(path: Path, model, optimizer, generator: torch.Generator, s
         "notes": state.notes,
         "sampling": "full" if neighbors is None else "neighbor",
         # torch's own sampler draws from its generator; PyG's (pyg-lib) from torch's global one, saved above
-        "sampler_generator": None if _sampler_generator(neighbors) is None else _sampler_generator(neighbors).get_state(),
+        "sampler_generator": None if sampler_generator is None else sampler_generator.get_state(),
     }
     with atomic_file(path) as tmp:
         torch.save(payload, tmp)
@@ -585,8 +567,9 @@ def _load_checkpoint(path: Path, model, optimizer, generator: torch.Generator, n
     generator.set_state(payload["generator"])
     torch.set_rng_state(payload["torch_rng"])
     sampler_state = payload.get("sampler_generator")
-    if sampler_state is not None and _sampler_generator(neighbors) is not None:
-        _sampler_generator(neighbors).set_state(sampler_state)
+    sampler_generator = _sampler_generator(neighbors)
+    if sampler_state is not None and sampler_generator is not None:
+        sampler_generator.set_state(sampler_state)
     return _LoopState(
         epoch=payload["epoch"], train_seconds=payload["train_seconds"], best_value=payload["best_value"],
         best_epoch=payload["best_epoch"], best_valid=payload["best_valid"], best_state=payload["best_state"],

@@ -15,7 +15,6 @@ an original id column and ``userID`` / ``itemID``); when present, the original i
 from __future__ import annotations
 
 from pathlib import Path
-from tokenize import TokenError
 
 import numpy as np
 
@@ -31,6 +30,7 @@ from graphrec.data.formats._parsing import (
     require_file,
 )
 from graphrec.data.raw import RawDataset, interactions_frame
+from graphrec.data.storage import read_npy
 from graphrec.errors import DataFormatError
 
 #: ``<modality>_feat.npy`` holds one modality's item features (MMRec: image_feat.npy, text_feat.npy).
@@ -124,10 +124,7 @@ def _present_rows(directory: Path, modality: str, matrix: np.ndarray,
     mask_path = directory / f"{modality}{MASK_SUFFIX}"
     if not mask_path.is_file():
         return ids, matrix, encoder
-    try:
-        mask = np.load(mask_path)
-    except (OSError, ValueError, EOFError) as exc:
-        raise DataFormatError(f"is not a readable NumPy file: {exc}", path=mask_path) from None
+    mask = read_npy(mask_path)
     if mask.dtype != bool or mask.shape != (len(matrix),):
         raise DataFormatError(f"must be a bool array with one flag per row of {modality}{FEATURE_SUFFIX} "
                               f"({len(matrix)}), got {mask.dtype} {mask.shape}", path=mask_path)
@@ -177,11 +174,7 @@ def _inter_file(src: Path, name: str | None) -> Path:
 
 
 def _load_matrix(path: Path) -> np.ndarray:
-    try:
-        matrix = np.load(path, allow_pickle=False)
-    # a damaged header fails while numpy tokenises or evaluates it
-    except (ValueError, OSError, EOFError, SyntaxError, TokenError, TypeError, MemoryError) as exc:
-        raise DataFormatError(f"is not a readable .npy array: {exc}", path=path) from None
+    matrix = read_npy(path)
     if matrix.ndim != 2 or matrix.dtype.kind not in "fiu":
         raise DataFormatError(f"expected a 2-D numeric matrix, found shape {matrix.shape} of {matrix.dtype}",
                               path=path)

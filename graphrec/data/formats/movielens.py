@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from graphrec.data.formats._parsing import (
     TextTable,
+    first_repeat,
     parse_floats,
     parse_ids,
     parse_ints,
@@ -253,7 +254,6 @@ def _items_frame(ids: np.ndarray, titles: np.ndarray, genres: list[list[str]], e
 
 def _require_unique(ids: pd.Series, table: TextTable, field: str) -> None:
     """An id listed twice in a users or movies file is an error at its second line."""
-    repeated = ids.duplicated().to_numpy()
-    if repeated.any():
-        row = int(np.argmax(repeated))
+    row = first_repeat(ids.to_numpy())
+    if row is not None:
         raise table.failure(field)(row, f"id {ids.iloc[row]} is listed more than once")

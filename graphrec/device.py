@@ -1,0 +1,26 @@
+"""The one place that turns a ``--device`` string into a :class:`torch.device`, or a clear error.
+
+Training, evaluation and both encoders take the same spellings: ``auto`` (the first CUDA GPU
+when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from graphrec.errors import GraphrecError
+
+
+def resolve_device(spec: str) -> torch.device:
+    """The device ``spec`` names; a GraphrecError when it is not a device name or this machine lacks it."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise GraphrecError(f"device {spec!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GraphrecError(f"device {spec!r}: this machine has no CUDA GPU; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise GraphrecError(f"device {spec!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return device
