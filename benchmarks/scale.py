@@ -168,7 +168,7 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
     sampler = make_neighbor_sampler(graph, list(fanout), seed=seed)
     del graph  # the trainer keeps only the sampler (its CSC copies), not the HeteroData
     stage("heterogeneous graph + neighbour sampler")
-    # The trainer's default in neighbour mode on one process: sparse gradients, SparseAdam for the tables.
+    # The trainer's default in neighbour mode on one process: sparse gradients, lazy Adam for the tables.
     optimizer = make_optimizer(model, lr, sparse_embeddings=sparse_embeddings)
     generator = torch.Generator().manual_seed(seed)
     model.train()
@@ -553,7 +553,7 @@ def main() -> None:
         f"Machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB:.0f} GiB, "
         f"shared with other work (load averages in the tables); torch threads {args.threads}. Batch {args.batch_size}, "
         f"fan-out {','.join(map(str, args.fanout))} ({len(args.fanout)} LightGCN layers), dim {args.dim}; "
-        f"{'SparseAdam on the embedding tables (the trainer default for neighbour sampling)' if not args.dense_adam else 'dense Adam'}.",
+        f"{'lazy Adam (LazyAdam) on the embedding tables (the trainer default for neighbour sampling)' if not args.dense_adam else 'dense Adam'}.",
         "Epoch time = epoch setup (measured over all interactions) + measured seconds per batch x batches per "
         f"epoch; each size timed {args.batches} batches after {args.warmup} warm-up batches. Not a full epoch.",
         "Peak RSS is each child process's own (os.wait4): the training child holds the dataset, LightGCN's "

@@ -204,7 +204,7 @@ def train(
     plot: Annotated[bool, typer.Option("--plot", help="save RUN/curves.png")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
     deterministic: Annotated[bool, typer.Option("--deterministic",
-                                                help="one CPU thread: bit-identical runs and resumes")] = False,
+                                                help="one CPU thread: runs and resumes repeat (to float32 rounding)")] = False,
     fusion: Annotated[str, typer.Option("--fusion", help="gat: attention, concat, sum, mean, product, gated")]
         = "attention",
     contrastive_weight: Annotated[float, typer.Option("--contrastive-weight",

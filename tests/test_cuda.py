@@ -1,4 +1,4 @@
-"""The CUDA code paths give what the CPU gives: training (full-graph and sampled), evaluation, encoders.
+"""The CUDA code paths give what the CPU gives: training (full-graph and sampled), lazy Adam, evaluation, encoders.
 
 Every test compares a CUDA run with the same run on the CPU, so they need a GPU; on a machine
 without one they are skipped (the CPU side of each is covered by the rest of the suite). The
@@ -20,6 +20,7 @@ from graphrec.encoders.image import ImageEncoder, ImageEncoderConfig
 from graphrec.encoders.text import TextEncoder, TextEncoderConfig
 from graphrec.evaluation import EvalConfig
 from graphrec.evaluation.ranking import evaluate_embeddings
+from graphrec.training.lazy_adam import LazyAdam
 from graphrec.training.run import ModelConfig, TrainConfig, train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (compares CUDA with CPU)")
@@ -65,6 +66,24 @@ def test_evaluation_on_cuda_equals_cpu(synthetic):
     assert cpu.keys() == cuda.keys()
     for key in cpu:
         assert cuda[key] == pytest.approx(cpu[key], rel=1e-5, abs=1e-7), key
+
+
+def test_lazy_adam_on_cuda_equals_cpu():
+    """The embedding optimiser of sampled training (index_select / index_copy_ / index_add_ on the device)."""
+    generator = torch.Generator().manual_seed(0)
+    weights = torch.randn(500, 8, generator=generator)
+    batches = [torch.randint(0, 400, (200,), generator=generator) for _ in range(5)]
+    tables = {}
+    for device in ("cpu", "cuda"):
+        table = torch.nn.Embedding.from_pretrained(weights.clone(), freeze=False, sparse=True).to(device)
+        optimizer = LazyAdam(table.parameters(), lr=0.05)
+        for rows in batches:
+            optimizer.zero_grad()
+            (table(rows.to(device)) ** 2).sum().backward()
+            optimizer.step()
+        tables[device] = table.weight.detach().cpu()
+    torch.testing.assert_close(tables["cuda"], tables["cpu"], rtol=1e-5, atol=1e-6)
+    assert torch.equal(tables["cuda"][400:], weights[400:])
 
 
 def _tiny_bert(directory: Path) -> Path:

@@ -13,10 +13,13 @@ A checkpoint written after each epoch holds the model, the optimiser and every
 random-number state, so a resumed run ends identical to an uninterrupted one.
 With several CPU threads, MKL may split reductions differently from run to run
 (its thread count adapts to load), which changes results in the last bits;
-``deterministic=True`` trains on one intra-op thread and makes runs and resumes
-bit-identical on the CPU. On CUDA it also asks for PyTorch's deterministic kernels, so
-losses and metrics repeat exactly; the parameters repeat to float32 rounding only, since
-cuSPARSE's products are outside PyTorch's deterministic switch.
+``deterministic=True`` trains on one intra-op thread, which made runs and resumes
+bit-identical on the CPU in every run on the 2-core machines here; on a 16-core machine
+running eight such trainings at once, 3 of 17 resumes ended an epoch one float32
+rounding step off (its loss 0.41958239 against 0.41958237), so count on CPU results
+repeating to float32 rounding, and usually exactly. On CUDA it also asks for PyTorch's
+deterministic kernels, so losses and metrics repeat exactly; the parameters repeat to
+float32 rounding only, since cuSPARSE's products are outside PyTorch's deterministic switch.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from graphrec.training.distributed import (
     context_from_env,
     parameter_checksum,
 )
+from graphrec.training.lazy_adam import LazyAdam
 from graphrec.training.negatives import NegativeSampler
 
 
@@ -74,7 +78,7 @@ class TrainConfig:
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.2
     #: Update only the embedding rows a batch touched (sparse gradients and lazy Adam,
-    #: :class:`torch.optim.SparseAdam`). ``None``: on for neighbour sampling in one process, where a
+    #: :class:`~graphrec.training.lazy_adam.LazyAdam`). ``None``: on for neighbour sampling in one process, where a
     #: batch touches a small part of a large table and a dense Adam step over all of it would cost
     #: more than the batch itself; off otherwise (full-graph propagation touches every row anyway).
     sparse_embeddings: bool | None = None
@@ -237,7 +241,7 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
                             "dense gradients); leave it unset")
     optimizer = make_optimizer(model, config.lr, sparse)
     if sparse:
-        log("sparse embedding updates: each batch updates only the embedding rows it touched (SparseAdam)")
+        log("sparse embedding updates: each batch updates only the embedding rows it touched (lazy Adam)")
 
     state = _LoopState()
     if resume and checkpoint_path is not None and checkpoint_path.exists():
@@ -450,7 +454,7 @@ def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neig
 
 
 class _EmbeddingsAndDenseOptimizer:
-    """SparseAdam for the embedding tables plus Adam for every other parameter, behind one
+    """Lazy Adam for the embedding tables plus Adam for every other parameter, behind one
     ``zero_grad`` / ``step`` / ``state_dict`` (PyTorch has no container for two optimisers)."""
 
     def __init__(self, sparse: torch.optim.Optimizer, dense: torch.optim.Optimizer | None) -> None:
@@ -494,15 +498,15 @@ def _set_sparse_embeddings(model: torch.nn.Module, sparse: bool) -> list[torch.n
 
 def make_optimizer(model: torch.nn.Module, lr: float, sparse_embeddings: bool = False):
     """Adam over every parameter; with ``sparse_embeddings``, the model's ``nn.Embedding`` tables
-    produce sparse gradients and get :class:`torch.optim.SparseAdam` (lazy Adam: rows a batch did
-    not touch keep their value and their moments), the other parameters plain Adam."""
+    produce sparse gradients and get :class:`~graphrec.training.lazy_adam.LazyAdam` (rows a batch
+    did not touch keep their value and their moments), the other parameters plain Adam."""
     if not sparse_embeddings:
         _set_sparse_embeddings(model, False)
         return torch.optim.Adam(model.parameters(), lr=lr)
     tables = _set_sparse_embeddings(model, True)
     table_ids = {id(weight) for weight in tables}
     others = [p for p in model.parameters() if id(p) not in table_ids and p.requires_grad]
-    return _EmbeddingsAndDenseOptimizer(torch.optim.SparseAdam(tables, lr=lr),
+    return _EmbeddingsAndDenseOptimizer(LazyAdam(tables, lr=lr),
                                         torch.optim.Adam(others, lr=lr) if others else None)
 
 

@@ -65,7 +65,7 @@ def test_models_without_subgraph_support_refuse_neighbor_sampling(movielens):
 
 
 def test_sparse_embedding_updates_touch_only_the_batch_rows(movielens):
-    """Neighbour sampling on one process defaults to sparse gradients and SparseAdam: one batch
+    """Neighbour sampling on one process defaults to sparse gradients and lazy Adam: one batch
     moves the embedding rows of its subgraph's nodes and no other."""
     lines = []
     config = TrainConfig(epochs=1, batch_size=64, sampling="neighbor", fanout=(3,), lr=0.01, progress=False,
@@ -95,7 +95,7 @@ def _first_training_rows(dataset, count: int):
 
 
 def test_learning_rate_decay_reaches_both_optimisers_of_sparse_training(movielens):
-    """With sparse embeddings (SparseAdam + Adam), a decay scales every parameter group."""
+    """With sparse embeddings (LazyAdam + Adam), a decay scales every parameter group."""
     model = create_model(ModelConfig("gat", dim=8, layers=1, entities=("genres",)), movielens, seed=0)
     optimizer = make_optimizer(model, 0.01, sparse_embeddings=True)
     assert len(optimizer.optimizers) == 2
