@@ -573,6 +573,8 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)  # data preparation (text and image encoders)
     seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    if args.tune and 0 not in seeds:
+        parser.error("--tune compares the variants with seed 0's runs: include seed 0 in --seeds")
     budget = Budget(epochs=30) if args.quick else Budget()
     if args.epochs is not None:
         budget = dataclasses.replace(budget, epochs=args.epochs)

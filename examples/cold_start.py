@@ -170,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         print(f"\n== training {name}")
         # The GAT's entity nodes are the default item columns: genres (MovieLens), categories and brand.
-        model = ModelConfig(name=name, dim=args.dim, layers=1 if name == "gat" else 2)
+        depth = {"gat": {"layers": 1}, "lightgcn": {"layers": 2}}.get(name, {})
+        model = ModelConfig(name=name, dim=args.dim, **depth)
         runs[name] = run = train(dataset, model, config, out=args.out / name, log=print)
         rows.append({"model": name, "best_epoch": run.metrics["best_epoch"],
                      "valid recall@20": run.metrics["valid"]["recall@20"],

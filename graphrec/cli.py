@@ -184,7 +184,7 @@ def train(
     epochs: Annotated[int, typer.Option("--epochs")] = 100,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 2048,
     dim: Annotated[int, typer.Option("--dim")] = 64,
-    layers: Annotated[int, typer.Option("--layers")] = 3,
+    layers: Annotated[int, typer.Option("--layers", help="lightgcn/gat: propagation layers")] = 3,
     heads: Annotated[int, typer.Option("--heads", help="gat: attention heads")] = 1,
     dropout: Annotated[float, typer.Option("--dropout", help="gat: attention dropout")] = 0.0,
     lr: Annotated[float, typer.Option("--lr")] = 1e-3,
@@ -198,7 +198,7 @@ def train(
     max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="training time budget")] = None,
     entities: Annotated[str, typer.Option("--entities", help="gat: item columns that become entity nodes")]
         = "genres,categories,brand",
-    modalities: Annotated[Optional[str], typer.Option("--modalities", help="modalities to use (default all)")]
+    modalities: Annotated[Optional[str], typer.Option("--modalities", help="gat/vbpr: modalities to use (default all)")]
         = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from RUN/last.pt")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="save RUN/curves.png")] = False,

@@ -77,7 +77,8 @@ def run_quickstart(out: str | Path, config: QuickstartConfig = QuickstartConfig(
     rows = []
     for name in config.models:
         log(f"\n== training {name}")
-        run = train(dataset, ModelConfig(name=name, dim=config.dim, layers=1 if name == "gat" else 3),
+        depth = {"layers": 1} if name == "gat" else {}
+        run = train(dataset, ModelConfig(name=name, dim=config.dim, **depth),
                     TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                 seed=config.seed, eval_every=2, patience=5, progress=False, plot=True),
                     out=out / name, log=log)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -19,6 +19,12 @@ MODEL_NAMES = ("mf", "lightgcn", "vbpr", "gat", "pop", "random")
 DEFAULT_ENTITIES = ("genres", "categories", "brand")
 #: The models that read the dataset's modality features.
 CONTENT_MODELS = ("vbpr", "gat")
+#: The :class:`ModelConfig` options each model reads besides ``dim``, which every model accepts so
+#: that one dimension can be passed to all of them (the popularity and random baselines ignore it).
+MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mf": (), "lightgcn": ("layers",), "vbpr": ("modalities",),
+    "gat": ("layers", "heads", "dropout", "fusion", "entities", "modalities"), "pop": (), "random": (),
+}
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,19 @@ class ModelConfig:
         if self.fusion not in FUSION_STRATEGIES or self.fusion == "late":
             raise GraphrecError(f"unknown --fusion {self.fusion!r}; choose one of "
                                 f"{', '.join(f for f in FUSION_STRATEGIES if f != 'late')}")
+
+    def check_options(self) -> None:
+        """Refuse options that ``name`` would ignore, set away from their defaults.
+
+        Not part of construction: runs written before this check may hold such values, and
+        they must still load."""
+        ignored = [field.name for field in fields(self) if field.name not in ("name", "dim", *MODEL_OPTIONS[self.name])
+                   and getattr(self, field.name) != field.default]
+        if ignored:
+            owners = "; ".join(f"--{option} is for " + ", ".join(model for model, options in MODEL_OPTIONS.items()
+                                                                 if option in options) for option in ignored)
+            raise GraphrecError(f"model {self.name!r} does not use " + ", ".join(
+                f"--{option} {getattr(self, option)!r}" for option in ignored) + f": leave it out ({owners})")
 
 
 def create_model(config: ModelConfig, dataset: Dataset, seed: int = 0) -> torch.nn.Module:

@@ -87,6 +87,7 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
     model_config = ModelConfig(name=model) if isinstance(model, str) else model
+    model_config.check_options()
     is_main = int(os.environ.get("RANK", "0")) == 0
     if not is_main:
         log = _silent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -154,6 +155,21 @@ def test_training_options_are_checked_before_training():
     for bad, needle in (({"heads": 0}, "--heads"), ({"dropout": 1.0}, "--dropout"), ({"fusion": "max"}, "--fusion")):
         with pytest.raises(GraphrecError, match=needle):
             ModelConfig("gat", **bad)
+
+
+def test_options_a_model_would_ignore_are_refused(movielens, tmp_path):
+    """--heads with mf, --layers with vbpr, ...: refused before anything is trained or written."""
+    for model, options, needle in (("mf", {"layers": 2}, "--layers 2: leave it out (--layers is for lightgcn, gat)"),
+                                   ("lightgcn", {"heads": 4, "fusion": "mean"}, "--heads 4, --fusion 'mean'"),
+                                   ("vbpr", {"entities": ()}, "--entities ()"),
+                                   ("pop", {"dropout": 0.5}, "--dropout is for gat")):
+        with pytest.raises(GraphrecError, match=re.escape(f"model {model!r} does not use") + ".*" + re.escape(needle)):
+            train(movielens, ModelConfig(model, **options), TrainConfig(epochs=1, **FAST), out=tmp_path / model,
+                  log=lambda _: None)
+        assert not (tmp_path / model).exists()
+    # one dimension for every model, the baselines included; a model's own options at their defaults
+    for model in ("pop", "mf"):
+        train(movielens, ModelConfig(model, dim=8, layers=3), TrainConfig(epochs=1, **FAST), log=lambda _: None)
 
 
 def test_lightgcn_learns_beyond_popularity(movielens):
