@@ -22,13 +22,18 @@ from graphrec.models.base import Recommender
 
 
 class Popularity(Recommender):
-    """Rank items by their training popularity."""
+    """Rank items by their training popularity, breaking ties at random (seeded), not by item index.
+
+    An item's score is its rank (0 for the least popular), which float32 holds exactly for up to
+    2^24 items whatever the counts; a float32 count or log-count stops telling counts apart (and
+    loses the tie-break) from about a million interactions per item."""
 
     def __init__(self, num_users: int, num_items: int, train_items: Tensor, seed: int = 0) -> None:
         super().__init__(num_users, num_items)
         counts = torch.bincount(torch.as_tensor(train_items, dtype=torch.long), minlength=num_items)
         tie_break = 0.5 * torch.rand(num_items, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-        score = torch.log1p(counts.to(torch.float64) + tie_break).to(torch.float32)
+        score = torch.empty(num_items, dtype=torch.float32)
+        score[torch.argsort(counts.to(torch.float64) + tie_break)] = torch.arange(num_items, dtype=torch.float32)
         self.register_buffer("item_score", score.unsqueeze(1))
         self.register_buffer("user_one", torch.ones(num_users, 1))
 

@@ -437,6 +437,12 @@ def test_popularity_orders_by_count_and_breaks_ties_at_random():
     assert not torch.equal(cold_order, torch.arange(500))
     assert torch.equal(Popularity(3, counts.numel(), train_items, seed=0).embed()[1], model.embed()[1])
     assert not torch.equal(Popularity(3, counts.numel(), train_items, seed=1).embed()[1], model.embed()[1])
+    # a million interactions per item: float32 log-counts (the previous scores) tied these
+    counts = torch.tensor([1_000_000, 1_000_001, 1_000_000, 999_999])
+    for seed in range(5):
+        score = Popularity(3, 4, torch.repeat_interleave(torch.arange(4), counts), seed=seed).embed()[1].squeeze(1)
+        assert score[1] > max(score[0], score[2]) and min(score[0], score[2]) > score[3]
+        assert score[0] != score[2]
 
 
 @pytest.mark.parametrize("name", ["mf", "lightgcn", "vbpr", "gat"])
