@@ -333,8 +333,8 @@ def index(
     backend: Annotated[str, typer.Option("--backend", help="auto (faiss when installed), faiss or exact")] = "auto",
     nlist: Annotated[Optional[int], typer.Option("--nlist", help="IVF cells")] = None,
     nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF cells searched (default: tuned)")] = None,
-    target_recall: Annotated[float, typer.Option("--target-recall", help="tune nprobe up to this recall@10")]
-        = 0.95,
+    target_recall: Annotated[Optional[float], typer.Option(
+        "--target-recall", help="IVF: tune nprobe up to this recall@10 (default 0.95)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
 ) -> None:
     """Build an ANN index of the item embeddings and report its recall against exact search."""

@@ -285,15 +285,21 @@ class EmbeddingIndex:
         return f"EmbeddingIndex({self.kind}, metric={self.metric}, items={self.num_items:,}, dim={self.dim}{extra})"
 
 
+#: The recall@k against exact search that ``build_index`` tunes an IVF index's nprobe up to.
+DEFAULT_TARGET_RECALL = 0.95
+
+
 def build_index(run_path: str | Path, out: str | Path | None = None, backend: str = "auto", metric: str = "ip",
                 nlist: int | None = None, nprobe: int | None = None, k: int = 10, num_queries: int = 1000,
-                target_recall: float = 0.95, overwrite: bool = False,
+                target_recall: float | None = None, overwrite: bool = False,
                 seed: int = 0) -> tuple[Path, dict[str, Any]]:
     """Index a trained run's item embeddings and measure the index against exact search.
 
     The queries are ``num_queries`` of the run's own user embeddings (drawn with ``seed``),
     the searches serving will do. For an IVF index without ``nprobe``, ``nprobe`` doubles
-    from 1 until recall@``k`` against exact search reaches ``target_recall``.
+    from 1 until recall@``k`` against exact search reaches ``target_recall`` (default
+    :data:`DEFAULT_TARGET_RECALL`); asking for a target where nothing is tuned (with
+    ``nprobe``, or an exact index) is an error rather than a setting without effect.
     The index goes to ``out`` (default ``RUN/index``).
 
     Returns:
@@ -303,6 +309,11 @@ def build_index(run_path: str | Path, out: str | Path | None = None, backend: st
     """
     from graphrec.training.run import load_run
 
+    if target_recall is not None:
+        if not 0.0 < target_recall <= 1.0:
+            raise GraphrecError(f"--target-recall must lie in (0, 1], got {target_recall}")
+        if nprobe is not None:
+            raise GraphrecError("--target-recall tunes nprobe: give it or --nprobe, not both")
     run_path = Path(run_path)
     run = load_run(run_path)
     user_emb, item_emb = (e.float().numpy() for e in run.embeddings())
@@ -310,6 +321,9 @@ def build_index(run_path: str | Path, out: str | Path | None = None, backend: st
     index = EmbeddingIndex.build(item_emb, run.dataset.items["item_id"].astype(str).to_numpy(), backend=backend,
                                  metric=metric, nlist=nlist, nprobe=nprobe)
     build_seconds = time.perf_counter() - started
+    if target_recall is not None and index.nlist is None:
+        raise GraphrecError(f"--target-recall tunes an IVF index, but this one is {index.kind}, which searches "
+                            f"exactly: pass --nlist for IVF, or leave --target-recall out")
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(user_emb), size=min(num_queries, len(user_emb)), replace=False))
     queries = user_emb[chosen]
@@ -317,7 +331,8 @@ def build_index(run_path: str | Path, out: str | Path | None = None, backend: st
     if index.nlist is not None and nprobe is None:
         index.nprobe = 1
         recall = index.recall_against_exact(queries, k)
-        while recall < target_recall and index.nprobe < index.nlist:
+        target = DEFAULT_TARGET_RECALL if target_recall is None else target_recall
+        while recall < target and index.nprobe < index.nlist:
             index.nprobe = min(index.nprobe * 2, index.nlist)
             recall = index.recall_against_exact(queries, k)
     stats = {"kind": index.kind, "backend": index.backend, "metric": index.metric, "num_items": index.num_items,

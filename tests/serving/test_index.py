@@ -197,6 +197,13 @@ def test_build_index_from_a_run_tunes_nprobe_and_reports_recall(run, tmp_path):
     assert default == run.path / "index" and flat["recall@10"] == 1.0
     with pytest.raises(DatasetExistsError):
         build_index(run.path)
+    # a recall target where nothing is tuned is refused, not ignored
+    for options, needle in (({"target_recall": 0.9}, "this one is IndexFlatIP, which searches exactly"),
+                            ({"target_recall": 0.9, "nlist": 32, "nprobe": 4}, "not both"),
+                            ({"target_recall": 1.5, "nlist": 32}, "must lie in")):
+        with pytest.raises(GraphrecError, match=needle):
+            build_index(run.path, out=tmp_path / "refused", **options)
+        assert not (tmp_path / "refused").exists()
 
 
 def test_bad_index_requests_are_refused(embeddings, tmp_path):
