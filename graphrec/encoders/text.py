@@ -17,7 +17,9 @@ under fp16 autocast on CUDA.
 
 Models load with ``transformers.AutoTokenizer`` / ``AutoModel.from_pretrained`` from
 a Hugging Face Hub name or from a local directory (``save_pretrained`` output or a
-sentence-transformers folder). Where the Hub cannot be reached, pass a directory.
+sentence-transformers folder). Where the Hub cannot be reached, pass a directory: a
+Hub name then loads only from the Hugging Face cache, and one that is not there fails
+after a single request (see :func:`_unreachable_hub`) instead of a minute of retries.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+import huggingface_hub
 import transformers
+from huggingface_hub.utils import HfHubHTTPError
 from tqdm.auto import tqdm
 
 from graphrec.data.dataset import Dataset, ModalityFeatures
@@ -218,22 +222,60 @@ def _load_pretrained(name: str) -> tuple[Any, torch.nn.Module, dict[str, Any]]:
         raise GraphrecError(f"text model directory {name!r} does not exist")
     else:
         source, target = {"identity": {"model": name}, "local": False}, name
+    cached = not source["local"] and _in_hub_cache(name)
+    unreachable = None if source["local"] else _unreachable_hub(name)
+    if unreachable is not None and not cached:
+        raise _hub_model_error(name, "the Hugging Face Hub cannot be reached", unreachable)
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(target)
-        model = transformers.AutoModel.from_pretrained(target)
+        # A cached model loads from the cache without the network's retries when the Hub is unreachable.
+        tokenizer = transformers.AutoTokenizer.from_pretrained(target, local_files_only=unreachable is not None)
+        model = transformers.AutoModel.from_pretrained(target, local_files_only=unreachable is not None)
     except (OSError, ValueError) as exc:  # HF hub, HTTP and URL errors derive from these
         if source["local"]:
             raise GraphrecError(f"could not load a text model from directory {path}: {exc}") from exc
-        raise GraphrecError(
-            f"could not load text model {name!r}: it is not a local directory and it is not in the Hugging Face "
-            f"cache, and downloading it failed (downloads are unavailable offline). On a machine with internet, "
-            f"save it with `huggingface-cli download {name} --local-dir DIR` (or model.save_pretrained(DIR) and "
-            f"tokenizer.save_pretrained(DIR)), copy DIR here and pass it as the model (--model DIR); "
-            f"{BUNDLED_MINILM!r} is the one text model that needs no download. Set HF_HUB_OFFLINE=1 to fail at once "
-            f"instead of retrying the network. Cause: {exc}") from exc
+        raise _hub_model_error(name, "downloading it failed (downloads are unavailable offline)", exc) from exc
     if not source["local"]:
         source["identity"]["revision"] = _hub_revision(name)
     return tokenizer, model, source
+
+
+#: Seconds one request to the Hub may take before the Hub counts as unreachable.
+HUB_PROBE_TIMEOUT = 10.0
+
+
+def _unreachable_hub(name: str) -> Exception | None:
+    """The network error of one request to the Hub about model ``name``, or ``None``.
+
+    ``from_pretrained`` retries an unreachable network with back-off for about 50 seconds before
+    it gives up (or falls back to the cache); one request with a timeout tells the same in a
+    moment. ``None`` also when the Hub answered, even with an error (no such model, gated):
+    ``from_pretrained`` then reports that, and with ``HF_HUB_OFFLINE=1``, which it honours."""
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        huggingface_hub.model_info(name, timeout=HUB_PROBE_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 (each hub version has its own HTTP client and errors)
+        if not isinstance(exc, HfHubHTTPError) and (
+                isinstance(exc, OSError) or {"TransportError", "ConnectionError", "Timeout"}
+                & {cls.__name__ for cls in type(exc).__mro__}):
+            return exc
+    return None
+
+
+def _in_hub_cache(name: str) -> bool:
+    try:
+        return isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid repository name: from_pretrained says so
+        return False
+
+
+def _hub_model_error(name: str, reason: str, cause: BaseException) -> GraphrecError:
+    return GraphrecError(
+        f"could not load text model {name!r}: it is not a local directory and it is not in the Hugging Face "
+        f"cache, and {reason}. On a machine with internet, "
+        f"save it with `huggingface-cli download {name} --local-dir DIR` (or model.save_pretrained(DIR) and "
+        f"tokenizer.save_pretrained(DIR)), copy DIR here and pass it as the model (--model DIR); "
+        f"{BUNDLED_MINILM!r} is the one text model that needs no download. Cause: {cause}")
 
 
 def _hub_revision(name: str) -> str | None:

@@ -153,6 +153,37 @@ def test_hub_name_offline_gives_clear_error() -> None:
     assert "--model DIR" in message
 
 
+def test_unreachable_hub_fails_at_once_and_cached_models_still_load(minilm_dir: Path, tmp_path: Path) -> None:
+    """With the Hub unreachable (a closed local port as its endpoint): a Hub name that is not cached
+    fails after one request instead of a minute of retries, and one in the Hugging Face cache loads
+    from it without retrying."""
+    snapshot = tmp_path / "hub" / "models--graphrec-tests--cached-minilm" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    for file in minilm_dir.iterdir():
+        if file.is_file():
+            (snapshot / file.name).symlink_to(file)
+    script = textwrap.dedent("""
+        from graphrec.encoders import TextEncoder, TextEncoderConfig
+        from graphrec.errors import GraphrecError
+        print("dim", TextEncoder(TextEncoderConfig(model="graphrec-tests/cached-minilm", device="cpu")).dim)
+        try:
+            TextEncoder(TextEncoderConfig(model="graphrec-tests/no-such-model", device="cpu"))
+        except GraphrecError as exc:
+            print(exc)
+    """)
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**env, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_ENDPOINT": "http://127.0.0.1:9"},
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "dim 384" in result.stdout
+    assert "could not load text model 'graphrec-tests/no-such-model'" in result.stdout
+    assert "the Hugging Face Hub cannot be reached" in result.stdout
+    assert "Retrying" not in result.stderr
+
+
 def test_config_rejects_nonsense() -> None:
     with pytest.raises(GraphrecError, match="max_length"):
         TextEncoderConfig(model="m", max_length=0)
