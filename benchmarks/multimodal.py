@@ -30,7 +30,8 @@ for the committed run, tuning included, with the encodings cached; a few minutes
 the first time, and longer on busy cores); ``--quick`` for one seed and a shorter budget. Writes
 ``benchmarks/results/multimodal.json``, ``multimodal.md`` and ``multimodal.png``; smoke runs
 (``--quick``, ``--epochs``, ``--seeds``, ``--skip-synthetic``) write to ``results/smoke/``.
-Converted datasets are reused from ``--work``; delete them after a change to conversion.
+Converted datasets are reused from ``--work`` while the graphrec sources that made them
+(``graphrec/data``, ``graphrec/encoders``) are unchanged, and remade otherwise.
 
 ``--paired-seeds N`` checks the warm target alone on more seeds: LightGCN and ModalityGAT on
 seeds 0..N-1, compared seed by seed (a paired t-interval of the difference), written to
@@ -47,6 +48,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import functools  # noqa: E402
+import hashlib  # noqa: E402
 import multiprocessing  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
@@ -227,23 +230,48 @@ def run_variant(label: str, protocol: str, model: ModelConfig, options: dict[str
 
 
 # ------------------------------------------------------------------------------------------ data
+@functools.cache
+def source_stamp() -> str:
+    """SHA-256 of the graphrec sources a prepared dataset depends on: conversion and the encoders."""
+    digest = hashlib.sha256()
+    for source in sorted([*(ROOT / "graphrec" / "data").rglob("*.py"), *(ROOT / "graphrec" / "encoders").rglob("*.py")]):
+        digest.update(source.relative_to(ROOT).as_posix().encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()
+
+
+def reuse_or_prepare(path: Path, last_file: str, prepare: Callable[[], None], log: Callable[[str], None]) -> Path:
+    """The dataset at ``path``, made by ``prepare`` unless a complete one (``last_file`` written) made by
+    the same graphrec sources is there: a change to conversion or encoding remakes it (the encoders'
+    caches keep that cheap)."""
+    stamp_file = path.with_name(f"{path.name}.sources-sha256")
+    if (path / last_file).is_file() and stamp_file.is_file() and stamp_file.read_text() == source_stamp():
+        return path
+    prepare()
+    stamp_file.write_text(source_stamp())
+    log(f"prepared {path.name}")
+    return path
+
+
 def prepare_ml100k(work: Path, seed: int, cold: bool, log: Callable[[str], None]) -> Path:
     """Convert MovieLens-100K for ``seed`` (20% cold items if ``cold``) and encode its text."""
     path = work / f"ml-100k-{'cold' if cold else 'warm'}-seed{seed}"
-    if not (path / "features" / "text.npy").is_file():
+
+    def prepare() -> None:
         convert("movielens", DATA / "ml-100k", path, ConvertConfig(min_rating=3, split="random", seed=seed,
                                                                    cold_items=0.2 if cold else 0.0),
                 overwrite=True)
         encode(path, "text", TextEncoderConfig(model=str(bundled_minilm()), fields=ML100K_TEXT_FIELDS, device="cpu"),
                cache_dir=work / "cache" / "text", log=None)
-        log(f"prepared {path.name}")
-    return path
+
+    return reuse_or_prepare(path, "features/text.npy", prepare, log)
 
 
 def prepare_synthetic(work: Path, log: Callable[[str], None]) -> Path:
     """Generate the synthetic dataset and encode its text (MiniLM) and images (seeded random ResNet-18)."""
     path = work / "synthetic"
-    if not (path / "features" / "image.npy").is_file():
+
+    def prepare() -> None:
         convert("synthetic", "-", path, ConvertConfig(seed=SYNTHETIC_OPTIONS["seed"]), overwrite=True,
                 reader_options=SYNTHETIC_OPTIONS)
         encode(path, "text", TextEncoderConfig(model=str(bundled_minilm()), device="cpu"),
@@ -251,8 +279,8 @@ def prepare_synthetic(work: Path, log: Callable[[str], None]) -> Path:
         weights = save_random_weights("resnet18", SYNTHETIC_OPTIONS["seed"], work / "resnet18-seed0.pt")
         encode(path, "image", ImageEncoderConfig(model="resnet18", weights=str(weights), device="cpu"),
                cache_dir=work / "cache" / "image", log=None)
-        log(f"prepared {path.name}")
-    return path
+
+    return reuse_or_prepare(path, "features/image.npy", prepare, log)
 
 
 def describe(dataset: Dataset) -> dict[str, Any]:
