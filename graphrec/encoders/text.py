@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import huggingface_hub
 import torch
 import torch.nn.functional as F
-import huggingface_hub
 import transformers
 from huggingface_hub.utils import HfHubHTTPError
 from tqdm.auto import tqdm
@@ -222,9 +222,8 @@ def _load_pretrained(name: str) -> tuple[Any, torch.nn.Module, dict[str, Any]]:
         raise GraphrecError(f"text model directory {name!r} does not exist")
     else:
         source, target = {"identity": {"model": name}, "local": False}, name
-    cached = not source["local"] and _in_hub_cache(name)
     unreachable = None if source["local"] else _unreachable_hub(name)
-    if unreachable is not None and not cached:
+    if unreachable is not None and _cached_config(name) is None:
         raise _hub_model_error(name, "the Hugging Face Hub cannot be reached", unreachable)
     try:
         # A cached model loads from the cache without the network's retries when the Hub is unreachable.
@@ -262,13 +261,6 @@ def _unreachable_hub(name: str) -> Exception | None:
     return None
 
 
-def _in_hub_cache(name: str) -> bool:
-    try:
-        return isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str)
-    except ValueError:  # not a valid repository name: from_pretrained says so
-        return False
-
-
 def _hub_model_error(name: str, reason: str, cause: BaseException) -> GraphrecError:
     return GraphrecError(
         f"could not load text model {name!r}: it is not a local directory and it is not in the Hugging Face "
@@ -278,14 +270,19 @@ def _hub_model_error(name: str, reason: str, cause: BaseException) -> GraphrecEr
         f"{BUNDLED_MINILM!r} is the one text model that needs no download. Cause: {cause}")
 
 
-def _hub_revision(name: str) -> str | None:
-    """The commit of a Hub model's cached snapshot (``.../snapshots/<commit>/config.json``), if known."""
+def _cached_config(name: str) -> Path | None:
+    """A Hub model's ``config.json`` in the Hugging Face cache (``None`` if not cached, or not a valid name)."""
     try:
         resolved = transformers.utils.cached_file(name, "config.json", local_files_only=True)
     except (OSError, ValueError):
         return None
-    parent = Path(resolved).parent if resolved else None
-    return parent.name if parent is not None and parent.parent.name == "snapshots" else None
+    return Path(resolved) if resolved else None
+
+
+def _hub_revision(name: str) -> str | None:
+    """The commit of a Hub model's cached snapshot (``.../snapshots/<commit>/config.json``), if known."""
+    config = _cached_config(name)
+    return config.parent.name if config is not None and config.parent.parent.name == "snapshots" else None
 
 
 # ----------------------------------------------------------------- dataset

@@ -13,18 +13,18 @@ from graphrec.models import MF, VBPR, LightGCN, ModalityGAT
 from graphrec.models.baselines import Popularity, RandomScores
 from graphrec.models.fusion import FUSION_STRATEGIES
 
-MODEL_NAMES = ("mf", "lightgcn", "vbpr", "gat", "pop", "random")
-#: The entity columns a GAT uses unless told otherwise: whichever of them a dataset has (chosen
-#: columns must all exist).
-DEFAULT_ENTITIES = ("genres", "categories", "brand")
-#: The models that read the dataset's modality features.
-CONTENT_MODELS = ("vbpr", "gat")
 #: The :class:`ModelConfig` options each model reads besides ``dim``, which every model accepts so
 #: that one dimension can be passed to all of them (the popularity and random baselines ignore it).
 MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
     "mf": (), "lightgcn": ("layers",), "vbpr": ("modalities",),
     "gat": ("layers", "heads", "dropout", "fusion", "entities", "modalities"), "pop": (), "random": (),
 }
+MODEL_NAMES = tuple(MODEL_OPTIONS)
+#: The models that read the dataset's modality features.
+CONTENT_MODELS = tuple(name for name, options in MODEL_OPTIONS.items() if "modalities" in options)
+#: The entity columns a GAT uses unless told otherwise: whichever of them a dataset has (chosen
+#: columns must all exist).
+DEFAULT_ENTITIES = ("genres", "categories", "brand")
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ def create_model(config: ModelConfig, dataset: Dataset, seed: int = 0) -> torch.
         adjacency = normalized_adjacency(dataset.num_users, dataset.num_items, users, items)
         return LightGCN(dataset.num_users, dataset.num_items, adjacency, dim=config.dim, num_layers=config.layers)
     if config.name == "vbpr":
-        features, mask, dims = _stacked_features(dataset, config.modalities)
+        features, mask, dims = _stacked_features(dataset, model_modalities(config, dataset))
         warm = torch.zeros(dataset.num_items, dtype=torch.bool)
         warm[torch.from_numpy(items)] = True
         return VBPR(dataset.num_users, dataset.num_items, features, mask, dim=config.dim, content_dim=config.dim,
@@ -95,9 +95,12 @@ def create_model(config: ModelConfig, dataset: Dataset, seed: int = 0) -> torch.
     return RandomScores(dataset.num_users, dataset.num_items, seed=seed)
 
 
-def _stacked_features(dataset: Dataset, modalities: tuple[str, ...] | None
-                      ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    names = list(dataset.features) if modalities is None else list(modalities)
+def model_modalities(config: ModelConfig, dataset: Dataset) -> list[str]:
+    """The modalities a content model reads: those chosen, else every one the dataset has."""
+    return list(dataset.features) if config.modalities is None else list(config.modalities)
+
+
+def _stacked_features(dataset: Dataset, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     if not names:
         raise GraphrecError(f"model 'vbpr' needs item features, but dataset {dataset.name!r} has no modality; "
                             f"run `graphrec encode` first")

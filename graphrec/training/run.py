@@ -29,7 +29,7 @@ from graphrec.device import resolve_device
 from graphrec.errors import GraphrecError
 from graphrec.evaluation import EvalConfig, cold_items, evaluate_embeddings
 from graphrec.training.distributed import finish as finish_distributed
-from graphrec.training.factory import CONTENT_MODELS, MODEL_NAMES, ModelConfig, create_model
+from graphrec.training.factory import CONTENT_MODELS, MODEL_NAMES, ModelConfig, create_model, model_modalities
 from graphrec.training.plots import plot_training_curves
 from graphrec.training.trainer import TrainConfig, TrainResult, ensure_validation_split, fit
 
@@ -250,9 +250,8 @@ def _feature_fingerprints(model_config: ModelConfig, dataset: Dataset) -> dict[s
     model's projections only fit the features it was trained on."""
     if model_config.name not in CONTENT_MODELS:
         return {}
-    names = list(dataset.features) if model_config.modalities is None else list(model_config.modalities)
     return {name: {"dim": dataset.features[name].dim, "sha256": _feature_hash(dataset, name)}
-            for name in names if name in dataset.features}
+            for name in model_modalities(model_config, dataset) if name in dataset.features}
 
 
 def _feature_hash(dataset: Dataset, name: str) -> str:
