@@ -214,6 +214,9 @@ def train(
         = "full",
     fanout: Annotated[str, typer.Option("--fanout", help="neighbours per layer for --sampling neighbor")]
         = "10,10,10",
+    sample_on: Annotated[str, typer.Option(
+        "--sample-on", help="where neighbour sampling runs: cpu, device (the training GPU), or auto (the GPU "
+                            "when its graph arrays take under a quarter of its free memory)")] = "auto",
     lr_decay_patience: Annotated[Optional[int], typer.Option(
         "--lr-decay-patience", help="multiply the learning rate by --lr-decay-factor after this many "
                                     "evaluations without validation improvement")] = None,
@@ -236,7 +239,8 @@ def train(
                                    eval_ks=_parse_ks(ks), max_minutes=max_minutes, progress=progress, plot=plot,
                                    deterministic=deterministic, contrastive_weight=contrastive_weight,
                                    contrastive_temperature=contrastive_temperature, sampling=sampling,
-                                   fanout=_parse_fanout(fanout), lr_decay_patience=lr_decay_patience,
+                                   fanout=_parse_fanout(fanout), sample_on=sample_on,
+                                   lr_decay_patience=lr_decay_patience,
                                    lr_decay_factor=lr_decay_factor, sparse_embeddings=sparse_embeddings,
                                    num_negatives=num_negatives)
     except ValueError as error:

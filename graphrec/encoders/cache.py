@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 from graphrec.data.storage import atomic_file, write_json
-from graphrec.errors import DataFormatError, GraphrecError
+from graphrec.errors import DataFormatError
 
 #: Bump when the encoding code changes in a way that changes its output.
 ENCODER_FORMAT_VERSION = 1

@@ -32,12 +32,16 @@ def uses_pyg_lib() -> bool:
 
 
 def make_neighbor_sampler(data: HeteroData, num_neighbors: NumNeighborsType, *, replace: bool = False,
-                          seed: int | None = None) -> BaseSampler:
+                          seed: int | None = None, device: torch.device | str = "cpu") -> BaseSampler:
     """PyG's :class:`~torch_geometric.sampler.NeighborSampler` if ``pyg-lib`` is there, else ours.
 
     ``seed`` seeds :class:`TorchNeighborSampler`'s own generator. PyG's sampler draws from
     ``pyg-lib``'s generator, which has no per-sampler seed; a ``seed`` given there only warns.
+    ``device`` other than the CPU always gives :class:`TorchNeighborSampler` on that device, since
+    PyG's sampler runs on the CPU only.
     """
+    if torch.device(device).type != "cpu":
+        return TorchNeighborSampler(data, num_neighbors, replace=replace, seed=seed, device=device)
     if uses_pyg_lib():
         if seed is not None:
             warnings.warn("PyG's NeighborSampler (pyg-lib) cannot be seeded per sampler; seed torch's global "

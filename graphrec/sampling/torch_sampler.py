@@ -34,6 +34,14 @@ and keep :math:`t`, or :math:`j` if :math:`t` was already kept. It yields a unif
 degree :math:`10^5` costs as much as any other node) and :math:`O(k^2)` comparisons, which is
 small for GNN fan-outs. Memory per batch is therefore bounded by batch size times the product of
 fan-outs, plus the CSC arrays built once.
+
+Every step is a tensor operation, so the sampler runs on a GPU as it is (``device="cuda"``): the CSC
+arrays then live in GPU memory, next to the model that reads the batch. A hop still waits for a
+few data-dependent sizes (masks, ``unique``), so a batch costs a few hundred small kernels,
+about the same at any batch size; on an H100 that made Gowalla epochs 2.3 times faster than
+sampling on the CPU (``benchmarks/gpu_gowalla.py``). On a GPU the draws come from a CUDA generator
+re-seeded for every batch from the sampler's own CPU generator, which stays the one source of
+randomness, so a checkpoint of it resumes on any device.
 """
 
 from __future__ import annotations
@@ -72,6 +80,10 @@ class TorchNeighborSampler(BaseSampler):
             sequence of samples. ``None`` draws a fresh seed. In a
             :class:`~torch.utils.data.DataLoader` worker the generator is re-seeded once from
             this seed and the worker's seed, so that workers do not repeat each other.
+        device: where the CSC arrays live and the neighbour draws run. The sampled nodes and edges
+            are on this device; PyG's seed inputs, and so the ``metadata`` of edge sampling and
+            any negatives, stay on the CPU. A GPU draws other random numbers than the CPU for the
+            same seed (see the module docstring): different, equally distributed samples.
 
     ``edge`` in the output holds the *original* edge ids of ``data`` (so
     :attr:`edge_permutation` is ``None``). Only what the loaders need of
@@ -80,7 +92,7 @@ class TorchNeighborSampler(BaseSampler):
     """
 
     def __init__(self, data: HeteroData, num_neighbors: NumNeighborsType, replace: bool = False,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, device: torch.device | str = "cpu") -> None:
         if not isinstance(data, HeteroData):
             raise TypeError(f"{type(self).__name__} samples heterogeneous graphs; got {type(data).__name__} "
                             f"(wrap a homogeneous graph with Data.to_heterogeneous())")
@@ -97,20 +109,24 @@ class TorchNeighborSampler(BaseSampler):
         self.disjoint = False
         self.node_time = None
 
+        self.device = torch.empty(0, device=device).device  # concrete: 'cuda' becomes 'cuda:0'
         colptr, row, perm = to_hetero_csc(data, device="cpu")
-        self.colptr: dict[EdgeType, Tensor] = colptr
-        self.row: dict[EdgeType, Tensor] = row
+        self.colptr: dict[EdgeType, Tensor] = {key: value.to(self.device) for key, value in colptr.items()}
+        self.row: dict[EdgeType, Tensor] = {key: value.to(self.device) for key, value in row.items()}
         # perm[p] is the original id of the edge at CSC position p (None: already in CSC order).
-        self.csc_to_edge_id: dict[EdgeType, Tensor | None] = perm
+        self.csc_to_edge_id: dict[EdgeType, Tensor | None] = {
+            key: None if value is None else value.to(self.device) for key, value in perm.items()}
 
         self.generator = torch.Generator()
         self.seed = int(self.generator.seed() if seed is None else seed) % 2**63
         self.generator.manual_seed(self.seed)
+        self._device_generator = None if self.device.type == "cpu" else torch.Generator(device=self.device)
         self._worker_id: int | None = None
 
     def __repr__(self) -> str:
+        device = "" if self.device.type == "cpu" else f", device={str(self.device)!r}"
         return (f"{type(self).__name__}(num_neighbors={self.num_neighbors.values}, replace={self.replace}, "
-                f"seed={self.seed})")
+                f"seed={self.seed}{device})")
 
     # ------------------------------------------------------------------ BaseSampler interface
     def sample_from_nodes(self, index: NodeSamplerInput, **kwargs) -> HeteroSamplerOutput:
@@ -146,18 +162,28 @@ class TorchNeighborSampler(BaseSampler):
             self._worker_id = worker.id
         return self.generator
 
+    def _neighbor_generator(self) -> torch.Generator:
+        """The generator of the neighbour draws, on the sampler's device."""
+        generator = self._generator()
+        if self._device_generator is None:
+            return generator
+        # Seeding the device's generator from the CPU one keeps that one the whole random state
+        # (checkpoints hold it), at the cost of one draw per batch.
+        return self._device_generator.manual_seed(int(torch.randint(2**62, (), generator=generator)))
+
     def _sample(self, seed: Mapping[NodeType, Tensor], seed_time: Mapping[NodeType, Tensor] | None = None,
                 **kwargs) -> HeteroSamplerOutput:
         if seed_time is not None:
             raise ValueError(f"{type(self).__name__} does not do temporal sampling")
-        generator = self._generator()
-        nodes = {name: torch.empty(0, dtype=torch.long) for name in self.node_types}
+        generator = self._neighbor_generator()
+        device = self.device
+        nodes = {name: torch.empty(0, dtype=torch.long, device=device) for name in self.node_types}
         # frontier[type] = (global ids, local ids) of the nodes whose neighbours the next hop draws
         frontier: dict[NodeType, tuple[Tensor, Tensor]] = {}
         for name, ids in seed.items():
             ids = self._check_seed(name, ids)
             nodes[name] = ids
-            frontier[name] = (ids, torch.arange(ids.numel()))
+            frontier[name] = (ids, torch.arange(ids.numel(), device=device))
         num_sampled_nodes = {name: [nodes[name].numel()] for name in self.node_types}
         num_sampled_edges: dict[EdgeType, list[int]] = {edge_type: [] for edge_type in self.edge_types}
         rows: dict[EdgeType, list[Tensor]] = {edge_type: [] for edge_type in self.edge_types}
@@ -195,10 +221,10 @@ class TorchNeighborSampler(BaseSampler):
                 new = nodes[name][first_new:]
                 num_sampled_nodes[name].append(new.numel())
                 if new.numel():
-                    frontier[name] = (new, torch.arange(first_new, first_new + new.numel()))
+                    frontier[name] = (new, torch.arange(first_new, first_new + new.numel(), device=device))
 
         def concat(parts: list[Tensor]) -> Tensor:
-            return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
+            return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long, device=device)
 
         return HeteroSamplerOutput(
             node=nodes,
@@ -214,7 +240,7 @@ class TorchNeighborSampler(BaseSampler):
             raise ValueError(f"unknown seed node type {node_type!r}; the graph has {self.node_types}")
         ids = ids.to(torch.long).reshape(-1)
         if ids.numel() == 0:
-            return ids
+            return ids.to(self.device)
         low, high = int(ids.min()), int(ids.max())
         if low < 0 or high >= self.num_nodes[node_type]:
             raise ValueError(f"seed {node_type!r} ids must lie in [0, {self.num_nodes[node_type]}), "
@@ -222,7 +248,7 @@ class TorchNeighborSampler(BaseSampler):
         if torch.unique(ids).numel() != ids.numel():
             # Seeds must map one-to-one to the first local ids (PyG's loaders rely on it).
             raise ValueError(f"seed {node_type!r} ids contain duplicates; pass each node once")
-        return ids
+        return ids.to(self.device)
 
 
 def sample_csc(colptr: Tensor, targets: Tensor, fan_out: int, replace: bool = False,
@@ -236,36 +262,40 @@ def sample_csc(colptr: Tensor, targets: Tensor, fan_out: int, replace: bool = Fa
     ``min(fan_out, degree)``-subset (Floyd's algorithm, see the module docstring).
 
     Returns ``(position, owner)``: the CSC positions of the drawn edges and, for each, the index
-    into ``targets`` it was drawn for; grouped by owner in ``targets`` order.
+    into ``targets`` it was drawn for; grouped by owner in ``targets`` order. Everything stays on
+    ``colptr``'s device (``targets`` is moved there); ``generator`` must be on it too.
     """
-    targets = targets.to(torch.long)
+    device = colptr.device
+    targets = targets.to(device, torch.long)
     start = colptr[targets]
     degree = colptr[targets + 1] - start
     if fan_out < 0:
-        owner = torch.repeat_interleave(torch.arange(targets.numel()), degree)
-        offset = torch.arange(owner.numel()) - torch.repeat_interleave(degree.cumsum(0) - degree, degree)
+        owner = torch.repeat_interleave(torch.arange(targets.numel(), device=device), degree)
+        offset = (torch.arange(owner.numel(), device=device)
+                  - torch.repeat_interleave(degree.cumsum(0) - degree, degree))
         return start[owner] + offset, owner
 
     if replace:
-        offset = (torch.rand(targets.numel(), fan_out, generator=generator, dtype=torch.float64)
+        offset = (torch.rand(targets.numel(), fan_out, generator=generator, dtype=torch.float64, device=device)
                   * degree.unsqueeze(1)).long()
         keep = (degree > 0).unsqueeze(1).expand(-1, fan_out)
     else:
-        offset = torch.arange(fan_out).expand(targets.numel(), -1).clone()
+        offset = torch.arange(fan_out, device=device).expand(targets.numel(), -1).clone()
         big = degree > fan_out
         if bool(big.any()):
             offset[big] = _floyd_subsets(degree[big], fan_out, generator)
         keep = offset < degree.unsqueeze(1)
-    owner = torch.arange(targets.numel()).unsqueeze(1).expand(-1, fan_out)[keep]
+    owner = torch.arange(targets.numel(), device=device).unsqueeze(1).expand(-1, fan_out)[keep]
     return start[owner] + offset[keep], owner
 
 
 def _floyd_subsets(population: Tensor, size: int, generator: torch.Generator | None) -> Tensor:
     """A uniformly random ``size``-subset of ``range(population[i])`` per row (all > size)."""
-    chosen = torch.empty(population.numel(), size, dtype=torch.long)
+    device = population.device
+    chosen = torch.empty(population.numel(), size, dtype=torch.long, device=device)
     for step in range(size):  # a loop over the fan-out, vectorised over nodes
         upper = population - size + step  # draw t from {0, ..., upper}
-        draw = (torch.rand(population.numel(), generator=generator, dtype=torch.float64)
+        draw = (torch.rand(population.numel(), generator=generator, dtype=torch.float64, device=device)
                 * (upper + 1)).long().minimum(upper)
         taken = (chosen[:, :step] == draw.unsqueeze(1)).any(1)
         chosen[:, step] = torch.where(taken, upper, draw)
@@ -280,14 +310,15 @@ def merge_nodes(existing: Tensor, candidates: Tensor) -> tuple[Tensor, Tensor]:
     the sizes of the two tensors only, not on the size of the graph.
     """
     combined = torch.cat([existing, candidates])
+    device = combined.device
     unique, inverse = torch.unique(combined, return_inverse=True)
-    first = torch.full((unique.numel(),), combined.numel(), dtype=torch.long)
-    first.scatter_reduce_(0, inverse, torch.arange(combined.numel()), reduce="amin")
+    first = torch.full((unique.numel(),), combined.numel(), dtype=torch.long, device=device)
+    first.scatter_reduce_(0, inverse, torch.arange(combined.numel(), device=device), reduce="amin")
     is_new = first >= existing.numel()
     new_first, order = first[is_new].sort()
     local_of_unique = first.clone()  # an existing node's first position is its local id
     rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel())
+    rank[order] = torch.arange(order.numel(), device=device)
     local_of_unique[is_new] = existing.numel() + rank
     return torch.cat([existing, combined[new_first]]), local_of_unique[inverse[existing.numel():]]
 

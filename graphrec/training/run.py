@@ -214,7 +214,8 @@ RUN_FILES = ("model.pt", "last.pt", "metrics.json", "curves.png")
 
 
 #: Training options a resume may change: how long and how it is watched, not what is trained.
-RESUMABLE_CHANGES = ("epochs", "max_minutes", "patience", "progress", "plot", "device", "eval_batch_size")
+RESUMABLE_CHANGES = ("epochs", "max_minutes", "patience", "progress", "plot", "device", "sample_on",
+                     "eval_batch_size")
 
 
 def _clear_previous_run(out: Path, log: Callable[[str], None]) -> None:

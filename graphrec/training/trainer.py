@@ -74,6 +74,10 @@ class TrainConfig:
     plot: bool = False
     sampling: str = "full"
     fanout: tuple[int, ...] = (10, 10, 10)
+    #: Where neighbour sampling runs: ``cpu``, ``device`` (the training device) or ``auto``: the
+    #: training GPU when the graph's sampling arrays take under a quarter of its free memory, else
+    #: the CPU. On a GPU, drawing on the CPU leaves the GPU waiting for every batch.
+    sample_on: str = "auto"
     deterministic: bool = False
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.2
@@ -98,6 +102,11 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
         if self.sampling not in ("full", "neighbor", "auto"):
             raise ValueError(f"TrainConfig.sampling must be full, neighbor or auto, got {self.sampling!r}")
+        if self.sample_on not in ("auto", "cpu", "device"):
+            raise ValueError(f"TrainConfig.sample_on must be auto, cpu or device, got {self.sample_on!r}")
+        if self.sample_on != "auto" and self.sampling == "full":
+            raise ValueError(f"TrainConfig.sample_on={self.sample_on!r} places neighbour sampling, which "
+                             f"sampling='full' does not do; leave it at 'auto' or sample")
         if not self.fanout or any(f == 0 or f < -1 for f in self.fanout):
             raise ValueError(f"TrainConfig.fanout must be positive per layer (-1 = all), got {self.fanout}")
         if self.lr_decay_patience is not None and self.lr_decay_patience <= 0:
@@ -216,7 +225,9 @@ def fit(model: torch.nn.Module, dataset: Dataset, config: TrainConfig, evaluate_
                             f"{type(model).__name__} has no content to align")
     mode = choose_sampling(config, model, dataset, log)
     fanout = _fanout_for(model, config.fanout, log) if mode == "neighbor" else config.fanout
-    neighbors = _neighbor_sampler(dataset, fanout, config.seed, mode)
+    neighbors = None
+    if mode == "neighbor":
+        neighbors = _neighbor_sampler(dataset, fanout, config.seed, choose_sampler_device(config, dataset, device, log))
     if ctx.enabled and len(train_users) < ctx.world_size:
         raise GraphrecError(f"{len(train_users):,} training interactions cannot be shared by {ctx.world_size} "
                             f"processes; train in one process")
@@ -357,6 +368,31 @@ def full_graph_bytes(model: torch.nn.Module, dataset: Dataset) -> int:
     return estimate
 
 
+def choose_sampler_device(config: TrainConfig, dataset: Dataset, device: torch.device,
+                          log: Callable[[str], None]) -> torch.device:
+    """Where neighbour sampling runs (``config.sample_on``); ``auto`` says what it chose."""
+    cpu = torch.device("cpu")
+    if device.type == "cpu":
+        return cpu
+    if config.sample_on != "auto":
+        chosen = device if config.sample_on == "device" else cpu
+        log(f"neighbour sampling on {chosen} (sample_on={config.sample_on!r})")
+        return chosen
+    need = sampler_bytes(dataset)
+    available = _available_memory(device)
+    chosen = device if need < 0.25 * available else cpu
+    log(f"neighbour sampling on {chosen}: its graph arrays take about {need / 2**30:.2f} GiB of "
+        f"{available / 2**30:.1f} GiB free on {device}")
+    return chosen
+
+
+def sampler_bytes(dataset: Dataset) -> int:
+    """Memory of the neighbour sampler's graph: per direction of the interactions, a CSC pointer
+    per node plus a source id and an edge id per edge, all int64."""
+    edges = dataset.split_counts()["train"]
+    return 8 * (4 * edges + dataset.num_users + dataset.num_items + 2)
+
+
 def _available_memory(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -380,14 +416,12 @@ def _fanout_for(model: torch.nn.Module, fanout: tuple[int, ...], log: Callable[[
     return fanout[:layers]
 
 
-def _neighbor_sampler(dataset: Dataset, fanout: tuple[int, ...], seed: int, mode: str):
-    if mode != "neighbor":
-        return None
+def _neighbor_sampler(dataset: Dataset, fanout: tuple[int, ...], seed: int, device: torch.device):
     from graphrec.graph import GraphConfig, build_graph
     from graphrec.sampling import make_neighbor_sampler
 
     graph = build_graph(dataset, GraphConfig(entities=(), modalities=()))
-    return make_neighbor_sampler(graph, list(fanout), seed=seed)
+    return make_neighbor_sampler(graph, list(fanout), seed=seed, device=device)
 
 
 def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neighbors, train_users: torch.Tensor,
@@ -428,7 +462,8 @@ def _train_one_epoch(model, trained, optimizer, negatives: NegativeSampler, neig
         else:
             from graphrec.sampling import bpr_subgraph
 
-            # The sampler works on the CPU, where these indices still are.
+            # Seeds enter PyG's sampler interface on the CPU, where these indices still are; the
+            # subgraph comes back on the sampler's device.
             batch = bpr_subgraph(neighbors, users, positives, negative_items)
             user_emb, item_emb = trained(batch.data.to(device))
             u, p, n = batch.users.to(device), batch.pos.to(device), batch.neg.to(device)

@@ -1,5 +1,7 @@
 """TorchNeighborSampler on the real MovieLens-100K graph: real edges, exact fan-outs, uniform and
-seeded draws, and exact equivalence with full-graph message passing at unlimited fan-out."""
+seeded draws, and exact equivalence with full-graph message passing at unlimited fan-out.
+
+The tests that take ``device`` run the sampler on the CPU and, where there is one, on a CUDA GPU."""
 
 from __future__ import annotations
 
@@ -34,8 +36,21 @@ def graph(shared_data, tmp_path_factory) -> HeteroData:
     return build_graph(result.dataset)
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                reason="needs a CUDA GPU"))]
+
+
 def sample(sampler: TorchNeighborSampler, node_type: str, seeds: Tensor) -> HeteroSamplerOutput:
-    return sampler.sample_from_nodes(NodeSamplerInput(None, seeds, input_type=node_type))
+    """The sampled computation graph, checked to be on the sampler's device and returned on the CPU."""
+    out = sampler.sample_from_nodes(NodeSamplerInput(None, seeds, input_type=node_type))
+    tensors = [*out.node.values(), *out.row.values(), *out.col.values(), *out.edge.values()]
+    assert {tensor.device for tensor in tensors} == {sampler.device}
+    return HeteroSamplerOutput(
+        node={key: value.cpu() for key, value in out.node.items()},
+        row={key: value.cpu() for key, value in out.row.items()},
+        col={key: value.cpu() for key, value in out.col.items()},
+        edge={key: value.cpu() for key, value in out.edge.items()},
+        num_sampled_nodes=out.num_sampled_nodes, num_sampled_edges=out.num_sampled_edges)
 
 
 def in_degree(graph: HeteroData, edge_type) -> Tensor:
@@ -43,9 +58,10 @@ def in_degree(graph: HeteroData, edge_type) -> Tensor:
 
 
 # ---------------------------------------------------------------------------- structure
-def test_sampled_edges_are_real_edges_with_their_ids(graph):
+@pytest.mark.parametrize("device", DEVICES)
+def test_sampled_edges_are_real_edges_with_their_ids(graph, device):
     seeds = torch.randperm(graph["user"].num_nodes, generator=torch.Generator().manual_seed(0))[:200]
-    out = sample(TorchNeighborSampler(graph, [10, 5, 3], seed=0), "user", seeds)
+    out = sample(TorchNeighborSampler(graph, [10, 5, 3], seed=0, device=device), "user", seeds)
 
     assert torch.equal(out.node["user"][:200], seeds)  # seeds first, in input order
     for node_type, nodes in out.node.items():
@@ -65,11 +81,12 @@ def test_sampled_edges_are_real_edges_with_their_ids(graph):
     assert total_edges > 1000  # the check above was not vacuous
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("replace", [False, True])
-def test_fan_out_is_exact_per_hop_and_edge_type(graph, replace):
+def test_fan_out_is_exact_per_hop_and_edge_type(graph, replace, device):
     fan_out = {INTERACTS: [3, 2, 4], REV_INTERACTS: [4, -1, 2], HAS_GENRE: [2, 1, 0], REV_HAS_GENRE: [1, 0, 2]}
     seeds = torch.arange(0, 300, 3)
-    sampler = TorchNeighborSampler(graph, fan_out, replace=replace, seed=1)
+    sampler = TorchNeighborSampler(graph, fan_out, replace=replace, seed=1, device=device)
     out = sample(sampler, "user", seeds)
 
     # The nodes added at hop h (the seeds for h = 0) are the destinations sampled at hop h + 1.
@@ -100,8 +117,9 @@ def test_fan_out_is_exact_per_hop_and_edge_type(graph, replace):
     assert checked > 50  # plenty of nodes had more neighbours than the fan-out
 
 
-def test_without_replacement_neighbours_are_distinct(graph):
-    out = sample(TorchNeighborSampler(graph, [8, 8], seed=3), "item", torch.arange(400))
+@pytest.mark.parametrize("device", DEVICES)
+def test_without_replacement_neighbours_are_distinct(graph, device):
+    out = sample(TorchNeighborSampler(graph, [8, 8], seed=3, device=device), "item", torch.arange(400))
     for edge_type in graph.edge_types:
         pairs = torch.stack([out.row[edge_type], out.col[edge_type]])
         assert pairs.size(1) > 0 and pairs.unique(dim=1).size(1) == pairs.size(1), edge_type
@@ -158,12 +176,14 @@ def test_every_subset_is_equally_likely(graph):
     assert chisquare(counts.numpy()).pvalue > 1e-3
 
 
-def test_sampler_draws_are_uniform_end_to_end(graph):
+@pytest.mark.parametrize("device", DEVICES)
+def test_sampler_draws_are_uniform_end_to_end(graph, device):
+    # On a GPU every batch re-seeds the device's generator: the draws must stay uniform across batches.
     deg = in_degree(graph, INTERACTS)
     item = int(((deg >= 30) & (deg <= 40)).nonzero()[0])
     users = graph[INTERACTS].edge_index[0][graph[INTERACTS].edge_index[1] == item]
     fan_out = {edge_type: [4 if edge_type == INTERACTS else 0] for edge_type in graph.edge_types}
-    sampler = TorchNeighborSampler(graph, fan_out, seed=2024)
+    sampler = TorchNeighborSampler(graph, fan_out, seed=2024, device=device)
     drawn = torch.cat([sample(sampler, "item", torch.tensor([item])).node["user"] for _ in range(250)])
     assert torch.isin(drawn, users).all()
     counts = torch.bincount(torch.searchsorted(users.sort().values, drawn), minlength=users.numel())
@@ -178,15 +198,29 @@ def outputs_equal(a: HeteroSamplerOutput, b: HeteroSamplerOutput) -> bool:
                     for field in ("row", "col", "edge") for key in a.row))
 
 
-def test_same_seed_same_sample_different_seed_different_sample(graph):
+@pytest.mark.parametrize("device", DEVICES)
+def test_same_seed_same_sample_different_seed_different_sample(graph, device):
     seeds = torch.arange(100)
-    first = [sample(TorchNeighborSampler(graph, [5, 5], seed=11), "user", seeds) for _ in range(2)]
+    first = [sample(TorchNeighborSampler(graph, [5, 5], seed=11, device=device), "user", seeds) for _ in range(2)]
     assert outputs_equal(*first)
-    other = sample(TorchNeighborSampler(graph, [5, 5], seed=12), "user", seeds)
+    other = sample(TorchNeighborSampler(graph, [5, 5], seed=12, device=device), "user", seeds)
     assert not outputs_equal(first[0], other)
-    sampler = TorchNeighborSampler(graph, [5, 5], seed=11)
+    sampler = TorchNeighborSampler(graph, [5, 5], seed=11, device=device)
     assert outputs_equal(sample(sampler, "user", seeds), first[0])
     assert not outputs_equal(sample(sampler, "user", seeds), first[0])  # the stream moves on
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_cpu_generator_state_is_the_whole_random_state(graph, device):
+    # What a training checkpoint saves (sampler.generator) must replay the samples, on a GPU too.
+    seeds = torch.arange(100)
+    sampler = TorchNeighborSampler(graph, [5, 5], seed=3, device=device)
+    sample(sampler, "user", seeds)
+    state = sampler.generator.get_state()
+    expected = [sample(sampler, "user", seeds) for _ in range(2)]
+    restored = TorchNeighborSampler(graph, [5, 5], seed=99, device=device)
+    restored.generator.set_state(state)
+    assert all(outputs_equal(sample(restored, "user", seeds), out) for out in expected)
 
 
 # ---------------------------------------------------------------------------- equivalence
@@ -218,10 +252,11 @@ def normalised_propagation(x: dict[str, Tensor], edge_index: dict, weight: dict,
     return x
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed_type", ["user", "item"])
-def test_unlimited_fan_out_reproduces_full_graph_propagation(graph, seed_type):
+def test_unlimited_fan_out_reproduces_full_graph_propagation(graph, seed_type, device):
     seeds = torch.randperm(graph[seed_type].num_nodes, generator=torch.Generator().manual_seed(5))[:64]
-    out = sample(TorchNeighborSampler(graph, [-1, -1], seed=0), seed_type, seeds)
+    out = sample(TorchNeighborSampler(graph, [-1, -1], seed=0, device=device), seed_type, seeds)
     x = features(graph)
     sub_x = {node_type: x[node_type][out.node[node_type]] for node_type in graph.node_types}
     sub_edges = {edge_type: torch.stack([out.row[edge_type], out.col[edge_type]]) for edge_type in graph.edge_types}

@@ -11,7 +11,13 @@ from graphrec.data.convert import ConvertConfig, convert
 from graphrec.errors import GraphrecError
 from graphrec.training.factory import create_model
 from graphrec.training.run import ModelConfig, TrainConfig, train
-from graphrec.training.trainer import _scale_learning_rate, fit, make_optimizer
+from graphrec.training.trainer import (
+    _neighbor_sampler,
+    _scale_learning_rate,
+    fit,
+    make_optimizer,
+    sampler_bytes,
+)
 
 FAST = dict(batch_size=4096, lr=5e-3, progress=False, eval_ks=(10, 20), deterministic=True)
 
@@ -125,3 +131,20 @@ def test_a_fanout_with_fewer_hops_than_layers_is_refused(movielens):
     with pytest.raises(GraphrecError, match="samples 1 hop\\(s\\) but the model propagates over 2 layers"):
         train(movielens, ModelConfig("lightgcn", dim=8, layers=2),
               TrainConfig(epochs=1, sampling="neighbor", fanout=(5,), progress=False), log=lambda _: None)
+
+
+def test_the_sampler_memory_estimate_matches_the_sampler(movielens):
+    """``sample_on='auto'`` puts the sampler on a GPU by this estimate: it must be the real size."""
+    sampler = _neighbor_sampler(movielens, (5, 5), seed=0, device=torch.device("cpu"))
+    arrays = [*sampler.colptr.values(), *sampler.row.values(),
+              *(perm for perm in sampler.csc_to_edge_id.values() if perm is not None)]
+    actual = sum(array.numel() * array.element_size() for array in arrays)
+    assert actual <= sampler_bytes(movielens) <= 1.01 * actual
+
+
+def test_where_sampling_runs_is_checked():
+    with pytest.raises(ValueError, match="sample_on must be auto, cpu or device"):
+        TrainConfig(sampling="neighbor", sample_on="gpu")
+    with pytest.raises(ValueError, match="sampling='full' does not do"):
+        TrainConfig(sampling="full", sample_on="device")
+    assert TrainConfig(sampling="auto", sample_on="cpu").sample_on == "cpu"
