@@ -9,7 +9,8 @@ same device, in the same run (the second of two epochs each, so that start-up co
 ``--speed-only`` skips the curve.
 
 Run on a GPU machine: ``python benchmarks/gpu_gowalla.py --data DIR_WITH_gowalla --minutes 7``.
-It wrote ``results/gpu_gowalla_h100_*.json``. For the accuracy run, ``gowalla_lightgcn.py --device
+It wrote ``results/gpu_gowalla_h100_lr*.json``; ``--speed-only --batch-size 2048`` (and 8192) wrote
+``results/gpu_gowalla_h100_sampling_b*.json``. For the accuracy run, ``gowalla_lightgcn.py --device
 cuda`` now does the same on a GPU without restarting from checkpoints (it replays the test metric
 from snapshots; ``results/gowalla_lightgcn_h100.json``); what only this script measures is the
 sampled against full-graph epoch on the device.

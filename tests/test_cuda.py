@@ -84,6 +84,10 @@ def test_resume_with_gpu_sampling_continues_exactly(synthetic, tmp_path):
     resumed = train(synthetic, model, config, out=tmp_path / "b", resume=True, **QUIET)
     assert [e["loss"] for e in resumed.metrics["epochs"]] == pytest.approx(
         [e["loss"] for e in straight.metrics["epochs"]], rel=1e-6)
+    # The sampler's random state is its CPU generator, so the run carries on with the sampling moved.
+    moved = train(synthetic, model, dataclasses.replace(config, epochs=4, sample_on="cpu"), out=tmp_path / "b",
+                  resume=True, **QUIET)
+    assert [e["epoch"] for e in moved.metrics["epochs"]] == [1, 2, 3, 4]
 
 
 def test_evaluation_on_cuda_equals_cpu(synthetic):
