@@ -26,9 +26,11 @@ import time
 from pathlib import Path
 
 import torch
+from _common import print_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from graphrec.data.convert import convert  # noqa: E402
+from graphrec.data.storage import atomic_file  # noqa: E402
 from graphrec.training.run import ModelConfig, TrainConfig, train  # noqa: E402
 
 
@@ -90,11 +92,10 @@ def main() -> None:
                       "wall_seconds": time.perf_counter() - started,
                       "valid_recall@20_after_2_epochs": timing.metrics["valid"]["recall@20"]}
     full = speed["full"]["seconds_per_epoch"]
-    print(f"\n| {device} epoch (Gowalla, batch {args.batch_size}, fan-out 10,10,10) | s/epoch | / full-graph |")
-    print("|---|---|---|")
-    for arm, row in speed.items():
+    for row in speed.values():
         row["ratio_to_full"] = row["seconds_per_epoch"] / full
-        print(f"| {arm} | {row['seconds_per_epoch']:.2f} | {row['ratio_to_full']:.1f}x |")
+    print(f"\n{device} epochs, Gowalla, batch {args.batch_size}, fan-out 10,10,10:")
+    print_table([{"arm": arm, **row} for arm, row in speed.items()], ["arm", "seconds_per_epoch", "ratio_to_full"])
     result = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
               "config": vars(args) | {"data": str(args.data), "out": str(args.out)},
               "sampled_vs_full_epoch": speed}
@@ -102,7 +103,8 @@ def main() -> None:
         result |= {"seconds_per_epoch_full": run.metrics["seconds_per_epoch"], "curve": curve,
                    "best_by_validation": max(curve, key=lambda p: p["valid_recall@20"]),
                    "first_test_recall_ge_0.17": first_017, "first_test_recall_ge_0.18": first_018}
-    args.out.write_text(json.dumps(result, indent=2))
+    with atomic_file(args.out) as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
 
 

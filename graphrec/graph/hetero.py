@@ -22,6 +22,7 @@ is judged on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,11 @@ class GraphConfig:
     reverse_edges: bool = True
 
 
+def chosen_modalities(dataset: Dataset, chosen: Sequence[str] | None) -> list[str]:
+    """The modalities to use: those ``chosen``, else (``None``) every one ``dataset`` has."""
+    return list(dataset.features) if chosen is None else list(chosen)
+
+
 def build_graph(dataset: Dataset, config: GraphConfig = GraphConfig()) -> HeteroData:
     """Build the heterogeneous graph of ``dataset`` from its training interactions."""
     data = HeteroData()
@@ -69,7 +75,7 @@ def build_graph(dataset: Dataset, config: GraphConfig = GraphConfig()) -> Hetero
     _add_relation(data, INTERACTS, np.stack([pairs // dataset.num_items, pairs % dataset.num_items]),
                   config.reverse_edges)
 
-    modalities = list(dataset.features) if config.modalities is None else list(config.modalities)
+    modalities = chosen_modalities(dataset, config.modalities)
     unknown = [name for name in modalities if name not in dataset.features]
     if unknown:
         raise GraphrecError(f"dataset {dataset.name!r} has no modality {unknown}; "

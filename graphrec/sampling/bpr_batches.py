@@ -57,7 +57,8 @@ def bpr_subgraph(sampler: BaseSampler, users: Tensor, pos: Tensor, neg: Tensor, 
     names the user and item node types. Without ``data`` the subgraph holds the structure only
     (``n_id``, ``num_nodes``, ``edge_index``, ``e_id`` and the per-hop counts), which is all an
     embedding model needs; with the full graph ``data`` its node and edge attributes (such as
-    modality features ``x``) are sliced in as PyG's loaders do.
+    modality features ``x``) are sliced in as PyG's loaders do, with the sampler's indices, so
+    ``data`` must be on the sampler's device.
     """
     users, pos, neg = (torch.as_tensor(t, dtype=torch.long) for t in (users, pos, neg))
     if users.dim() != 1 or pos.shape != users.shape or neg.shape[:1] != users.shape or neg.dim() > 2:

@@ -8,7 +8,12 @@ import torch
 
 from graphrec.data.dataset import Dataset
 from graphrec.errors import GraphrecError
-from graphrec.graph import GraphConfig, build_graph, normalized_adjacency
+from graphrec.graph import (
+    GraphConfig,
+    build_graph,
+    chosen_modalities,
+    normalized_adjacency,
+)
 from graphrec.models import MF, VBPR, LightGCN, ModalityGAT
 from graphrec.models.baselines import Popularity, RandomScores
 from graphrec.models.fusion import FUSION_STRATEGIES
@@ -97,7 +102,7 @@ def create_model(config: ModelConfig, dataset: Dataset, seed: int = 0) -> torch.
 
 def model_modalities(config: ModelConfig, dataset: Dataset) -> list[str]:
     """The modalities a content model reads: those chosen, else every one the dataset has."""
-    return list(dataset.features) if config.modalities is None else list(config.modalities)
+    return chosen_modalities(dataset, config.modalities)
 
 
 def _stacked_features(dataset: Dataset, names: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
