@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.graphrec-installed
 
-.PHONY: setup demo test bench docs test-dgl clean
+.PHONY: setup demo test lint bench docs test-dgl clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,11 +21,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/convert.py
 
 docs: $(STAMP)
-	$(BIN)/typer graphrec.cli utils docs --name graphrec --output docs/cli.md
+	$(BIN)/typer --app full_app graphrec.cli utils docs --name graphrec --output docs/cli.md
 	sed -i "s/&#x27;/'/g" docs/cli.md
 
 # DGL on PyPI stops at 2.1.0, which needs torch <= 2.2.1: its own environment (.venv-dgl), see docs/dgl.md.

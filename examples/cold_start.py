@@ -45,6 +45,7 @@ from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode
 from graphrec.encoders.bundled import bundled_minilm
 from graphrec.encoders.image import save_random_weights
 from graphrec.evaluation import cold_items
+from graphrec.models import MODELS
 from graphrec.quickstart import format_table
 from graphrec.serving import new_user_recommend
 from graphrec.training.run import ModelConfig, Run, TrainConfig, train
@@ -170,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         print(f"\n== training {name}")
         # The GAT's entity nodes are the default item columns: genres (MovieLens), categories and brand.
-        depth = {"gat": {"layers": 1}, "lightgcn": {"layers": 2}}.get(name, {})
-        model = ModelConfig(name=name, dim=args.dim, **depth)
+        options = {"dim": args.dim} if "dim" in MODELS.option_names(name) else {}  # the popularity floor has none
+        options.update({"gat": {"layers": 1}, "lightgcn": {"layers": 2}}.get(name, {}))
+        model = ModelConfig(name, options)
         runs[name] = run = train(dataset, model, config, out=args.out / name, log=print)
         rows.append({"model": name, "best_epoch": run.metrics["best_epoch"],
                      "valid recall@20": run.metrics["valid"]["recall@20"],

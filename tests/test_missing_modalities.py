@@ -49,7 +49,7 @@ def test_content_models_train_with_missing_images(dataset_dir, model):
     run = train(path, ModelConfig(model, dim=16, **gat_options), TrainConfig(**FAST), log=lambda _: None)
     for split in ("valid", "test", "test_cold"):
         assert np.isfinite(run.metrics[split]["recall@20"])
-    user_emb, item_emb = run.embeddings()
+    _, item_emb = run.embeddings()
     assert torch.isfinite(item_emb).all()
     if model == "gat":
         names, weights = run.model.modality_attention()

@@ -45,6 +45,7 @@ def test_committed_notebook_has_no_outputs():
     assert all(not cell.outputs and cell.execution_count is None for cell in code_cells)
 
 
+@pytest.mark.slow  # a real Jupyter kernel trains four models: about 25 s on two cores
 def test_quickstart_notebook_runs(tmp_path: Path, this_python_kernel: str):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     # One extra cell records which interpreter the kernel ran.

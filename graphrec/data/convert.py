@@ -24,15 +24,25 @@ import pandas as pd
 
 from graphrec.data.dataset import SPLIT_DTYPE, SPLITS, Dataset, ModalityFeatures, check_finite
 from graphrec.data.filtering import (
-    FilterReport, drop_duplicates, drop_repeats_across_splits, filter_min_rating, kcore,
+    FilterReport,
+    drop_duplicates,
+    drop_repeats_across_splits,
+    filter_min_rating,
+    kcore,
 )
 from graphrec.data.formats import get_reader
 from graphrec.data.raw import RawDataset
 from graphrec.data.splitting import (
-    PROTOCOLS, check_ratios, choose_cold_items, hold_out_items, split_leave_last, split_random, split_temporal,
+    PROTOCOLS,
+    check_ratios,
+    choose_cold_items,
+    hold_out_items,
+    split_leave_last,
+    split_random,
+    split_temporal,
 )
 from graphrec.data.storage import atomic_directory, would_replace
-from graphrec.errors import DataFormatError, DatasetExistsError, GraphrecError
+from graphrec.errors import ConfigError, DataFormatError, DatasetExistsError, GraphrecError
 
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 #: The split protocols that take ``ratios``.
@@ -62,14 +72,15 @@ class ConvertConfig:
 
     def __post_init__(self) -> None:
         if self.split not in (*PROTOCOLS, "auto"):
-            raise GraphrecError(f"unknown --split {self.split!r}; choose one of auto, {', '.join(PROTOCOLS)}")
+            raise ConfigError(f"unknown split {self.split!r}; choose one of auto, {', '.join(PROTOCOLS)}",
+                              field="split")
         if self.ratios is not None:
             check_ratios(self.ratios)
         if self.kcore < 0:
-            raise GraphrecError(f"--kcore must be >= 0, got {self.kcore}")
+            raise ConfigError(f"must be >= 0, got {self.kcore}", field="kcore")
         if self.name is not None and (not self.name.strip() or any(c in self.name for c in "/\\\0")):
-            raise GraphrecError(f"--name {self.name!r} must be a plain name: not empty, no '/' or '\\' "
-                                f"(exports use it as a file name)")
+            raise ConfigError(f"{self.name!r} must be a plain name: not empty, no '/' or '\\' "
+                              f"(exports use it as a file name)", field="name")
 
 
 @dataclass
@@ -177,8 +188,8 @@ def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name
             if universe is not None and len(set(universe) - set(kept)):
                 notes.append(f"{len(set(universe) - set(kept)):,} {kind} of the source have no interactions left "
                              f"after filtering and are not in the dataset")
-    users = pd.Index(user_ids).get_indexer(frame["user_id"]).astype(np.int32)
-    items = pd.Index(item_ids).get_indexer(frame["item_id"]).astype(np.int32)
+    users = pd.Index(user_ids).get_indexer(pd.Index(frame["user_id"])).astype(np.int32)
+    items = pd.Index(item_ids).get_indexer(pd.Index(frame["item_id"])).astype(np.int32)
 
     rng = np.random.default_rng(config.seed)
     protocol = config.split if config.split != "auto" else ("given" if raw.has_split else "random")
@@ -204,9 +215,9 @@ def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name
         if in_time_order:
             notes.append(f"--split {protocol} with --cold-items: a cold item's former training interactions "
                          f"(the earlier half to valid, the later half to test) predate the time cut")
-    keep, report = drop_repeats_across_splits(users, items, codes)
-    if report is not None:
-        reports.append(report)
+    keep, repeat_report = drop_repeats_across_splits(users, items, codes)
+    if repeat_report is not None:
+        reports.append(repeat_report)
         frame, users, items, codes = frame[keep].reset_index(drop=True), users[keep], items[keep], codes[keep]
     if not config.dedupe:
         repeats = int(pd.Series(users.astype(np.int64) * len(item_ids) + items).duplicated().sum())
@@ -235,7 +246,7 @@ def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name
     features = {modality: _align_features(modality, ids, matrix, encoder, item_ids)
                 for modality, (ids, matrix, encoder) in raw.features.items()}
     manifest = {
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "graphrec_version": _version(),
         "provenance": provenance or {"reader": raw.source},
         "split": {"protocol": protocol, "ratios": list(ratios) if protocol in RATIO_PROTOCOLS else None,
@@ -340,7 +351,7 @@ def _align_features(modality: str, ids: list[str], matrix: np.ndarray, encoder: 
         raise DataFormatError(f"feature matrix has shape {matrix.shape} but {len(ids)} item ids", path=source,
                               field=modality)
     check_finite(matrix, source)
-    rows = pd.Index(ids).get_indexer(item_ids)
+    rows = pd.Index(ids).get_indexer(pd.Index(item_ids))
     mask = rows >= 0
     values = np.zeros((len(item_ids), matrix.shape[1]), dtype=np.float32)
     values[mask] = matrix[rows[mask]]

@@ -135,9 +135,7 @@ class Dataset:
         root = self.path if self.path is not None else Path(".")
         out: list[Path | None] = []
         for value in self.items["image"].tolist():
-            if not isinstance(value, str) or not value:
-                out.append(None)
-            elif value.startswith(("http://", "https://")):
+            if not isinstance(value, str) or not value or value.startswith(("http://", "https://")):
                 out.append(None)
             else:
                 candidate = Path(value)

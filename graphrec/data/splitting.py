@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphrec.errors import GraphrecError
+from graphrec.errors import ConfigError
 
 TRAIN, VALID, TEST = 0, 1, 2
 PROTOCOLS = ("random", "temporal", "leave-last", "given")
@@ -22,8 +22,8 @@ PROTOCOLS = ("random", "temporal", "leave-last", "given")
 
 def check_ratios(ratios: tuple[float, ...]) -> tuple[float, float, float]:
     if len(ratios) != 3 or any(r < 0 for r in ratios) or not np.isclose(sum(ratios), 1.0) or ratios[0] <= 0:
-        raise GraphrecError(f"--ratios must be three non-negative numbers train,valid,test summing to 1 "
-                            f"with train > 0, got {','.join(map(str, ratios))}")
+        raise ConfigError(f"must be three non-negative numbers train,valid,test summing to 1 "
+                          f"with train > 0, got {','.join(map(str, ratios))}", field="ratios")
     return float(ratios[0]), float(ratios[1]), float(ratios[2])
 
 
@@ -59,8 +59,8 @@ def split_temporal(timestamps: np.ndarray, ratios: tuple[float, float, float]) -
     train_ratio, valid_ratio, _ = check_ratios(ratios)
     order = np.argsort(timestamps, kind="stable")
     n = len(timestamps)
-    n_train = int(round(n * train_ratio))
-    n_valid = int(round(n * valid_ratio))
+    n_train = round(n * train_ratio)
+    n_valid = round(n * valid_ratio)
     codes = np.empty(n, dtype=np.int8)
     codes[order[:n_train]] = TRAIN
     codes[order[n_train:n_train + n_valid]] = VALID
@@ -84,8 +84,8 @@ def split_leave_last(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
 def choose_cold_items(num_items: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """A random ``fraction`` of item indices, to be held out of training entirely."""
     if not 0.0 <= fraction < 1.0:
-        raise GraphrecError(f"--cold-items must be in [0, 1), got {fraction}")
-    count = int(round(num_items * fraction))
+        raise ConfigError(f"must be in [0, 1), got {fraction}", field="cold_items")
+    count = round(num_items * fraction)
     return np.sort(rng.choice(num_items, size=count, replace=False)) if count else np.empty(0, dtype=np.int64)
 
 

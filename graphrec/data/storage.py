@@ -101,9 +101,8 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 def write_npy(path: str | Path, array: np.ndarray) -> None:
     """Save a NumPy array atomically."""
-    with atomic_file(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, array)
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array)
 
 
 def read_npy(path: str | Path, field: str | None = None) -> np.ndarray:

@@ -100,7 +100,7 @@ class EmbeddingCache:
     def shards(self) -> list[Path]:
         return sorted(self.directory.glob("shard-*.npz"))
 
-    def lookup(self, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    def lookup(self, keys: Sequence[str] | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Return ``(found, values)``: which keys are cached and their rows (zeros where not)."""
         stored_keys, stored_values = self._load()
         found = np.zeros(len(keys), dtype=bool)
@@ -112,7 +112,7 @@ class EmbeddingCache:
         values[found] = stored_values[positions[found]]
         return found, values
 
-    def store(self, keys: Sequence[str], values: np.ndarray) -> None:
+    def store(self, keys: Sequence[str] | np.ndarray, values: np.ndarray) -> None:
         """Add embeddings (one row per key) as a new shard, atomically."""
         if not len(keys):
             return
@@ -151,7 +151,8 @@ class EmbeddingCache:
                 shard.unlink(missing_ok=True)
 
     def _load(self) -> tuple[np.ndarray, np.ndarray | None]:
-        keys, values = [], []
+        keys: list[np.ndarray] = []
+        values: list[np.ndarray] = []
         for shard in self.shards():
             try:
                 with np.load(shard, allow_pickle=False) as data:
@@ -229,14 +230,15 @@ def encode_with_cache(keys: Sequence[str | None], compute: ComputeFn, dim: Calla
     n = len(keys)
     present = np.fromiter((key is not None for key in keys), dtype=bool, count=n)
     present_positions = np.flatnonzero(present)
-    present_keys = np.asarray([keys[i] for i in present_positions], dtype="S64")
+    present_keys = np.asarray([keys[i] for i in present_positions.tolist()], dtype="S64")
     found = np.zeros(len(present_keys), dtype=bool)
     cached_values = None
     if cache is not None and len(present_keys):
         found, cached_values = cache.lookup(present_keys)
     unique_missing, first, inverse = np.unique(present_keys[~found], return_index=True, return_inverse=True)
     miss_positions = present_positions[~found]
-    computed, computed_ok, problems = (np.zeros((0, 0), np.float32), np.zeros(0, bool), [])
+    problems: list[str] = []
+    computed, computed_ok = np.zeros((0, 0), np.float32), np.zeros(0, bool)
     if len(unique_missing):
         computed, computed_ok, problems = compute(miss_positions[first])
         computed = np.asarray(computed, dtype=np.float32)
@@ -261,4 +263,4 @@ def encode_with_cache(keys: Sequence[str | None], compute: ComputeFn, dim: Calla
 
 # ----------------------------------------------------------------- helpers
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -49,7 +49,7 @@ def encode(dataset_path: str | Path, modality: str,
                             "letter or digit (not ending in '.mask')")
     root = Path(dataset_path)
     dataset = load_dataset(root)
-    if modality == "text":
+    if isinstance(config, (TextEncoderConfig, TextEncoder)):  # modality "text", as checked above
         features = encode_text(dataset, config, cache_dir=cache_dir, log=log)
     else:
         features = encode_images(dataset, config, cache_dir=cache_dir, log=log)

@@ -43,8 +43,13 @@ from tqdm.auto import tqdm
 from graphrec.data.dataset import Dataset, ModalityFeatures
 from graphrec.device import resolve_device
 from graphrec.encoders.cache import (
-    ENCODER_FORMAT_VERSION, EmbeddingCache, encode_with_cache, identity_digest, sha256_file,
-    sha256_state_dict, utc_now,
+    ENCODER_FORMAT_VERSION,
+    EmbeddingCache,
+    encode_with_cache,
+    identity_digest,
+    sha256_file,
+    sha256_state_dict,
+    utc_now,
 )
 from graphrec.errors import GraphrecError
 
@@ -300,9 +305,10 @@ def _build(config: ImageEncoderConfig) -> tuple[nn.Module, Callable[[Any], Tenso
             f"internet with torch.save(torchvision.models.get_model({name!r}, weights={weights!r}).state_dict(), "
             f"FILE) and pass --weights FILE. Cause: {exc}") from exc
     checkpoint = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
-    digest = sha256_file(checkpoint) if checkpoint.is_file() else None
+    checkpoint_digest = sha256_file(checkpoint) if checkpoint.is_file() else None
     return model, enum.transforms(), {
-        "weights": str(enum), "identity": {"weights": str(enum), "weights_url": enum.url, "weights_sha256": digest}}
+        "weights": str(enum), "identity": {"weights": str(enum), "weights_url": enum.url,
+                                           "weights_sha256": checkpoint_digest}}
 
 
 def _weights_enum(model: str, weights: str) -> torchvision.models.WeightsEnum:
@@ -402,7 +408,10 @@ def encode_images(dataset: Dataset, config: ImageEncoderConfig | ImageEncoder, c
 
     def compute(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
         values, ok, failures = encoder.encode_files([paths[i] for i in positions])
-        undecodable.update({keys[int(positions[j])]: reason for j, reason in failures})
+        for j, reason in failures:
+            key = keys[int(positions[j])]
+            if key is not None:  # always: encode_with_cache asks only about items that have a key
+                undecodable[key] = reason
         return values, ok, []
 
     values, mask, stats = encode_with_cache(keys, compute, lambda: encoder.dim, cache if root is not None else None)

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub
 import numpy as np
 import pandas as pd
-import huggingface_hub
 import torch
 import torch.nn.functional as F
 import transformers
@@ -44,7 +44,11 @@ from graphrec.data.dataset import Dataset, ModalityFeatures
 from graphrec.device import resolve_device
 from graphrec.encoders.bundled import BUNDLED_MINILM, bundled_minilm
 from graphrec.encoders.cache import (
-    ENCODER_FORMAT_VERSION, EmbeddingCache, encode_with_cache, identity_digest, sha256_directory,
+    ENCODER_FORMAT_VERSION,
+    EmbeddingCache,
+    encode_with_cache,
+    identity_digest,
+    sha256_directory,
     utc_now,
 )
 from graphrec.errors import GraphrecError
@@ -146,7 +150,7 @@ class TextEncoder:
         self.tokenizer, self.model, self.source = _load_pretrained(config.model)
         if getattr(self.model.config, "is_encoder_decoder", False):
             self.model = self.model.get_encoder()  # T5-style models: embed with the encoder half
-        self.model.to(self.device).eval()
+        self.model.to(self.device).eval()  # type: ignore[arg-type]  # transformers @wraps(Module.to): stub wants self
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         limit = getattr(self.tokenizer, "model_max_length", None)
@@ -207,7 +211,7 @@ class TextEncoder:
         }
 
 
-def _load_pretrained(name: str) -> tuple[Any, torch.nn.Module, dict[str, Any]]:
+def _load_pretrained(name: str) -> tuple[Any, transformers.PreTrainedModel, dict[str, Any]]:
     """Tokenizer, model and identity of a Hub name or a local directory; GraphrecError when it cannot load."""
     if name == BUNDLED_MINILM:
         name = str(bundled_minilm())
@@ -253,7 +257,7 @@ def _unreachable_hub(name: str) -> Exception | None:
         return None
     try:
         huggingface_hub.model_info(name, timeout=HUB_PROBE_TIMEOUT)
-    except Exception as exc:  # noqa: BLE001 (each hub version has its own HTTP client and errors)
+    except Exception as exc:  # broad on purpose: each hub version has its own HTTP client and errors
         if not isinstance(exc, HfHubHTTPError) and (
                 isinstance(exc, OSError) or {"TransportError", "ConnectionError", "Timeout"}
                 & {cls.__name__ for cls in type(exc).__mro__}):

@@ -109,9 +109,11 @@ class BeyondAccuracy:
     def _intra_list_diversity(self, top: Tensor, shown: Tensor, length: Tensor) -> Tensor:
         # For unit rows, sum_{i != j} cos(x_i, x_j) = ||sum_i x_i||^2 - sum_i ||x_i||^2; embedding_bag
         # sums each list's rows without materialising a [B, K, d] gather.
-        summed = torch.nn.functional.embedding_bag(top, self.features, mode="sum",
-                                                   per_sample_weights=shown.to(self.features.dtype))
-        self_similarity = (self.has_features[top] * shown).sum(dim=1)
+        features, has_features = self.features, self.has_features
+        assert features is not None and has_features is not None  # update() calls this only with features
+        summed = torch.nn.functional.embedding_bag(top, features, mode="sum",
+                                                   per_sample_weights=shown.to(features.dtype))
+        self_similarity = (has_features[top] * shown).sum(dim=1)
         pairs = length * (length - 1)
         mean_similarity = (summed.to(torch.float64).square().sum(dim=1) - self_similarity) / pairs
         return torch.where(pairs > 0, 1.0 - mean_similarity, float("nan"))

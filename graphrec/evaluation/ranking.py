@@ -30,7 +30,6 @@ Users are processed ``batch_size`` at a time, so memory is
 from __future__ import annotations
 
 import numbers
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any

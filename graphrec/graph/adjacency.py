@@ -51,7 +51,7 @@ def normalized_adjacency(num_users: int, num_items: int, users: Tensor | np.ndar
         if int(items.min()) < 0 or int(items.max()) >= num_items:
             raise ValueError(f"item indices must lie in [0, {num_items}), got [{int(items.min())}, "
                              f"{int(items.max())}]")
-    pairs = torch.unique(users * num_items + items)  # sorted by user, then item
+    pairs: Tensor = torch.unique(users * num_items + items)  # sorted by user, then item
     users, items = pairs // num_items, pairs % num_items
     user_degree = torch.bincount(users, minlength=num_users).to(torch.float32)
     item_degree = torch.bincount(items, minlength=num_items).to(torch.float32)

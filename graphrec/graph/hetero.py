@@ -109,11 +109,11 @@ def build_graph(dataset: Dataset, config: GraphConfig = GraphConfig()) -> Hetero
 
 def _add_relation(data: HeteroData, edge_type: tuple[str, str, str], edge_index: np.ndarray,
                   reverse: bool) -> None:
-    edge_index = torch.from_numpy(np.ascontiguousarray(edge_index, dtype=np.int64)).reshape(2, -1)
-    data[edge_type].edge_index = edge_index
+    index = torch.from_numpy(np.ascontiguousarray(edge_index, dtype=np.int64)).reshape(2, -1)
+    data[edge_type].edge_index = index
     if reverse:
         source, relation, target = edge_type
-        data[target, REVERSE_PREFIX + relation, source].edge_index = edge_index.flip(0)
+        data[target, REVERSE_PREFIX + relation, source].edge_index = index.flip(0)
 
 
 def _entity_edges(column: pd.Series) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -88,7 +88,7 @@ def to_dgl(data: HeteroData) -> dgl.DGLHeteroGraph:
 
     graph = dgl.heterograph(edges, num_nodes_dict=num_nodes, idtype=torch.int64)
 
-    left_out = [f"{key} (graph attribute)" for key in data._global_store.keys()]
+    left_out = [f"{key} (graph attribute)" for key in data._global_store]
     for node_type in data.node_types:
         count = num_nodes[node_type]
         for key, value in data[node_type].items():

@@ -1,29 +1,45 @@
-"""Recommenders: MF-BPR, LightGCN, VBPR and the modality-attention GAT, plus fusion strategies.
+"""Recommenders: MF-BPR, LightGCN, VBPR and the modality-attention GAT, the popularity and random
+floors, and the fusion strategies.
 
-Every model is a :class:`~graphrec.models.base.Recommender`: ``embed()`` returns the final
-user and item representations and scores are inner products. ``MODELS`` maps the
-names used in configurations and on the command line to the classes; each class has
-``from_graph(data, **hyperparameters)`` to build it from a :func:`~graphrec.graph.build_graph` graph.
+Every model is a :class:`~graphrec.models.base.Recommender` registered in :data:`MODELS`, which
+maps the names used in configurations and on the command line to the classes. Each class
+declares its options dataclass (``Options``) and builds itself from a dataset with
+``from_dataset(dataset, options, seed)``; :class:`ModelConfig` and :func:`build_model` do both by name.
 """
 
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender
+from graphrec.models.base import EMBEDDING_INIT_STD, ModelOptions, Recommender, ScoreFn
+from graphrec.models.baselines import Popularity, PopularityOptions, RandomOptions, RandomScores
 from graphrec.models.fusion import FUSION_STRATEGIES, Fusion, masked_softmax
-from graphrec.models.lightgcn import LightGCN
-from graphrec.models.mf import MF
-from graphrec.models.modality_gat import ModalityGAT
-from graphrec.models.vbpr import VBPR
-
-MODELS: dict[str, type[Recommender]] = {"mf": MF, "lightgcn": LightGCN, "vbpr": VBPR, "gat": ModalityGAT}
+from graphrec.models.lightgcn import LightGCN, LightGCNOptions
+from graphrec.models.mf import MF, MFOptions
+from graphrec.models.modality_gat import DEFAULT_ENTITIES, ModalityGAT, ModalityGATOptions
+from graphrec.models.registry import MODELS, ModelConfig, ModelRegistry, build_model, make_options
+from graphrec.models.vbpr import VBPR, VBPROptions
 
 __all__ = [
+    "DEFAULT_ENTITIES",
     "EMBEDDING_INIT_STD",
     "FUSION_STRATEGIES",
-    "MODELS",
     "MF",
+    "MODELS",
+    "VBPR",
     "Fusion",
     "LightGCN",
+    "LightGCNOptions",
+    "MFOptions",
     "ModalityGAT",
+    "ModalityGATOptions",
+    "ModelConfig",
+    "ModelOptions",
+    "ModelRegistry",
+    "Popularity",
+    "PopularityOptions",
+    "RandomOptions",
+    "RandomScores",
     "Recommender",
-    "VBPR",
+    "ScoreFn",
+    "VBPROptions",
+    "build_model",
+    "make_options",
     "masked_softmax",
 ]

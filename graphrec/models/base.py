@@ -23,21 +23,88 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from graphrec.errors import GraphrecError
+from graphrec.data.dataset import Dataset
+from graphrec.errors import ConfigError, GraphrecError
 from graphrec.graph.hetero import INTERACTS, REV_INTERACTS
 
 #: Standard deviation of the normal initialisation of id embeddings (as the LightGCN reference).
 EMBEDDING_INIT_STD = 0.1
 
 
+@dataclass(frozen=True)
+class ModelOptions:
+    """Base of every model's options dataclass: its hyperparameters, checked in ``__post_init__``
+    (raising :class:`~graphrec.errors.ConfigError` with the field's name). A field's
+    ``metadata["help"]`` is the one-line description that the CLI and the docs show."""
+
+
+def check_positive(options: ModelOptions, *names: str) -> None:
+    """A :class:`~graphrec.errors.ConfigError` for the first of ``names`` that is not positive."""
+    for name in names:
+        value = getattr(options, name)
+        if not value > 0:
+            raise ConfigError(f"must be positive, got {value!r}", field=name)
+
+
+def check_non_negative(options: ModelOptions, *names: str) -> None:
+    """A :class:`~graphrec.errors.ConfigError` for the first of ``names`` that is negative."""
+    for name in names:
+        value = getattr(options, name)
+        if value < 0:
+            raise ConfigError(f"must be >= 0, got {value!r}", field=name)
+
+
+#: ``score_fn(users)``: scores ``[B, num_items]`` of the int64 user indices ``users`` ``[B]``.
+ScoreFn = Callable[[Tensor], Tensor]
+
+
 class Recommender(torch.nn.Module, abc.ABC):
-    """Base class: subclasses define :meth:`embed`, :meth:`user_ego`, :meth:`item_ego`
-    and :meth:`reset_parameters`."""
+    """Base class of every model; :data:`graphrec.models.MODELS` registers the subclasses.
+
+    A subclass declares:
+
+    * ``name``, the registry key (``graphrec train --model NAME``), and ``Options``, its
+      :class:`ModelOptions` dataclass;
+    * :meth:`from_dataset`, which builds it from a dataset's training split and its options;
+    * :meth:`reset_parameters`, and, when it has embeddings, :meth:`embed`; when it is trained
+      by gradient descent, also :meth:`user_ego` and :meth:`item_ego` (what
+      :meth:`regularization` penalises).
+
+    The capability flags say what else it offers: the trainer, the evaluator and serving read
+    them and nothing else (no attribute probing).
+    """
+
+    #: The registry key.
+    name: ClassVar[str]
+    #: The options dataclass :meth:`from_dataset` takes.
+    Options: ClassVar[type[ModelOptions]]
+    #: Trained with BPR by :func:`~graphrec.training.trainer.fit`. ``False``: the model is fixed
+    #: once :meth:`from_dataset` returns (popularity, closed-form graph filters); training only
+    #: evaluates it.
+    trained_by_gradient: ClassVar[bool] = True
+    #: Scores are inner products of :meth:`embed`'s user and item vectors, which serving exports
+    #: and indexes. ``False``: the model scores users directly through :meth:`scorer`.
+    has_embeddings: ClassVar[bool] = True
+    #: Trains on neighbour-sampled subgraphs (:meth:`embed_subgraph`).
+    supports_subgraphs: ClassVar[bool] = False
+    #: Has item content to align with the collaborative embeddings (:meth:`alignment_loss`).
+    supports_alignment: ClassVar[bool] = False
+    #: Reads the dataset's modality features (its ``Options`` has a ``modalities`` field).
+    reads_features: ClassVar[bool] = False
+
+    #: Width of the layer-0 embeddings (0: none), for memory planning.
+    dim: int = 0
+    #: Propagation layers, which neighbour sampling needs one fan-out for (0: no propagation).
+    num_layers: int = 0
+    #: Attention heads per layer, which keep per-edge tensors (0: no attention).
+    attention_heads: int = 0
 
     def __init__(self, num_users: int, num_items: int) -> None:
         super().__init__()
@@ -47,31 +114,49 @@ class Recommender(torch.nn.Module, abc.ABC):
         self.num_users = int(num_users)
         self.num_items = int(num_items)
 
+    @classmethod
+    @abc.abstractmethod
+    def from_dataset(cls, dataset: Dataset, options: Any, seed: int = 0) -> Self:
+        """The model for ``dataset``'s training split (never its validation or test edges).
+
+        Torch's global generator is seeded with ``seed`` before this is called (see
+        :func:`~graphrec.models.registry.build_model`); ``seed`` is for models that draw from a
+        generator of their own."""
+
     @abc.abstractmethod
     def reset_parameters(self) -> None:
         """Re-initialise every learnable parameter."""
 
-    @abc.abstractmethod
     def embed(self) -> tuple[Tensor, Tensor]:
         """Final user ``[num_users, d]`` and item ``[num_items, d]`` representations (with grad)."""
+        raise GraphrecError(f"model {self.name!r} has no user and item embeddings: it scores users directly")
 
-    @abc.abstractmethod
+    @torch.no_grad()
+    def embed_layerwise(self) -> tuple[Tensor, Tensor]:
+        """:meth:`embed` without autograd, for evaluation and serving. Propagating models
+        override it to work one layer at a time, in bounded memory."""
+        return self.embed()
+
+    def embed_subgraph(self, data: HeteroData) -> tuple[Tensor, Tensor]:
+        """Final embeddings of the seed nodes of a neighbour-sampled subgraph (when
+        :attr:`supports_subgraphs`)."""
+        raise GraphrecError(f"model {self.name!r} does not train on sampled subgraphs")
+
     def user_ego(self, users: Tensor) -> Tensor:
         """Layer-0 parameters of ``users`` ``[B, d0]``, the ones :meth:`regularization` penalises."""
+        raise NotImplementedError(f"{type(self).__name__} is not trained by gradient descent")
 
-    @abc.abstractmethod
     def item_ego(self, items: Tensor) -> Tensor:
-        """Layer-0 parameters of ``items`` ``[B, d0]``, the ones :meth:`regularization` penalises."""
+        """Layer-0 parameters of ``items`` (any shape, e.g. ``(B, K)``), which
+        :meth:`regularization` penalises."""
+        raise NotImplementedError(f"{type(self).__name__} is not trained by gradient descent")
 
-    def forward(self, subgraph: object | None = None) -> tuple[Tensor, Tensor]:
-        """:meth:`embed`, or ``embed_subgraph(subgraph)`` for a sampled mini-batch (so that
+    def forward(self, subgraph: HeteroData | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`embed`, or :meth:`embed_subgraph` for a sampled mini-batch (so that
         :class:`~torch.nn.parallel.DistributedDataParallel` can wrap either)."""
         if subgraph is None:
             return self.embed()
         return self.embed_subgraph(subgraph)
-
-    #: Whether the model trains on neighbour-sampled subgraphs (defines ``embed_subgraph``).
-    supports_subgraphs: bool = False
 
     @staticmethod
     def score(user_emb: Tensor, item_emb: Tensor, users: Tensor, items: Tensor) -> Tensor:
@@ -83,18 +168,28 @@ class Recommender(torch.nn.Module, abc.ABC):
         """Scores ``[B, num_items]`` of ``users`` against every item."""
         return user_emb[users] @ item_emb.t()
 
+    @torch.no_grad()
+    def scorer(self) -> ScoreFn:
+        """The full-ranking score function of the model as it is now, for evaluation and serving.
+        By default :meth:`full_scores` over :meth:`embed_layerwise`, computed once; models without
+        embeddings override it."""
+        user_emb, item_emb = self.embed_layerwise()
+        return lambda users: self.full_scores(user_emb, item_emb, users)
+
     def regularization(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
         """Batch L2 of the layer-0 parameters (see the module docstring)."""
         squares = (self.user_ego(users).pow(2).sum() + self.item_ego(pos_items).pow(2).sum()
                    + self.item_ego(neg_items).pow(2).sum())
         return 0.5 * squares / max(users.numel(), 1)
 
-    #: Whether :meth:`alignment_loss` exists: models with item content (VBPR, ModalityGAT).
-    supports_alignment: bool = False
-
     def alignment_loss(self, items: Tensor, temperature: float = 0.2) -> Tensor:
         """Contrastive (InfoNCE) loss aligning ``items``' content with their collaborative embedding."""
-        raise NotImplementedError(f"{type(self).__name__} has no item content to align")
+        raise GraphrecError(f"model {self.name!r} has no item content to align")
+
+    def modality_attention(self) -> tuple[list[str], Tensor] | None:
+        """Source names and ``[num_items, S]`` attention weights over each item's sources, which
+        explanations show; ``None`` for a model without such attention."""
+        return None
 
     def extra_repr(self) -> str:
         return f"num_users={self.num_users}, num_items={self.num_items}"

@@ -29,15 +29,36 @@ at :math:`v`, and exactly it when every neighbour is sampled.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
+from graphrec.data.dataset import Dataset
 from graphrec.graph.adjacency import normalized_adjacency, propagate
 from graphrec.graph.hetero import INTERACTS, REV_INTERACTS
 from graphrec.models.base import (
-    EMBEDDING_INIT_STD, Recommender, check_both_directions, edges_within_hops, layerwise_mean, nodes_within_hops,
+    EMBEDDING_INIT_STD,
+    ModelOptions,
+    Recommender,
+    check_both_directions,
+    check_non_negative,
+    check_positive,
+    edges_within_hops,
+    layerwise_mean,
+    nodes_within_hops,
 )
+
+
+@dataclass(frozen=True)
+class LightGCNOptions(ModelOptions):
+    dim: int = field(default=64, metadata={"help": "embedding width"})
+    layers: int = field(default=3, metadata={"help": "propagation layers L"})
+
+    def __post_init__(self) -> None:
+        check_positive(self, "dim")
+        check_non_negative(self, "layers")
 
 
 class LightGCN(Recommender):
@@ -47,6 +68,12 @@ class LightGCN(Recommender):
     but is not saved in the ``state_dict`` (rebuild the model from the same training graph
     to load a checkpoint).
     """
+
+    name = "lightgcn"
+    Options = LightGCNOptions
+    supports_subgraphs = True
+    adjacency: Tensor  # buffers registered in __init__
+    degree: Tensor
 
     def __init__(self, num_users: int, num_items: int, adjacency: Tensor, dim: int = 64,
                  num_layers: int = 3) -> None:
@@ -67,6 +94,13 @@ class LightGCN(Recommender):
         self.user_embedding = torch.nn.Embedding(num_users, dim)
         self.item_embedding = torch.nn.Embedding(num_items, dim)
         self.reset_parameters()
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, options: LightGCNOptions, seed: int = 0) -> LightGCN:
+        """LightGCN over the dataset's training interactions."""
+        users, items = dataset.pairs("train")
+        adjacency = normalized_adjacency(dataset.num_users, dataset.num_items, users, items)
+        return cls(dataset.num_users, dataset.num_items, adjacency, dim=options.dim, num_layers=options.layers)
 
     @classmethod
     def from_graph(cls, data: HeteroData, dim: int = 64, num_layers: int = 3) -> LightGCN:
@@ -103,8 +137,6 @@ class LightGCN(Recommender):
 
         final = layerwise_mean(x, self.num_layers, crow, chunk_size, layer)
         return final[:self.num_users], final[self.num_users:]
-
-    supports_subgraphs = True
 
     def embed_subgraph(self, data: HeteroData) -> tuple[Tensor, Tensor]:
         """Final embeddings of the seed nodes of a sampled subgraph, in local order (``data[t].n_id``

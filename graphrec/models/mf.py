@@ -13,15 +13,29 @@ It is LightGCN with zero layers: the graph-free baseline every graph model must 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender
+from graphrec.data.dataset import Dataset
+from graphrec.models.base import EMBEDDING_INIT_STD, ModelOptions, Recommender, check_positive
+
+
+@dataclass(frozen=True)
+class MFOptions(ModelOptions):
+    dim: int = field(default=64, metadata={"help": "embedding width"})
+
+    def __post_init__(self) -> None:
+        check_positive(self, "dim")
 
 
 class MF(Recommender):
     """MF-BPR. Embeddings start as :math:`\\mathcal{N}(0, 0.1^2)`, as in the LightGCN reference."""
+
+    name = "mf"
+    Options = MFOptions
 
     def __init__(self, num_users: int, num_items: int, dim: int = 64) -> None:
         super().__init__(num_users, num_items)
@@ -29,6 +43,10 @@ class MF(Recommender):
         self.user_embedding = torch.nn.Embedding(num_users, dim)
         self.item_embedding = torch.nn.Embedding(num_items, dim)
         self.reset_parameters()
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, options: MFOptions, seed: int = 0) -> MF:
+        return cls(dataset.num_users, dataset.num_items, dim=options.dim)
 
     @classmethod
     def from_graph(cls, data: HeteroData, dim: int = 64) -> MF:

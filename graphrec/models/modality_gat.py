@@ -57,6 +57,8 @@ weights (use weight decay for them if needed).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -65,12 +67,58 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn.inits import glorot
 from torch_geometric.utils import scatter, softmax
 
+from graphrec.data.dataset import Dataset
+from graphrec.errors import ConfigError, GraphrecError
 from graphrec.graph.adjacency import propagate_weighted, symmetric_csr_pattern
-from graphrec.graph.hetero import INTERACTS, REV_INTERACTS, item_entities, item_modalities
+from graphrec.graph.hetero import (
+    INTERACTS,
+    REV_INTERACTS,
+    GraphConfig,
+    build_graph,
+    item_entities,
+    item_modalities,
+)
 from graphrec.models.base import (
-    EMBEDDING_INIT_STD, Recommender, check_both_directions, edges_within_hops, info_nce, layerwise_mean,
+    EMBEDDING_INIT_STD,
+    ModelOptions,
+    Recommender,
+    check_both_directions,
+    check_non_negative,
+    check_positive,
+    edges_within_hops,
+    info_nce,
+    layerwise_mean,
 )
 from graphrec.models.fusion import FUSION_STRATEGIES, Fusion
+
+#: The entity columns the GAT uses unless told otherwise: whichever of them a dataset has (chosen
+#: columns must all exist).
+DEFAULT_ENTITIES = ("genres", "categories", "brand")
+#: The fusions the GAT offers: every strategy but ``late``, which fuses scores, not sources.
+GAT_FUSIONS = tuple(strategy for strategy in FUSION_STRATEGIES if strategy != "late")
+
+
+@dataclass(frozen=True)
+class ModalityGATOptions(ModelOptions):
+    dim: int = field(default=64, metadata={"help": "embedding width"})
+    layers: int = field(default=3, metadata={"help": "propagation layers L"})
+    heads: int = field(default=1, metadata={"help": "attention heads per layer"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the attention coefficients"})
+    fusion: str = field(default="attention", metadata={"help": "how an item's sources combine: "
+                                                                + ", ".join(GAT_FUSIONS)})
+    entities: tuple[str, ...] = field(default=DEFAULT_ENTITIES, metadata={
+        "help": "item columns that become side-entity nodes"})
+    modalities: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "modalities to read, comma-separated (all: every one the dataset has)"})
+
+    def __post_init__(self) -> None:
+        check_positive(self, "dim", "heads")
+        check_non_negative(self, "layers")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"must lie in [0, 1), got {self.dropout}", field="dropout")
+        if self.fusion not in GAT_FUSIONS:
+            raise ConfigError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(GAT_FUSIONS)}",
+                              field="fusion")
 
 
 class GraphAttention(torch.nn.Module):
@@ -200,6 +248,20 @@ class ModalityGAT(Recommender):
     Features, masks and graph are non-persistent buffers: not saved in the ``state_dict``.
     """
 
+    name = "gat"
+    Options = ModalityGATOptions
+    supports_subgraphs = True
+    supports_alignment = True
+    reads_features = True
+    # buffers registered in __init__ (and per source: features_*, mask_*, entity_index_*)
+    crow_indices: Tensor
+    col_indices: Tensor
+    row_indices: Tensor
+    transpose: Tensor
+    degree: Tensor
+    edge_scale: Tensor
+    warm_items: Tensor
+
     def __init__(self, num_users: int, num_items: int, edge_index: Tensor,
                  modality_features: Mapping[str, Tensor] | None = None,
                  modality_masks: Mapping[str, Tensor] | None = None,
@@ -213,9 +275,8 @@ class ModalityGAT(Recommender):
         modality_masks = dict(modality_masks or {})
         entity_index = dict(entity_index or {})
         num_entities = dict(num_entities or {})
-        if fusion not in FUSION_STRATEGIES or fusion == "late":
-            raise ValueError(f"fusion must be one of {[s for s in FUSION_STRATEGIES if s != 'late']}, "
-                             f"got {fusion!r}")
+        if fusion not in GAT_FUSIONS:
+            raise ValueError(f"fusion must be one of {list(GAT_FUSIONS)}, got {fusion!r}")
         if num_layers < 0:
             raise ValueError(f"num_layers must be >= 0, got {num_layers}")
         if normalization not in ("symmetric", "softmax"):
@@ -231,6 +292,7 @@ class ModalityGAT(Recommender):
         self.dim = int(dim)
         self.num_layers = int(num_layers)
         self.heads = int(heads)
+        self.attention_heads = self.heads
         self.dropout = float(dropout)
         self.fusion_strategy = fusion
         self.normalization = normalization
@@ -304,6 +366,19 @@ class ModalityGAT(Recommender):
         return torch.stack([torch.cat([users, items]), torch.cat([items, users])])
 
     @classmethod
+    def from_dataset(cls, dataset: Dataset, options: ModalityGATOptions, seed: int = 0) -> ModalityGAT:
+        """ModalityGAT over the graph of ``dataset``'s training interactions, its chosen modalities
+        and entity columns (the default columns are used where the dataset has them)."""
+        unknown = [column for column in options.entities if column not in dataset.items.columns]
+        if options.entities != DEFAULT_ENTITIES and unknown:
+            columns = [c for c in dataset.items.columns if c not in ("item", "item_id")]
+            raise GraphrecError(f"entities {unknown} are not item columns of dataset {dataset.name!r}; its columns "
+                                f"are {columns}")
+        graph = build_graph(dataset, GraphConfig(entities=options.entities, modalities=options.modalities))
+        return cls.from_graph(graph, dim=options.dim, num_layers=options.layers, heads=options.heads,
+                              dropout=options.dropout, fusion=options.fusion)
+
+    @classmethod
     def from_graph(cls, data: HeteroData, dim: int = 64, num_layers: int = 2, heads: int = 1,
                    dropout: float = 0.0, fusion: str = "attention", *, normalization: str = "symmetric",
                    attention_bound: float | None = 1.0, transform_messages: bool = False) -> ModalityGAT:
@@ -324,11 +399,11 @@ class ModalityGAT(Recommender):
         torch.nn.init.normal_(self.user_embedding.weight, std=EMBEDDING_INIT_STD)
         torch.nn.init.normal_(self.item_embedding.weight, std=EMBEDDING_INIT_STD)
         for embedding in self.entity_embeddings.values():
-            torch.nn.init.normal_(embedding.weight, std=EMBEDDING_INIT_STD)
+            torch.nn.init.normal_(cast(torch.nn.Embedding, embedding).weight, std=EMBEDDING_INIT_STD)
         if self.fusion is not None:
             self.fusion.reset_parameters()
         for conv in self.convs:
-            conv.reset_parameters()
+            cast(GraphAttention, conv).reset_parameters()
         self._last_attention = None
 
     def source_mask(self) -> Tensor:
@@ -363,8 +438,6 @@ class ModalityGAT(Recommender):
             self._last_attention = self.fusion.last_weights
         return fused
 
-    supports_alignment = True
-
     def _layer_options(self) -> dict:
         return {"bound": self.attention_bound, "transform_messages": self.transform_messages}
 
@@ -398,14 +471,12 @@ class ModalityGAT(Recommender):
         scale = self.edge_scale if self.normalization == "symmetric" else None
 
         def layer(index: int, x: Tensor, start: int, stop: int, lo: int, hi: int) -> Tensor:
-            return self.convs[index].forward_edges(
+            return cast(GraphAttention, self.convs[index]).forward_edges(
                 x, self.col_indices[lo:hi], self.row_indices[lo:hi], stop - start,
                 edge_scale=None if scale is None else scale[lo:hi], target_offset=start, **self._layer_options())
 
         final = layerwise_mean(x, self.num_layers, self.crow_indices, chunk_size, layer)
         return final[:self.num_users], final[self.num_users:]
-
-    supports_subgraphs = True
 
     def embed_subgraph(self, data: HeteroData) -> tuple[Tensor, Tensor]:
         r"""Final embeddings of every node of a sampled subgraph, users then items in local order, seeds
@@ -429,7 +500,8 @@ class ModalityGAT(Recommender):
             scale = None
             if self.normalization == "symmetric":
                 scale = (self.degree[global_ids[target]] / self.degree[global_ids[source]]).sqrt()
-            x = conv.forward_edges(x, source, target, num_nodes, edge_scale=scale, **self._layer_options())
+            x = cast(GraphAttention, conv).forward_edges(x, source, target, num_nodes, edge_scale=scale,
+                                                         **self._layer_options())
             total = total + x
         final = total / (self.num_layers + 1)
         return final[:num_local_users], final[num_local_users:]
@@ -469,7 +541,8 @@ class ModalityGAT(Recommender):
         if self._last_attention is None:
             with torch.no_grad():
                 self.item_sources()
-        return list(self.source_names), self._last_attention
+        # not None: item_sources() over all items sets it (attention fusion always records its weights)
+        return list(self.source_names), cast(Tensor, self._last_attention)
 
     def user_ego(self, users: Tensor) -> Tensor:
         return self.user_embedding(users)

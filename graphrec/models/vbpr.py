@@ -28,13 +28,27 @@ representation (as MMRec does), which also keeps :math:`\mathbf{E}` small.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from graphrec.graph.hetero import item_modalities
-from graphrec.models.base import EMBEDDING_INIT_STD, Recommender, info_nce
+from graphrec.data.dataset import Dataset
+from graphrec.errors import GraphrecError
+from graphrec.graph.hetero import INTERACTS, chosen_modalities, item_modalities
+from graphrec.models.base import EMBEDDING_INIT_STD, ModelOptions, Recommender, check_positive, info_nce
+
+
+@dataclass(frozen=True)
+class VBPROptions(ModelOptions):
+    dim: int = field(default=64, metadata={"help": "width of the id and of the projected content embeddings"})
+    modalities: tuple[str, ...] | None = field(default=None, metadata={
+        "help": "modalities to read, comma-separated (all: every one the dataset has)"})
+
+    def __post_init__(self) -> None:
+        check_positive(self, "dim")
 
 
 class VBPR(Recommender):
@@ -44,6 +58,14 @@ class VBPR(Recommender):
     one modality, ``modality_dims`` says how ``F`` splits into them. Features are a
     non-persistent buffer: not saved in the ``state_dict``.
     """
+
+    name = "vbpr"
+    Options = VBPROptions
+    supports_alignment = True
+    reads_features = True
+    features: Tensor  # buffers registered in __init__
+    mask: Tensor
+    warm_items: Tensor
 
     def __init__(self, num_users: int, num_items: int, features: Tensor, mask: Tensor | None = None,
                  dim: int = 64, content_dim: int = 64, modality_dims: Sequence[int] | None = None,
@@ -84,6 +106,24 @@ class VBPR(Recommender):
         self.reset_parameters()
 
     @classmethod
+    def from_dataset(cls, dataset: Dataset, options: VBPROptions, seed: int = 0) -> VBPR:
+        """VBPR over the chosen modalities of ``dataset`` (all of them by default), with the
+        training interactions telling warm items from cold ones."""
+        names = chosen_modalities(dataset, options.modalities)
+        if not names:
+            raise GraphrecError(f"model 'vbpr' needs item features, but dataset {dataset.name!r} has no modality; "
+                                f"run `graphrec encode` first")
+        missing = [n for n in names if n not in dataset.features]
+        if missing:
+            raise GraphrecError(f"dataset {dataset.name!r} has no modality {missing}")
+        features = torch.cat([torch.from_numpy(dataset.features[n].values) for n in names], dim=1)
+        mask = torch.stack([torch.from_numpy(dataset.features[n].mask) for n in names], dim=1)
+        _, items = dataset.pairs("train")
+        return cls(dataset.num_users, dataset.num_items, features, mask, dim=options.dim, content_dim=options.dim,
+                   modality_dims=[dataset.features[n].dim for n in names],
+                   warm_items=_interacted(dataset.num_items, torch.from_numpy(items)))
+
+    @classmethod
     def from_graph(cls, data: HeteroData, dim: int = 64, content_dim: int = 64) -> VBPR:
         """VBPR over all modality node types of ``data`` (see :func:`~graphrec.graph.build_graph`)."""
         modalities = item_modalities(data)
@@ -92,17 +132,16 @@ class VBPR(Recommender):
                              "(encode a modality first, e.g. text or image)")
         features = torch.cat([values for values, _ in modalities.values()], dim=1)
         mask = torch.stack([present for _, present in modalities.values()], dim=1)
-        warm = torch.zeros(data["item"].num_nodes, dtype=torch.bool)
-        warm[data["user", "interacts", "item"].edge_index[1]] = True
-        return cls(data["user"].num_nodes, data["item"].num_nodes, features, mask, dim=dim,
+        num_items = data["item"].num_nodes
+        return cls(data["user"].num_nodes, num_items, features, mask, dim=dim,
                    content_dim=content_dim, modality_dims=[v.size(1) for v, _ in modalities.values()],
-                   warm_items=warm)
+                   warm_items=_interacted(num_items, data[INTERACTS].edge_index[1]))
 
     def reset_parameters(self) -> None:
         for embedding in (self.user_embedding, self.user_content_embedding, self.item_embedding):
             torch.nn.init.normal_(embedding.weight, std=EMBEDDING_INIT_STD)
         for projection in self.projections:
-            torch.nn.init.xavier_uniform_(projection.weight)
+            torch.nn.init.xavier_uniform_(cast(torch.nn.Linear, projection).weight)
         torch.nn.init.normal_(self.placeholders, std=EMBEDDING_INIT_STD)
 
     def content(self, items: Tensor | None = None) -> Tensor:
@@ -123,8 +162,6 @@ class VBPR(Recommender):
         items = torch.cat([self.item_embedding.weight * self.warm_items.unsqueeze(1), self.content()], dim=1)
         return users, items
 
-    supports_alignment = True
-
     def alignment_loss(self, items: Tensor, temperature: float = 0.2) -> Tensor:
         """InfoNCE between the projected content of ``items`` and their id embeddings
         (needs ``dim == content_dim``)."""
@@ -141,3 +178,10 @@ class VBPR(Recommender):
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, dim={self.dim}, content_dim={self.content_dim}, "
                 f"modality_dims={self.modality_dims}")
+
+
+def _interacted(num_items: int, items: Tensor) -> Tensor:
+    """``[num_items]`` bool: the items among ``items`` (their training interactions)."""
+    warm = torch.zeros(num_items, dtype=torch.bool)
+    warm[items.to(torch.long)] = True
+    return warm

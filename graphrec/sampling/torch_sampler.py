@@ -47,7 +47,7 @@ randomness, so a checkpoint of it resumes on any device.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import torch
 from torch import Tensor
@@ -64,7 +64,7 @@ from torch_geometric.sampler.neighbor_sampler import edge_sample, node_sample
 from torch_geometric.sampler.utils import to_hetero_csc
 from torch_geometric.typing import EdgeType, NodeType
 
-NumNeighborsType = list[int] | dict[EdgeType, list[int]] | NumNeighbors
+NumNeighborsType: TypeAlias = list[int] | dict[EdgeType, list[int]] | NumNeighbors
 
 
 class TorchNeighborSampler(BaseSampler):
@@ -193,7 +193,7 @@ class TorchNeighborSampler(BaseSampler):
         for hop in range(self.num_hops):
             drawn: list[tuple[EdgeType, Tensor]] = []  # (edge type, global source ids) in draw order
             for edge_type in self.edge_types:
-                source_type, _, target_type = edge_type
+                _, _, target_type = edge_type
                 fan_out = int(self.fan_out[edge_type][hop])
                 if fan_out == 0 or target_type not in frontier:
                     num_sampled_edges[edge_type].append(0)

@@ -31,6 +31,8 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from graphrec.models.base import Recommender
+
 #: Largest ``users x recommended x history`` similarity block computed at once (floats).
 _BLOCK_ELEMENTS = 1 << 24
 
@@ -54,22 +56,20 @@ class Explanation:
                 "because_of": [{"item_id": item, "similarity": similarity} for item, similarity in self.because_of]}
 
 
-def modality_weights(model: torch.nn.Module) -> tuple[list[str], np.ndarray] | None:
+def modality_weights(model: Recommender) -> tuple[list[str], np.ndarray] | None:
     """Source names and ``[num_items, S]`` attention weights of the model's last forward.
 
     ``None`` when the model has no modality attention (LightGCN, MF, VBPR, a GAT fused
     another way, or one without any source). Call the model's ``embed()`` first so the
     weights are those of the current parameters in evaluation mode.
     """
-    attention = getattr(model, "modality_attention", None)
-    if attention is None:
-        return None
     try:
-        names, weights = attention()
+        attention = model.modality_attention()
     except ValueError:  # the model fuses its sources without attention weights
         return None
-    if not names:
+    if attention is None or not attention[0]:
         return None
+    names, weights = attention
     return list(names), weights.detach().to(torch.float32).cpu().numpy()
 
 
@@ -127,7 +127,7 @@ def nearest_history_items(item_emb: Tensor, history: sp.csr_matrix, items: np.nd
     return indices, similarities
 
 
-def explain_items(model: torch.nn.Module, item_emb: Tensor, item_ids: Sequence[str] | np.ndarray,
+def explain_items(model: Recommender, item_emb: Tensor, item_ids: Sequence[str] | np.ndarray,
                   history: sp.csr_matrix, items: np.ndarray, top: int = 3) -> list[list[Explanation]]:
     """Explanations of the recommended ``items`` ``[B, k]`` (``-1`` = empty slot, skipped).
 

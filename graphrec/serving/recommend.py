@@ -21,6 +21,7 @@ to the final item representations. It scores items that resemble the given ones,
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from torch import Tensor
 from graphrec.data.dataset import SPLITS
 from graphrec.errors import GraphrecError
 from graphrec.evaluation import top_k
-from graphrec.models.base import Recommender
+from graphrec.models.base import Recommender, ScoreFn
 from graphrec.serving.explain import Explanation, explain_items
 
 if TYPE_CHECKING:
@@ -65,7 +66,8 @@ def recommend(run: Run, user_ids: Sequence[str], k: int = 20, explain: bool = Tr
 
     With ``exclude_seen`` every item the user interacted with in the dataset (train,
     valid and test) is left out, so a user may get fewer than ``k`` items. With
-    ``explain``, each item carries an :class:`~graphrec.serving.explain.Explanation`.
+    ``explain``, each item carries an :class:`~graphrec.serving.explain.Explanation` (which needs
+    item embeddings: a model without them, ``has_embeddings = False``, gives no explanations).
 
     Raises:
         GraphrecError: an id is not a user of the run's dataset (the message names it and
@@ -76,19 +78,27 @@ def recommend(run: Run, user_ids: Sequence[str], k: int = 20, explain: bool = Tr
         user_ids = [user_ids]
     dataset = run.dataset
     users = lookup_ids(dataset.users["user_id"], user_ids, kind="user")
-    user_emb, item_emb = _embeddings(run)
+    item_emb: Tensor | None = None
+    score: ScoreFn
+    if run.model.has_embeddings:
+        user_emb, item_emb = _embeddings(run)
+        score = functools.partial(_full_scores, run.model, user_emb, item_emb)
+    else:
+        run.model.eval()
+        score = run.model.scorer()
     item_ids = dataset.items["item_id"].astype(str).to_numpy()
     known_user_ids = dataset.users["user_id"].astype(str).to_numpy()
     seen = dataset.csr(list(SPLITS)) if exclude_seen else None
-    history = dataset.csr("train") if explain else None
+    history = dataset.csr("train") if explain and item_emb is not None else None
     out: list[Recommendation] = []
     for start in range(0, len(users), batch_size):
         batch = users[start:start + batch_size]
-        scores = _full_scores(run.model, user_emb, item_emb, torch.from_numpy(batch))
+        with torch.no_grad():
+            scores = score(torch.from_numpy(batch))
         excluded = None if seen is None else seen[batch]
         values, columns = rank(scores, k, excluded)
-        explanations = (explain_items(run.model, item_emb, item_ids, history[batch], columns) if explain
-                        else [None] * len(batch))
+        explanations = (explain_items(run.model, item_emb, item_ids, history[batch], columns)
+                        if history is not None and item_emb is not None else [None] * len(batch))
         for user, user_values, user_columns, user_explanations in zip(batch, values, columns, explanations):
             keep = user_columns >= 0
             out.append(Recommendation(user_id=str(known_user_ids[user]),
@@ -155,7 +165,7 @@ def lookup_ids(known: pd.Series, wanted: Sequence[str], kind: str) -> np.ndarray
     """
     index = pd.Index(known.astype(str))
     wanted = [str(value) for value in wanted]
-    positions = index.get_indexer(wanted)
+    positions = index.get_indexer(pd.Index(wanted))
     if (positions < 0).any():
         missing = list(dict.fromkeys(w for w, p in zip(wanted, positions) if p < 0))
         shown = ", ".join(repr(m) for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")

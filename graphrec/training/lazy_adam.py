@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import overload
 
 import torch
 
@@ -38,7 +39,7 @@ class LazyAdam(torch.optim.Optimizer):
         eps: :math:`\\epsilon`, added to :math:`\\sqrt{v}`.
     """
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = 1e-3,
+    def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
@@ -47,6 +48,12 @@ class LazyAdam(torch.optim.Optimizer):
         if eps <= 0:
             raise ValueError(f"eps must be > 0, got {eps}")
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:

@@ -70,7 +70,8 @@ class NegativeSampler:
         catalogue = (torch.arange(self.num_items) if self.candidates is None else self.candidates.cpu())
         for user in torch.unique(users).tolist():
             rows = torch.nonzero(users == user).flatten()
-            low, high = torch.searchsorted(self.keys, torch.tensor([user * self.num_items, (user + 1) * self.num_items]))
+            bounds = torch.tensor([user * self.num_items, (user + 1) * self.num_items])
+            low, high = torch.searchsorted(self.keys, bounds)
             positives = self.keys[low:high] - user * self.num_items
             allowed = catalogue[~torch.isin(catalogue, positives.cpu())]
             pick = torch.randint(len(allowed), (len(rows),), generator=generator)

@@ -11,6 +11,7 @@ A run directory holds everything needed to use the model again::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -24,21 +25,23 @@ import numpy as np
 import torch
 
 from graphrec.data.dataset import Dataset, load_dataset
+from graphrec.data.holdout import ensure_validation_split
 from graphrec.data.storage import atomic_file, write_json
 from graphrec.device import resolve_device
 from graphrec.errors import GraphrecError
-from graphrec.evaluation import EvalConfig, cold_items, evaluate_embeddings
+from graphrec.evaluation import EvalConfig, cold_items, evaluate, evaluate_embeddings
+from graphrec.models import MODELS, ModelConfig, Recommender, build_model
+from graphrec.training.config import TrainConfig
 from graphrec.training.distributed import finish as finish_distributed
-from graphrec.training.factory import CONTENT_MODELS, MODEL_NAMES, ModelConfig, create_model, model_modalities
 from graphrec.training.plots import plot_training_curves
-from graphrec.training.trainer import TrainConfig, TrainResult, ensure_validation_split, fit
+from graphrec.training.trainer import TrainResult, fit
 
 
 @dataclass
 class Run:
     """A trained model together with its dataset and configuration."""
 
-    model: torch.nn.Module
+    model: Recommender
     dataset: Dataset
     model_config: ModelConfig
     train_config: TrainConfig
@@ -53,6 +56,10 @@ class Run:
         there too, so a run gives the same kind of tensors whether it was just trained on a
         GPU or loaded.
         """
+        if not self.model.has_embeddings:
+            raise GraphrecError(f"model {self.model_config.name!r} has no user and item embeddings (it scores "
+                                f"users directly), so there is nothing to export or index; recommend and "
+                                f"evaluate work as for any model")
         self.model.eval()
         user_emb, item_emb = self.model.embed()
         # detached copies: a model whose embed() returns its own weights (MF) must not hand them out
@@ -66,14 +73,23 @@ class Run:
 
 
 @torch.no_grad()
-def evaluate_model(model: torch.nn.Module, dataset: Dataset, split: str, config: EvalConfig) -> dict[str, float]:
+def evaluate_model(model: Recommender, dataset: Dataset, split: str, config: EvalConfig) -> dict[str, float]:
     """Full-ranking metrics of ``model`` on ``split`` (train items masked; valid too when testing)."""
     model.eval()
-    # Layer-wise inference (when the model has it) gives the same embeddings in bounded memory.
-    user_emb, item_emb = model.embed_layerwise() if hasattr(model, "embed_layerwise") else model.embed()
     features = _item_features_for_diversity(dataset)
+    if not model.has_embeddings:
+        return evaluate(model.scorer(), dataset, split=split, config=config, item_features=features,
+                        device=_model_device(model)).metrics
+    # Layer-wise inference gives the same embeddings in bounded memory.
+    user_emb, item_emb = model.embed_layerwise()
     return evaluate_embeddings(user_emb, item_emb, dataset, split=split, config=config,
                                item_features=features, device=user_emb.device).metrics
+
+
+def _model_device(model: Recommender) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
 
 
 def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
@@ -86,8 +102,7 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     """
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
-    model_config = ModelConfig(name=model) if isinstance(model, str) else model
-    model_config.check_options()
+    model_config = ModelConfig(model) if isinstance(model, str) else model
     is_main = int(os.environ.get("RANK", "0")) == 0
     if not is_main:
         log = _silent
@@ -96,7 +111,7 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     if carve_note:
         log(f"note: {carve_note}")
     torch.manual_seed(config.seed)
-    recommender = create_model(model_config, dataset, seed=config.seed)
+    recommender = build_model(model_config, dataset, seed=config.seed)
     out_path = Path(out) if out is not None else None
     if out_path is not None and is_main:
         out_path.mkdir(parents=True, exist_ok=True)
@@ -109,10 +124,10 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     eval_config = EvalConfig(ks=config.eval_ks, batch_size=config.eval_batch_size, beyond_accuracy=False,
                              full_mrr=False)
 
-    def validate(model_: torch.nn.Module, dataset_: Dataset, split: str) -> dict[str, float]:
+    def validate(model_: Recommender, dataset_: Dataset, split: str) -> dict[str, float]:
         return evaluate_model(model_, dataset_, split, eval_config)
 
-    if any(p.requires_grad for p in recommender.parameters()):
+    if recommender.trained_by_gradient:
         result = fit(recommender, dataset, config, validate,
                      checkpoint_path=out_path / "last.pt" if out_path is not None else None,
                      resume=resume, log=log)
@@ -171,7 +186,7 @@ def _final_metrics(run: Run, result: TrainResult) -> dict[str, Any]:
         "distributed": result.distributed,
         "epochs": [record.to_dict() for record in result.history],
         "notes": result.notes,
-        "model_config": asdict(run.model_config),
+        "model_config": run.model_config.to_dict(),
         "train_config": asdict(run.train_config),
     })
     return metrics
@@ -184,14 +199,17 @@ def load_run(path: str | Path, dataset: Dataset | None = None) -> Run:
     if not spec_path.is_file():
         raise GraphrecError(f"{path} is not a graphrec run directory (run.json is missing)")
     spec = json.loads(spec_path.read_text())
-    model_config = ModelConfig(**_tuples(spec["model"]))
-    train_config = TrainConfig(**_tuples(spec["train"]))
+    try:
+        model_config = ModelConfig.from_dict(spec["model"])
+        train_config = TrainConfig(**_tuples(spec["train"]))
+    except (KeyError, TypeError, GraphrecError) as error:
+        raise GraphrecError(f"{spec_path} does not describe a run this graphrec can load: {error}") from None
     if dataset is None:
         dataset = load_dataset(spec["dataset"])
     if spec.get("carved_validation") and dataset.split_counts()["valid"] == 0:
         dataset, _ = ensure_validation_split(dataset, train_config.seed)
     model_config = _check_features(path, spec, model_config, dataset)
-    model = create_model(model_config, dataset, seed=train_config.seed)
+    model = build_model(model_config, dataset, seed=train_config.seed)
     weights = path / "model.pt"
     if not weights.is_file():
         raise GraphrecError(f"{weights} is missing: the run has not finished training")
@@ -228,12 +246,14 @@ def _clear_previous_run(out: Path, log: Callable[[str], None]) -> None:
 
 def _write_run_json(out: Path, dataset: Dataset, model_config: ModelConfig, config: TrainConfig,
                     resume: bool, carved: bool) -> None:
-    spec = {"model": asdict(model_config), "train": asdict(config),
+    spec = {"model": model_config.to_dict(), "train": asdict(config),
             "dataset": str(Path(dataset.path).resolve()) if dataset.path else None,
             "carved_validation": carved, "features": _feature_fingerprints(model_config, dataset)}
     existing = out / "run.json"
     if resume and existing.is_file():
         previous = json.loads(existing.read_text())
+        with contextlib.suppress(KeyError, TypeError, GraphrecError):  # an unreadable model differs anyway
+            previous["model"] = json.loads(json.dumps(ModelConfig.from_dict(previous["model"]).to_dict()))
         keys = ("model", "dataset")
         if any(previous.get(k) != json.loads(json.dumps(spec[k])) for k in keys):
             raise GraphrecError(f"cannot resume {out}: its model or dataset differs from this command's")
@@ -249,10 +269,8 @@ def _write_run_json(out: Path, dataset: Dataset, model_config: ModelConfig, conf
 def _feature_fingerprints(model_config: ModelConfig, dataset: Dataset) -> dict[str, dict[str, Any]]:
     """Each modality a content model reads (dimension and a hash of the matrix and its mask): a
     model's projections only fit the features it was trained on."""
-    if model_config.name not in CONTENT_MODELS:
-        return {}
     return {name: {"dim": dataset.features[name].dim, "sha256": _feature_hash(dataset, name)}
-            for name in model_modalities(model_config, dataset) if name in dataset.features}
+            for name in model_config.modalities(dataset) if name in dataset.features}
 
 
 def _feature_hash(dataset: Dataset, name: str) -> str:
@@ -266,7 +284,7 @@ def _check_features(path: Path, spec: dict[str, Any], model_config: ModelConfig,
     """The run's model config with the modalities it was trained on, after checking that the
     dataset still holds exactly those features (``graphrec encode`` may have replaced them)."""
     trained = spec.get("features")
-    if model_config.name not in CONTENT_MODELS or trained is None:
+    if not model_config.model.reads_features or trained is None:
         return model_config
     for name, fingerprint in trained.items():
         if name not in dataset.features:
@@ -279,7 +297,7 @@ def _check_features(path: Path, spec: dict[str, Any], model_config: ModelConfig,
             continue
         raise GraphrecError(f"run {path} was trained on the dataset's {name!r} features, which {problem}: "
                             f"retrain the run, or restore those features")
-    return dataclasses.replace(model_config, modalities=tuple(trained))
+    return ModelConfig(model_config.name, {**dataclasses.asdict(model_config.options), "modalities": tuple(trained)})
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:
@@ -306,4 +324,4 @@ def _log_metrics(metrics: dict[str, Any], log: Callable[[str], None]) -> None:
             log(f"{split:<9} " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items()))
 
 
-__all__ = ["MODEL_NAMES", "ModelConfig", "Run", "TrainConfig", "evaluate_model", "evaluate_run", "load_run", "train"]
+__all__ = ["MODELS", "ModelConfig", "Run", "TrainConfig", "evaluate_model", "evaluate_run", "load_run", "train"]

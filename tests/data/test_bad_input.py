@@ -33,7 +33,7 @@ def test_repeated_original_ids_in_a_lightgcn_list_are_named(tmp_path):
 def test_repeated_original_ids_in_an_mmrec_map_are_named(tmp_path):
     (tmp_path / "toy.inter").write_text("userID\titemID\tx_label\n0\t0\t0\n0\t1\t2\n1\t1\t0\n")
     (tmp_path / "i_id_mapping.csv").write_text("asin\titemID\nA0\t0\nA0\t1\n")
-    with pytest.raises(DataFormatError, match="i_id_mapping.csv, line 3, field 'asin'"):
+    with pytest.raises(DataFormatError, match=r"i_id_mapping\.csv, line 3, field 'asin'"):
         convert("mmrec", tmp_path, tmp_path / "out")
 
 
@@ -56,7 +56,8 @@ def test_a_conversion_cannot_replace_its_source_and_sep_is_for_csv_only(tmp_path
 
 def test_an_amazon_timestamp_beyond_64_bits_is_named(tmp_path):
     # found by the fuzz test: a float timestamp too large for int64 overflowed inside pandas
-    (tmp_path / "Baby.json").write_text('{"overall": 4.0, "reviewerID": "R1", "asin": "X1", "unixReviewTime": 1514764800}\n'
-                                        '{"overall": 1.0, "reviewerID": "R2", "asin": "X1", "unixReviewTime": 151485e200}\n')
-    with pytest.raises(DataFormatError, match="line 2, field 'unixReviewTime': timestamp .* is out of range"):
+    (tmp_path / "Baby.json").write_text(
+        '{"overall": 4.0, "reviewerID": "R1", "asin": "X1", "unixReviewTime": 1514764800}\n'
+        '{"overall": 1.0, "reviewerID": "R2", "asin": "X1", "unixReviewTime": 151485e200}\n')
+    with pytest.raises(DataFormatError, match=r"line 2, field 'unixReviewTime': timestamp .* is out of range"):
         convert("amazon", tmp_path / "Baby.json", tmp_path / "out")

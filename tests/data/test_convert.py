@@ -121,8 +121,8 @@ def test_cold_items_have_no_training_interactions():
     result = build_dataset(random_raw(n=4000), ConvertConfig(cold_items=0.2, seed=3))
     inter = result.dataset.interactions
     cold = np.setdiff1d(np.arange(result.dataset.num_items), inter.loc[inter.split == "train", "item"])
-    assert len(cold) >= int(round(0.2 * result.dataset.num_items))
-    assert result.dataset.manifest["split"]["cold_items"] == int(round(0.2 * result.dataset.num_items))
+    assert len(cold) >= round(0.2 * result.dataset.num_items)
+    assert result.dataset.manifest["split"]["cold_items"] == round(0.2 * result.dataset.num_items)
 
 
 def _pairs_by_split(dataset) -> dict[str, set[tuple[int, int]]]:
@@ -175,7 +175,8 @@ def test_cold_items_under_a_temporal_split_validate_early_and_test_late():
     moved = merged[(merged.split == "train") & (merged.split_cold != "train")]
     assert moved["item"].nunique() == 10
     for _, rows in moved.groupby("item"):
-        valid, test = rows.loc[rows.split_cold == "valid", "timestamp"], rows.loc[rows.split_cold == "test", "timestamp"]
+        valid = rows.loc[rows.split_cold == "valid", "timestamp"]
+        test = rows.loc[rows.split_cold == "test", "timestamp"]
         assert len(test) >= len(valid) and (not len(valid) or valid.max() < test.min())
     assert any("predate the time cut" in note for note in result.notes)
 
@@ -243,5 +244,5 @@ def test_existing_destination_needs_overwrite(tmp_path):
 
 
 def test_unknown_format_is_a_clear_error(tmp_path):
-    with pytest.raises(GraphrecError, match="unknown format 'movielen'.*known formats"):
+    with pytest.raises(GraphrecError, match=r"unknown format 'movielen'.*known formats"):
         convert("movielen", tmp_path, tmp_path / "out")

@@ -162,6 +162,7 @@ def test_lightgcn_round_trip_through_text_keeps_interactions(sample, tmp_path):
     assert again.user_universe == raw.user_universe and again.item_universe == raw.item_universe
 
 
+@pytest.mark.slow
 def test_lightgcn_gowalla_real(shared_data):
     raw = read_lightgcn(shared_data / "gowalla")
     assert raw.interactions["split"].value_counts().to_dict() == {"train": 810_128, "test": 217_242}
@@ -171,6 +172,7 @@ def test_lightgcn_gowalla_real(shared_data):
     assert raw.interactions["user_id"].iloc[0] == "343"
 
 
+@pytest.mark.slow
 def test_lightgcn_gowalla_validation_real(shared_data):
     raw = read_lightgcn(shared_data / "gowalla", validation_dir="validation")
     assert raw.interactions["split"].value_counts().to_dict() == {"train": 719_081, "valid": 91_047,
@@ -178,6 +180,7 @@ def test_lightgcn_gowalla_validation_real(shared_data):
     assert len(raw.user_universe) == 29_858 and len(raw.item_universe) == 40_981
 
 
+@pytest.mark.slow
 def test_lightgcn_ml1m_real(shared_data):
     raw = read_lightgcn(shared_data / "ml-1m-lightgcn")
     assert raw.interactions["split"].value_counts().to_dict() == {"train": 590_733, "valid": 80_897,
@@ -214,6 +217,7 @@ def test_json_split_string_items_without_maps(sample):
     assert raw.user_universe is None and raw.item_universe is None
 
 
+@pytest.mark.slow
 def test_json_split_amazon_baby_real(shared_data):
     import json
 

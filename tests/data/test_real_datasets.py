@@ -29,24 +29,28 @@ def test_movielens_100k_implicit_threshold(shared_data, tmp_path):
     assert result.reports[0].removed_interactions == 17_480
 
 
+@pytest.mark.slow
 def test_gowalla_paper_split(shared_data, tmp_path):
     dataset = convert("lightgcn", shared_data / "gowalla", tmp_path / "g").dataset
     assert counts(dataset) == (29_858, 40_981, {"train": 810_128, "valid": 0, "test": 217_242})
     assert dataset.manifest["split"]["protocol"] == "given"
 
 
+@pytest.mark.slow
 def test_gowalla_with_validation_split(shared_data, tmp_path):
     dataset = convert("lightgcn", shared_data / "gowalla", tmp_path / "g",
                       reader_options={"validation_dir": "validation"}).dataset
     assert counts(dataset) == (29_858, 40_981, {"train": 719_081, "valid": 91_047, "test": 217_242})
 
 
+@pytest.mark.slow
 def test_ml1m_lightgcn(shared_data, tmp_path):
     dataset = convert("lightgcn", shared_data / "ml-1m-lightgcn", tmp_path / "m").dataset
     assert dataset.split_counts() == {"train": 590_733, "valid": 80_897, "test": 164_848}
     assert dataset.num_items == 3_628
 
 
+@pytest.mark.slow
 def test_amazon_baby_json_split(shared_data, tmp_path):
     dataset = convert("json-split", shared_data / "amazon-baby-5core", tmp_path / "a").dataset
     assert counts(dataset) == (19_445, 7_050, {"train": 119_674, "valid": 20_559, "test": 20_559})

@@ -126,7 +126,7 @@ def test_encode_rejects_bad_arguments(synthetic_dir: Path, tmp_path: Path) -> No
         encode(synthetic_dir, "text", ImageEncoderConfig())
     with pytest.raises(GraphrecError, match="invalid modality name"):
         encode(synthetic_dir, "image", ImageEncoderConfig(), name="../escape")
-    with pytest.raises(GraphrecError, match="manifest.json is missing"):
+    with pytest.raises(GraphrecError, match=r"manifest\.json is missing"):
         encode(tmp_path, "image", ImageEncoderConfig())
 
 

@@ -21,7 +21,12 @@ from torch import nn
 from graphrec.data.dataset import load_dataset
 from graphrec.encoders import ImageEncoder, ImageEncoderConfig, encode_images
 from graphrec.encoders.image import (
-    IMAGENET_MEAN, IMAGENET_STD, find_classification_head, load_rgb, remove_classification_head, standard_transform,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    find_classification_head,
+    load_rgb,
+    remove_classification_head,
+    standard_transform,
 )
 from graphrec.errors import GraphrecError
 
@@ -80,7 +85,7 @@ def test_mobilenet_weights_file_gives_the_in_memory_models_features(tmp_path: Pa
 
 
 def test_backbone_only_weights_file_loads(tmp_path: Path, resnet18_file, pictures) -> None:
-    path, model = resnet18_file
+    _, model = resnet18_file
     backbone = {key: value for key, value in model.state_dict().items() if not key.startswith("fc.")}
     torch.save(backbone, tmp_path / "backbone.pt")
     encoder = ImageEncoder(ImageEncoderConfig("resnet18", weights=str(tmp_path / "backbone.pt"), device="cpu"))
@@ -195,5 +200,5 @@ def test_corrupt_and_missing_images_are_reported_and_masked(synthetic_dir: Path,
 
 
 def test_a_dataset_without_images_is_refused_before_a_model_loads(movielens_dir: Path) -> None:
-    with pytest.raises(GraphrecError, match="has no local image for any of its [0-9,]+ items"):
+    with pytest.raises(GraphrecError, match=r"has no local image for any of its [0-9,]+ items"):
         encode_images(load_dataset(movielens_dir), ImageEncoderConfig("no_such_architecture"))

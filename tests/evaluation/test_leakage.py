@@ -12,7 +12,6 @@ import torch
 from graphrec.data.dataset import SPLIT_DTYPE, Dataset
 from graphrec.evaluation import EvalConfig, evaluate
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 BOOST = 1e6
 
 
@@ -39,8 +38,8 @@ def random_dataset(seed: int, num_users: int = 80, num_items: int = 150) -> Data
 
 
 @pytest.fixture(scope="module")
-def movielens() -> Dataset:
-    frame = pd.read_csv(DATA / "ml-100k" / "u.data", sep="\t", names=["user", "item", "rating", "timestamp"])
+def movielens(shared_data: Path) -> Dataset:
+    frame = pd.read_csv(shared_data / "ml-100k" / "u.data", sep="\t", names=["user", "item", "rating", "timestamp"])
     splits = np.random.default_rng(99).choice(np.array(["train", "valid", "test"]), len(frame), p=[0.7, 0.1, 0.2])
     return make_dataset(frame["user"] - 1, frame["item"] - 1, splits, 943, 1682)
 

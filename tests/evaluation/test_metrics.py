@@ -205,7 +205,7 @@ def test_bad_config_and_bad_scores_are_reported():
     dataset = make_dataset([0, 1], [0, 1], ["test", "test"], num_users=2, num_items=3)
     with pytest.raises(GraphrecError, match=r"shape \(2, 2\).*expected \(2, 3\)"):
         evaluate(lambda users: torch.zeros(len(users), 2), dataset)
-    with pytest.raises(GraphrecError, match="NaN.*first: user 1"):
+    with pytest.raises(GraphrecError, match=r"NaN.*first: user 1"):
         evaluate(fixed_scores([[1, 2, 3], [np.nan, 0, 0]]), dataset)
     # a NaN on an item the user has seen is masked away and cannot change a ranking
     seen = make_dataset([0, 1, 1], [0, 1, 0], ["test", "test", "train"], num_users=2, num_items=3)

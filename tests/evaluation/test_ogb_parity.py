@@ -22,13 +22,12 @@ from ogb.linkproppred import Evaluator
 from graphrec.data.dataset import SPLIT_DTYPE, Dataset
 from graphrec.evaluation import EvalConfig, evaluate
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 NUM_USERS, NUM_ITEMS = 943, 1682
 
 
 @pytest.fixture(scope="module")
-def leave_one_out() -> Dataset:
-    frame = pd.read_csv(DATA / "ml-100k" / "u.data", sep="\t", names=["user", "item", "rating", "timestamp"])
+def leave_one_out(shared_data: Path) -> Dataset:
+    frame = pd.read_csv(shared_data / "ml-100k" / "u.data", sep="\t", names=["user", "item", "rating", "timestamp"])
     frame = frame.sort_values(["user", "timestamp", "item"], kind="stable")
     from_last = frame.groupby("user").cumcount(ascending=False).to_numpy()
     split = np.where(from_last == 0, "test", np.where(from_last == 1, "valid", "train"))

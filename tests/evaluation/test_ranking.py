@@ -16,8 +16,6 @@ from graphrec.errors import GraphrecError
 from graphrec.evaluation import EvalConfig, cold_items, evaluate, evaluate_embeddings, top_k
 from graphrec.evaluation.ranking import metric_names
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
 
 def make_dataset(users, items, splits, num_users: int, num_items: int, name: str = "t") -> Dataset:
     n = len(users)
@@ -46,8 +44,8 @@ def random_dataset(seed: int, num_users: int = 60, num_items: int = 90, num_inte
 
 
 @pytest.fixture(scope="module")
-def movielens() -> Dataset:
-    frame = pd.read_csv(DATA / "ml-100k" / "u.data", sep="\t", names=["user", "item", "rating", "timestamp"])
+def movielens(shared_data: Path) -> Dataset:
+    frame = pd.read_csv(shared_data / "ml-100k" / "u.data", sep="\t", names=["user", "item", "rating", "timestamp"])
     rng = np.random.default_rng(2024)
     splits = rng.choice(np.array(["train", "valid", "test"]), len(frame), p=[0.7, 0.1, 0.2])
     return make_dataset(frame["user"] - 1, frame["item"] - 1, splits, 943, 1682, name="ml-100k")

@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,8 +11,6 @@ from graphrec.graph.adjacency import (
     propagate_weighted,
     symmetric_csr_pattern,
 )
-
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 def dense_reference(num_users: int, num_items: int, users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -63,8 +60,8 @@ def test_normalized_adjacency_rejects_bad_indices(users, items, message):
         normalized_adjacency(2, 2, np.array(users), np.array(items))
 
 
-def test_normalized_adjacency_on_ml100k_matches_scipy():
-    ratings = pd.read_csv(DATA / "ml-100k" / "u.data", sep="\t", names=["user", "item", "rating", "time"])
+def test_normalized_adjacency_on_ml100k_matches_scipy(shared_data):
+    ratings = pd.read_csv(shared_data / "ml-100k" / "u.data", sep="\t", names=["user", "item", "rating", "time"])
     users, items = ratings["user"].to_numpy() - 1, ratings["item"].to_numpy() - 1
     num_users, num_items = 943, 1682
     adjacency = normalized_adjacency(num_users, num_items, users, items)

@@ -20,8 +20,6 @@ from graphrec.graph import (
     to_networkx,
 )
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
 
 def small_dataset() -> Dataset:
     """4 users, 5 items; a repeated train pair, valid/test pairs that are not in train,
@@ -52,10 +50,11 @@ def small_dataset() -> Dataset:
     return Dataset("small", interactions, item_table, user_table, features)
 
 
-def ml100k_dataset() -> Dataset:
+def ml100k_dataset(data: Path) -> Dataset:
     """MovieLens 100K from the original files: ratings, genres and a release-date modality
-    (missing for the one movie without a date); a seeded 80/10/10 random split."""
-    root = DATA / "ml-100k"
+    (missing for the one movie without a date); a seeded 80/10/10 random split. ``data`` is the
+    ``shared_data`` folder."""
+    root = data / "ml-100k"
     ratings = pd.read_csv(root / "u.data", sep="\t", names=["user", "item", "rating", "timestamp"])
     genre_names = pd.read_csv(root / "u.genre", sep="|", names=["name", "index"])["name"].to_numpy()
     columns = ["id", "title", "date", "video", "url", *genre_names]
@@ -183,8 +182,8 @@ def test_statistics_of_the_small_graph():
     assert stats["degrees"]["item"] == {"min": 1.0, "max": 5.0, "mean": pytest.approx(19 / 5), "median": 5.0}
 
 
-def test_ml100k_graph_has_train_edges_and_genres():
-    dataset = ml100k_dataset()
+def test_ml100k_graph_has_train_edges_and_genres(shared_data):
+    dataset = ml100k_dataset(shared_data)
     data = build_graph(dataset)
     train = dataset.interactions[dataset.interactions["split"] == "train"]
     assert data["user", "interacts", "item"].num_edges == len(train)  # ml-100k has no repeated pair
@@ -193,9 +192,9 @@ def test_ml100k_graph_has_train_edges_and_genres():
     held_out = dataset.interactions[dataset.interactions["split"] != "train"]
     assert keys.isdisjoint((held_out["user"].astype(np.int64) * 1682 + held_out["item"]).tolist())
 
-    genre_names = pd.read_csv(DATA / "ml-100k" / "u.genre", sep="|", names=["name", "index"])["name"]
+    genre_names = pd.read_csv(shared_data / "ml-100k" / "u.genre", sep="|", names=["name", "index"])["name"]
     assert data["genre"].names == sorted(genre_names)
-    movies = pd.read_csv(DATA / "ml-100k" / "u.item", sep="|", header=None, encoding="latin-1")
+    movies = pd.read_csv(shared_data / "ml-100k" / "u.item", sep="|", header=None, encoding="latin-1")
     assert data["item", "has_genre", "genre"].num_edges == int(movies.iloc[:, 5:].to_numpy().sum())
     assert data["release"].num_nodes == 1681  # one movie has no release date
 

@@ -23,25 +23,24 @@ except ImportError as error:
     pytest.skip(f"DGL is not available in this environment (run `make test-dgl`): {error}",
                 allow_module_level=True)
 
-import dgl.function as fn  # noqa: E402
-from torch_geometric.data import HeteroData  # noqa: E402
-from torch_geometric.utils import scatter  # noqa: E402
+import dgl.function as fn
+from torch_geometric.data import HeteroData
+from torch_geometric.utils import scatter
 
-from graphrec.data.convert import convert  # noqa: E402
-from graphrec.data.dataset import ModalityFeatures  # noqa: E402
-from graphrec.graph import INTERACTS, build_graph, normalized_adjacency, propagate  # noqa: E402
-from graphrec.graph.interop import from_dgl, to_dgl  # noqa: E402
+from graphrec.data.convert import convert
+from graphrec.data.dataset import ModalityFeatures
+from graphrec.graph import INTERACTS, build_graph, normalized_adjacency, propagate
+from graphrec.graph.interop import from_dgl, to_dgl
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 REVERSE = ("item", "rev_interacts", "user")
 
 
 @pytest.fixture(scope="module")
-def ml100k(tmp_path_factory: pytest.TempPathFactory) -> HeteroData:
+def ml100k(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> HeteroData:
     """ml-100k's graph with tensors on every kind of store: a ``release`` modality (the
     release year; two movies have none, so the modality has fewer nodes than items), user
     features from the training ratings, and LightGCN's edge weight on the interactions."""
-    dataset = convert("movielens", DATA / "ml-100k", tmp_path_factory.mktemp("ml") / "ml-100k").dataset
+    dataset = convert("movielens", shared_data / "ml-100k", tmp_path_factory.mktemp("ml") / "ml-100k").dataset
     year = dataset.items["year"]
     has_year = year.notna().to_numpy()
     release = np.zeros((dataset.num_items, 2), np.float32)
@@ -109,13 +108,13 @@ def test_round_trip_gives_back_the_same_graph(ml100k, graph):
         assert back[node_type].num_nodes == ml100k[node_type].num_nodes
         expected = {key for key, value in ml100k[node_type].items()
                     if isinstance(value, torch.Tensor)}
-        assert {key for key in back[node_type].keys() if key != "num_nodes"} == expected
+        assert {key for key in back[node_type] if key != "num_nodes"} == expected
         for key in expected:
             assert torch.equal(back[node_type][key], ml100k[node_type][key]), (node_type, key)
     for edge_type in ml100k.edge_types:
         assert back[edge_type].edge_index.dtype == torch.long
         assert set(back[edge_type].keys()) == set(ml100k[edge_type].keys())
-        for key in ml100k[edge_type].keys():
+        for key in ml100k[edge_type]:
             assert torch.equal(back[edge_type][key], ml100k[edge_type][key]), (edge_type, key)
     assert "names" not in back["genre"]
 
@@ -170,7 +169,8 @@ def test_misaligned_tensors_and_graph_attributes_are_named_in_the_warning():
     data["user"].num_nodes = 3
     data["user"].centroid = torch.zeros(1, 4)  # one row for 3 nodes: not a node feature
     data["user", "follows", "user"].edge_index = torch.tensor([[0, 1], [1, 2]])
-    with pytest.warns(UserWarning, match=r"split_seed \(graph attribute\), user\.centroid \(tensor of shape \(1, 4\)\)"):
+    left_out = r"split_seed \(graph attribute\), user\.centroid \(tensor of shape \(1, 4\)\)"
+    with pytest.warns(UserWarning, match=left_out):
         graph = to_dgl(data)
     assert list(graph.nodes["user"].data.keys()) == []
 

@@ -15,13 +15,11 @@ from graphrec.data.dataset import ModalityFeatures
 from graphrec.graph import build_graph, graph_statistics
 from graphrec.graph.interop import DGL_REQUIREMENT, from_dgl, require_dgl, to_dgl, to_networkx
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
 
 @pytest.fixture(scope="module")
-def ml100k(tmp_path_factory: pytest.TempPathFactory) -> HeteroData:
+def ml100k(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> HeteroData:
     """ml-100k's graph (users, items, genres) with a ``release`` modality for the movies with a year."""
-    dataset = convert("movielens", DATA / "ml-100k", tmp_path_factory.mktemp("ml") / "ml-100k").dataset
+    dataset = convert("movielens", shared_data / "ml-100k", tmp_path_factory.mktemp("ml") / "ml-100k").dataset
     has_year = dataset.items["year"].notna().to_numpy()
     release = np.where(has_year, dataset.items["year"].fillna(0).to_numpy(np.float32), 0)[:, None]
     dataset = replace(dataset, features={"release": ModalityFeatures("release", release, has_year)})

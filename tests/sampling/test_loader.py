@@ -13,7 +13,12 @@ from torch_geometric.sampler import BaseSampler, NeighborSampler
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.graph import build_graph
 from graphrec.sampling import (
-    TorchNeighborSampler, bpr_subgraph, link_neighbor_loader, make_neighbor_sampler, neighbor_loader, sliceable_view,
+    TorchNeighborSampler,
+    bpr_subgraph,
+    link_neighbor_loader,
+    make_neighbor_sampler,
+    neighbor_loader,
+    sliceable_view,
     uses_pyg_lib,
 )
 
@@ -35,7 +40,7 @@ def assert_valid_batch(batch: HeteroData, graph: HeteroData) -> int:
         assert batch[node_type].num_nodes == n_id.numel()
         assert torch.unique(n_id).numel() == n_id.numel()
         if n_id.numel():
-            assert 0 <= int(n_id.min()) and int(n_id.max()) < graph[node_type].num_nodes
+            assert int(n_id.min()) >= 0 and int(n_id.max()) < graph[node_type].num_nodes
         assert sum(batch[node_type].num_sampled_nodes) == n_id.numel()
     edges = 0
     for edge_type in graph.edge_types:

@@ -10,10 +10,10 @@ from itertools import combinations
 
 import pytest
 import torch
-from torch import Tensor
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
+from torch import Tensor
 from torch_geometric.data import Data, HeteroData
 from torch_geometric.nn import SAGEConv, to_hetero
 from torch_geometric.sampler import HeteroSamplerOutput, NodeSamplerInput

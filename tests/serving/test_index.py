@@ -223,5 +223,5 @@ def test_bad_index_requests_are_refused(embeddings, tmp_path):
         index.search(user_emb[:, :8], 5)
     with pytest.raises(GraphrecError, match="2 sets for 3 queries"):
         index.search(user_emb[:3], 5, exclude=[set(), set()])
-    with pytest.raises(GraphrecError, match="index.json is missing"):
+    with pytest.raises(GraphrecError, match=r"index\.json is missing"):
         EmbeddingIndex.load(tmp_path)

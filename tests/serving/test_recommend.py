@@ -160,7 +160,7 @@ def test_new_user_fold_in_beats_random(movielens_run):
 
 def test_new_user_explanations_point_to_the_given_items(movielens_run):
     given = ["1", "50", "100", "181"]
-    rec = new_user_recommend(movielens_run, given + ["50"], k=10)
+    rec = new_user_recommend(movielens_run, [*given, "50"], k=10)
     assert not set(rec.items) & set(given)
     assert len(rec.explanations) == 10
     for explanation in rec.explanations:

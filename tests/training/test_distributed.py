@@ -62,7 +62,9 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
 
     gpus = torch.cuda.device_count()
     processes = gpus + 2  # two at least, so that the launch counts as distributed
-    for name, value in {"WORLD_SIZE": processes, "RANK": gpus, "LOCAL_RANK": gpus, "LOCAL_WORLD_SIZE": processes}.items():
+    environment = {"WORLD_SIZE": processes, "RANK": gpus, "LOCAL_RANK": gpus, "LOCAL_WORLD_SIZE": processes}
+    for name, value in environment.items():
         monkeypatch.setenv(name, str(value))
-    with pytest.raises(GraphrecError, match=rf"{processes} processes on this machine but it has {gpus} GPU.*--device cpu"):
+    needle = rf"{processes} processes on this machine but it has {gpus} GPU.*--device cpu"
+    with pytest.raises(GraphrecError, match=needle):
         context_from_env(torch.device("cuda"))

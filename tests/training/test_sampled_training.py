@@ -9,15 +9,12 @@ import torch
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.errors import GraphrecError
-from graphrec.training.factory import create_model
+from graphrec.models import build_model
+from graphrec.training.batches import interaction_sampler
+from graphrec.training.memory import sampler_bytes
+from graphrec.training.optim import make_optimizer, scale_learning_rate
 from graphrec.training.run import ModelConfig, TrainConfig, train
-from graphrec.training.trainer import (
-    _neighbor_sampler,
-    _scale_learning_rate,
-    fit,
-    make_optimizer,
-    sampler_bytes,
-)
+from graphrec.training.trainer import fit
 
 FAST = dict(batch_size=4096, lr=5e-3, progress=False, eval_ks=(10, 20), deterministic=True)
 
@@ -76,7 +73,7 @@ def test_sparse_embedding_updates_touch_only_the_batch_rows(movielens):
     lines = []
     config = TrainConfig(epochs=1, batch_size=64, sampling="neighbor", fanout=(3,), lr=0.01, progress=False,
                          eval_ks=(20,))
-    model = create_model(ModelConfig("lightgcn", dim=8, layers=1), movielens, seed=0)
+    model = build_model(ModelConfig("lightgcn", dim=8, layers=1), movielens, seed=0)
     before = model.user_embedding.weight.detach().clone()
     one_batch = dataclasses.replace(movielens, interactions=_first_training_rows(movielens, 64))
     fit(model, one_batch, config, lambda *_: {"recall@20": 0.0}, log=lines.append)
@@ -102,10 +99,10 @@ def _first_training_rows(dataset, count: int):
 
 def test_learning_rate_decay_reaches_both_optimisers_of_sparse_training(movielens):
     """With sparse embeddings (LazyAdam + Adam), a decay scales every parameter group."""
-    model = create_model(ModelConfig("gat", dim=8, layers=1, entities=("genres",)), movielens, seed=0)
+    model = build_model(ModelConfig("gat", dim=8, layers=1, entities=("genres",)), movielens, seed=0)
     optimizer = make_optimizer(model, 0.01, sparse_embeddings=True)
     assert len(optimizer.optimizers) == 2
-    assert _scale_learning_rate(optimizer, 0.5) == pytest.approx(0.005)
+    assert scale_learning_rate(optimizer, 0.5) == pytest.approx(0.005)
     assert all(group["lr"] == pytest.approx(0.005) for part in optimizer.optimizers for group in part.param_groups)
 
 
@@ -122,7 +119,7 @@ def test_resume_with_neighbour_sampling_continues_exactly(movielens, tmp_path):
               resume=True, log=lambda _: None)
     # the checkpoint itself says how it was trained, for callers of fit() without a run directory
     with pytest.raises(GraphrecError, match="trained with neighbor sampling and this run uses full"):
-        fit(create_model(model, movielens), movielens, dataclasses.replace(config, sampling="full", epochs=4),
+        fit(build_model(model, movielens), movielens, dataclasses.replace(config, sampling="full", epochs=4),
             lambda *_: {"recall@20": 0.0}, checkpoint_path=tmp_path / "b" / "last.pt", resume=True,
             log=lambda _: None)
 
@@ -135,7 +132,7 @@ def test_a_fanout_with_fewer_hops_than_layers_is_refused(movielens):
 
 def test_the_sampler_memory_estimate_matches_the_sampler(movielens):
     """``sample_on='auto'`` puts the sampler on a GPU by this estimate: it must be the real size."""
-    sampler = _neighbor_sampler(movielens, (5, 5), seed=0, device=torch.device("cpu"))
+    sampler = interaction_sampler(movielens, (5, 5), seed=0, device=torch.device("cpu"))
     arrays = [*sampler.colptr.values(), *sampler.row.values(),
               *(perm for perm in sampler.csc_to_edge_id.values() if perm is not None)]
     actual = sum(array.numel() * array.element_size() for array in arrays)
@@ -143,8 +140,8 @@ def test_the_sampler_memory_estimate_matches_the_sampler(movielens):
 
 
 def test_where_sampling_runs_is_checked():
-    with pytest.raises(ValueError, match="sample_on must be auto, cpu or device"):
+    with pytest.raises(ValueError, match="sample_on: must be one of auto, cpu, device"):
         TrainConfig(sampling="neighbor", sample_on="gpu")
-    with pytest.raises(ValueError, match="sampling='full' does not do"):
+    with pytest.raises(ValueError, match="which full-graph training does not do"):
         TrainConfig(sampling="full", sample_on="device")
     assert TrainConfig(sampling="auto", sample_on="cpu").sample_on == "cpu"

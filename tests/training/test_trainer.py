@@ -13,8 +13,8 @@ import torch
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.data.dataset import SPLIT_DTYPE, ModalityFeatures
-from graphrec.errors import GraphrecError
-from graphrec.training.factory import create_model
+from graphrec.errors import ConfigError, GraphrecError
+from graphrec.models import build_model
 from graphrec.training.run import (
     ModelConfig,
     TrainConfig,
@@ -121,7 +121,7 @@ def test_validation_is_carved_from_training_before_the_graph_is_built(movielens,
 
 def test_fit_refuses_a_dataset_without_validation(movielens):
     no_valid = _without_split(movielens, "valid")
-    model = create_model(ModelConfig("mf", dim=8), no_valid)
+    model = build_model(ModelConfig("mf", dim=8), no_valid)
     with pytest.raises(GraphrecError, match="has no validation split"):
         fit(model, no_valid, TrainConfig(epochs=1, **FAST), lambda *_: {"recall@20": 0.0}, log=lambda _: None)
 
@@ -142,7 +142,7 @@ def test_a_new_run_clears_the_previous_runs_files(movielens, tmp_path):
               sampling="neighbor", **FAST), out=tmp_path / "r", log=lines.append)
     assert any("replacing the previous run" in line for line in lines)
     assert not any((tmp_path / "r" / name).exists() for name in ("model.pt", "last.pt", "metrics.json"))
-    with pytest.raises(GraphrecError, match="model.pt is missing"):
+    with pytest.raises(GraphrecError, match=r"model\.pt is missing"):
         load_run(tmp_path / "r")
 
 
@@ -152,24 +152,33 @@ def test_training_options_are_checked_before_training():
                         ({"contrastive_weight": -1}, "contrastive_weight")):
         with pytest.raises(ValueError, match=needle):
             TrainConfig(**bad)
-    for bad, needle in (({"heads": 0}, "--heads"), ({"dropout": 1.0}, "--dropout"), ({"fusion": "max"}, "--fusion")):
-        with pytest.raises(GraphrecError, match=needle):
+    for bad, field in (({"heads": 0}, "heads"), ({"dropout": 1.0}, "dropout"), ({"fusion": "max"}, "fusion")):
+        with pytest.raises(ConfigError, match=f"^{field}: ") as raised:
             ModelConfig("gat", **bad)
+        assert raised.value.field == field and "--" not in str(raised.value)  # library messages name fields
 
 
-def test_options_a_model_would_ignore_are_refused(movielens, tmp_path):
-    """--heads with mf, --layers with vbpr, ...: refused before anything is trained or written."""
-    for model, options, needle in (("mf", {"layers": 2}, "--layers 2: leave it out (--layers is for lightgcn, gat)"),
-                                   ("lightgcn", {"heads": 4, "fusion": "mean"}, "--heads 4, --fusion 'mean'"),
-                                   ("vbpr", {"entities": ()}, "--entities ()"),
-                                   ("pop", {"dropout": 0.5}, "--dropout is for gat")):
-        with pytest.raises(GraphrecError, match=re.escape(f"model {model!r} does not use") + ".*" + re.escape(needle)):
-            train(movielens, ModelConfig(model, **options), TrainConfig(epochs=1, **FAST), out=tmp_path / model,
-                  log=lambda _: None)
-        assert not (tmp_path / model).exists()
-    # one dimension for every model, the baselines included; a model's own options at their defaults
-    for model in ("pop", "mf"):
-        train(movielens, ModelConfig(model, dim=8, layers=3), TrainConfig(epochs=1, **FAST), log=lambda _: None)
+def test_config_errors_name_the_field_and_never_a_flag():
+    """One error type for every configuration value (a ValueError too); the CLI adds its flag names."""
+    for make, field in ((lambda: TrainConfig(epochs=0), "epochs"),
+                        (lambda: TrainConfig(lr_decay_factor=2), "lr_decay_factor"),
+                        (lambda: ModelConfig("lightgcn", layers=-1), "layers"), (lambda: ModelConfig("nope"), "model")):
+        with pytest.raises(ConfigError) as raised:
+            make()
+        assert isinstance(raised.value, ValueError) and isinstance(raised.value, GraphrecError)
+        assert raised.value.field == field and "--" not in str(raised.value)
+
+
+def test_options_a_model_does_not_have_are_refused(tmp_path):
+    """--heads with mf, --layers with vbpr, ...: refused when the configuration is made, before
+    anything is trained or written, naming the models that do have the option."""
+    for model, options, needle in (("mf", {"layers": 2}, "has no option 'layers' (an option of lightgcn, gat)"),
+                                   ("lightgcn", {"heads": 4}, "has no option 'heads' (an option of gat)"),
+                                   ("vbpr", {"entities": ()}, "has no option 'entities' (an option of gat)"),
+                                   ("pop", {"dim": 8}, "has no option 'dim' (an option of mf, lightgcn"),
+                                   ("gat", {"head": 2}, "has no option 'head' (did you mean 'heads'?)")):
+        with pytest.raises(ConfigError, match=re.escape(f"model {model!r} {needle}")):
+            ModelConfig(model, **options)
 
 
 def test_lightgcn_learns_beyond_popularity(movielens):
@@ -193,7 +202,7 @@ def test_learning_rate_decays_after_validation_stalls(movielens):
     dataset = movielens
     calls = iter([0.5] + [0.1] * 10)
     lines: list[str] = []
-    model = create_model(ModelConfig("mf", dim=4), dataset, seed=0)
+    model = build_model(ModelConfig("mf", dim=4), dataset, seed=0)
     result = fit(model, dataset, TrainConfig(epochs=4, lr=0.01, progress=False, eval_ks=(20,), patience=100,
                                              lr_decay_patience=1, lr_decay_factor=0.5),
                  lambda *_: {"recall@20": next(calls)}, log=lines.append)
@@ -217,7 +226,7 @@ def test_several_negatives_per_interaction_share_one_propagation(movielens, samp
     scored = {1: 0, 4: 0}
     results = {}
     for per_pair in passes:
-        model = create_model(ModelConfig("lightgcn", dim=16, layers=2), movielens, seed=0)
+        model = build_model(ModelConfig("lightgcn", dim=16, layers=2), movielens, seed=0)
 
         def count(*_, per_pair=per_pair):
             passes[per_pair] += 1
@@ -273,7 +282,7 @@ def test_run_embeddings_are_detached_copies(movielens):
 def test_resume_refuses_a_changed_training_recipe(movielens, tmp_path):
     config = TrainConfig(epochs=1, **FAST)
     train(movielens, ModelConfig("mf", dim=8), config, out=tmp_path / "r", log=lambda _: None)
-    with pytest.raises(GraphrecError, match="lr was 0.005, now 0.01"):
+    with pytest.raises(GraphrecError, match=r"lr was 0\.005, now 0\.01"):
         train(movielens, ModelConfig("mf", dim=8), dataclasses.replace(config, epochs=2, lr=0.01),
               out=tmp_path / "r", resume=True, log=lambda _: None)
     resumed = train(movielens, ModelConfig("mf", dim=8), dataclasses.replace(config, epochs=2), out=tmp_path / "r",
@@ -282,8 +291,8 @@ def test_resume_refuses_a_changed_training_recipe(movielens, tmp_path):
 
 
 def test_chosen_entity_columns_must_exist(movielens):
-    with pytest.raises(GraphrecError, match=r"--entities \['genre'\] are not item columns"):
-        create_model(ModelConfig("gat", dim=8, layers=1, entities=("genre",)), movielens)
+    with pytest.raises(GraphrecError, match=r"entities \['genre'\] are not item columns"):
+        build_model(ModelConfig("gat", dim=8, layers=1, entities=("genre",)), movielens)
 
 
 def test_cold_metrics_leave_out_cut_offs_that_hold_every_cold_item(movielens):
@@ -300,3 +309,43 @@ def test_cold_metrics_leave_out_cut_offs_that_hold_every_cold_item(movielens):
     reported = {int(key.split("@")[1]) for key in run.metrics["test_cold"] if "@" in key}
     assert reported == {10, 20}
     assert any("test_cold leaves out the cut-offs" in note for note in run.metrics["notes"])
+
+
+def test_a_run_trained_on_cuda_loads_on_a_machine_without_one(movielens, tmp_path):
+    """run.json records the device it was trained with; loading, evaluating and recommending only
+    read the weights, so a run whose run.json says cuda works on a CPU-only machine. Resuming it
+    there is refused with a clear error naming the device."""
+    from graphrec.serving import recommend
+
+    run = train(movielens, ModelConfig("mf", dim=8), TrainConfig(epochs=1, **FAST), out=tmp_path / "r",
+                log=lambda _: None)
+    spec_path = tmp_path / "r" / "run.json"
+    spec = json.loads(spec_path.read_text())
+    spec["train"]["device"] = "cuda"
+    spec_path.write_text(json.dumps(spec))
+    loaded = load_run(tmp_path / "r")
+    assert loaded.train_config.device == "cuda"
+    assert loaded.evaluate("test") == pytest.approx(run.metrics["test"])
+    assert recommend(loaded, [str(movielens.users["user_id"].iloc[0])], k=5)[0].items
+    if not torch.cuda.is_available():
+        with pytest.raises(GraphrecError, match="device: 'cuda': this machine has no CUDA GPU"):
+            train(movielens, ModelConfig("mf", dim=8), dataclasses.replace(loaded.train_config, epochs=2),
+                  out=tmp_path / "r", resume=True, log=lambda _: None)
+
+
+def test_a_run_written_before_model_options_loads(movielens, tmp_path):
+    """Runs from before the registry stored every model's options side by side in run.json."""
+    run = train(movielens, ModelConfig("lightgcn", dim=8, layers=2), TrainConfig(epochs=1, **FAST),
+                out=tmp_path / "r", log=lambda _: None)
+    spec_path = tmp_path / "r" / "run.json"
+    spec = json.loads(spec_path.read_text())
+    spec["model"] = {"name": "lightgcn", "dim": 8, "layers": 2, "heads": 1, "dropout": 0.0,
+                     "fusion": "attention", "entities": ["genres", "categories", "brand"], "modalities": None}
+    spec_path.write_text(json.dumps(spec))
+    loaded = load_run(tmp_path / "r")
+    assert loaded.model_config == ModelConfig("lightgcn", dim=8, layers=2)
+    for a, b in zip(run.embeddings(), loaded.embeddings(), strict=True):
+        assert torch.equal(a, b)
+    resumed = train(movielens, ModelConfig("lightgcn", dim=8, layers=2), TrainConfig(epochs=2, **FAST),
+                    out=tmp_path / "r", resume=True, log=lambda _: None)
+    assert len(resumed.metrics["epochs"]) == 2

@@ -82,8 +82,9 @@ def require_content(data: bytes | str, path: Path) -> None:
 
 def line_of_offset(data: bytes | str, offset: int) -> int:
     """1-based line number of the character at ``offset``."""
-    newline = b"\n" if isinstance(data, bytes) else "\n"
-    return data.count(newline, 0, offset) + 1  # type: ignore[arg-type]
+    if isinstance(data, bytes):
+        return data.count(b"\n", 0, offset) + 1
+    return data.count("\n", 0, offset) + 1
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ def is_index_range(indices: np.ndarray) -> bool:
         return True
     size = int(indices.max()) + 1
     slack = 2 * len(indices) + 1000
-    return size <= slack and size <= 2 * np.count_nonzero(np.bincount(indices, minlength=size)) + 1000
+    return size <= slack and size <= 2 * int(np.count_nonzero(np.bincount(indices, minlength=size))) + 1000
 
 
 def _first_unparsable(values: pa.Array, target: pa.DataType) -> int:

@@ -95,9 +95,11 @@ def load_json_object(path: Path) -> tuple[dict[str, Any], str]:
         obj = dict(pairs)
         if len(obj) != len(pairs):
             seen: set[str] = set()
-            repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
-            raise DataFormatError(f"key {repeated!r} appears more than once", path=path,
-                                  line=_line_of_key(text, repeated), field=repeated)
+            for key, _ in pairs:
+                if key in seen:
+                    raise DataFormatError(f"key {key!r} appears more than once", path=path,
+                                          line=_line_of_key(text, key), field=key)
+                seen.add(key)
         return obj
 
     try:

@@ -19,7 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from graphrec.data.formats._parsing import (
-    decode, first_repeat, is_index_range, read_bytes, require_content, require_file,
+    decode,
+    first_repeat,
+    is_index_range,
+    read_bytes,
+    require_content,
+    require_file,
 )
 from graphrec.data.raw import RawDataset, interactions_frame
 from graphrec.errors import DataFormatError
@@ -118,10 +123,10 @@ def parse_user_item_lists(path: Path, allow_empty: bool = False) -> tuple[np.nda
     tokens = list(itertools.chain.from_iterable(rows))
     lengths = np.fromiter(map(len, tokens), dtype=np.int64, count=len(tokens))
     if len(tokens) and lengths.max() > _MAX_DIGITS:
-        token = int(np.argmax(lengths > _MAX_DIGITS))
-        row = int(np.searchsorted(np.cumsum(counts), token, side="right"))
-        position = token - int(counts[:row].sum())
-        raise DataFormatError(f"id {tokens[token].decode()!r} is too large", path=path,
+        too_long = int(np.argmax(lengths > _MAX_DIGITS))
+        row = int(np.searchsorted(np.cumsum(counts), too_long, side="right"))
+        position = too_long - int(counts[:row].sum())
+        raise DataFormatError(f"id {tokens[too_long].decode()!r} is too large", path=path,
                               line=row + 1, field=_field_name(position))
     values = np.array(tokens, dtype=np.int64) if tokens else np.zeros(0, dtype=np.int64)
     non_blank = counts > 0

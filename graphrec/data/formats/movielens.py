@@ -244,8 +244,7 @@ def _lists_from_flags(flags: np.ndarray, names: np.ndarray) -> list[list[str]]:
 def _items_frame(ids: np.ndarray, titles: np.ndarray, genres: list[list[str]], extra: dict[str, np.ndarray],
                  table: TextTable, field: str) -> pd.DataFrame:
     frame = pd.DataFrame({"item_id": ids, "title": titles, "genres": pd.Series(genres, dtype=object)})
-    frame["year"] = pd.array(frame["title"].astype(str).str.extract(_YEAR_PATTERN, expand=False)
-                             .astype("Int64"), dtype="Int64")
+    frame["year"] = frame["title"].astype(str).str.extract(_YEAR_PATTERN, expand=False).astype("Int64")
     for name, values in extra.items():
         frame[name] = values
     _require_unique(frame["item_id"], table, field)

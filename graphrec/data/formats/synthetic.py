@@ -181,7 +181,7 @@ class SyntheticConfig:
 
     @property
     def num_cold_items(self) -> int:
-        return int(round(self.cold_fraction * self.items))
+        return round(self.cold_fraction * self.items)
 
 
 def read(src: str | Path = "-", *, workdir: Path, users: int = 1000, items: int = 400, seed: int = 0,
@@ -467,7 +467,7 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, x: float, y: float, r: fl
 
 
 def _draw_texture(draw: ImageDraw.ImageDraw, texture: str, canvas: int, radius: float,
-                  ink: tuple[int, int, int], rng: np.random.Generator) -> None:
+                  ink: tuple[int, ...], rng: np.random.Generator) -> None:
     period = max(4.0, radius * rng.uniform(0.32, 0.42))
     phase = rng.uniform(0, period)
     if texture == "plain":
