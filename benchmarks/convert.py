@@ -8,7 +8,9 @@ a Python loop over lines building lists
 against it; loading the converted dataset against ``np.load`` of a plain
 ``(2, n)`` int64 edge array, the floor for reading the same interactions.
 
-Run: ``.venv/bin/python benchmarks/convert.py`` (about a minute).
+Run: ``.venv/bin/python benchmarks/convert.py`` (about a minute). ``--quick`` is the smoke test: one
+repeat on a 500-user Gowalla-format excerpt, with and without its validation split, written to
+``results/smoke/convert.json``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _common import DATA, print_table, run_child, write_results
+from _common import DATA, print_table, results_dir, run_child, tiny_gowalla, write_results
 
 CONVERT = """
 import json, sys, time
@@ -79,13 +81,20 @@ print(json.dumps({}))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="take the best of this many runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: one repeat on a small Gowalla excerpt (writes results/smoke/)")
     args = parser.parse_args()
     rows = []
     work = Path(tempfile.mkdtemp(prefix="graphrec-bench-"))
     try:
-        for name, folder, validation in (("gowalla", "gowalla", "-"), ("gowalla+valid", "gowalla", "validation"),
-                                         ("ml-1m-lightgcn", "ml-1m-lightgcn", "-")):
-            src = DATA / folder
+        if args.quick:
+            args.repeats = 1
+            sets = [("tiny-gowalla", tiny_gowalla(work / "tiny-gowalla-source"), "-"),
+                    ("tiny-gowalla+valid", work / "tiny-gowalla-source", "validation")]
+        else:
+            sets = [("gowalla", DATA / "gowalla", "-"), ("gowalla+valid", DATA / "gowalla", "validation"),
+                    ("ml-1m-lightgcn", DATA / "ml-1m-lightgcn", "-")]
+        for name, src, validation in sets:
             dst = work / name
             conv = min((run_child(CONVERT, str(src), str(dst), validation) for _ in range(args.repeats)),
                        key=lambda r: r["seconds"])
@@ -113,7 +122,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     print_table(rows, ["dataset", "interactions", "convert_s", "reference_read_s", "convert_vs_reference_read",
                        "convert_peak_rss_mib", "load_s", "npy_load_s", "load_vs_npy"])
-    write_results("convert", {"rows": rows, "targets": {"gowalla_convert_s": 5.0, "gowalla_load_s": 0.5}})
+    write_results("convert", {"rows": rows, "targets": {"gowalla_convert_s": 5.0, "gowalla_load_s": 0.5}},
+                  results_dir(partial=args.quick))
 
 
 if __name__ == "__main__":

@@ -14,16 +14,15 @@ Two measurements, in one run:
    16384 with learning rate 0.01 (eight times fewer full-graph propagations per epoch than batch
    2048, with the learning rate scaled up; a GPU probe in ``results/gpu_gowalla_batch_probe.json``
    chose it), four negatives per training interaction (four BPR terms from each propagation),
-   and the learning rate halved whenever a validation check does not improve (at a constant
-   0.01, validation Recall@20 stalls near 0.182). The number of negatives was chosen on
-   validation Recall@20 after 9 training minutes, in probe runs whose logs were not kept as
-   result files: 0.1814 with one, 0.1895 with four, 0.1806 with eight (each extra negative
-   costs gathering and scoring one more item per pair).
+   and the learning rate halved whenever a validation check does not improve. How the number
+   of negatives and the decay were chosen, with the probe runs' figures: ``results/gowalla_lightgcn.md``.
 
-Run: ``.venv/bin/python benchmarks/gowalla_lightgcn.py`` (about 33 minutes), or
-``--speed-only`` (under a minute; written to ``NAME_speed.json``). To convergence rather than within the 30-minute target:
-``--minutes 95 --patience 6 --name gowalla_lightgcn_converged`` (training stops after six
+Run: ``.venv/bin/python benchmarks/gowalla_lightgcn.py`` (about 33 minutes), or ``--speed-only``
+(under a minute; written to ``NAME_speed.json``). To convergence rather than within the 30-minute
+target: ``--minutes 95 --patience 6 --name gowalla_lightgcn_converged`` (training stops after six
 validation checks without improvement, by which point the learning rate has been halved six times).
+``--quick`` is the smoke test: both measurements on a 500-user Gowalla-format excerpt (2 timed batches
+per variant, 2 seconds of training), written to ``results/smoke/``.
 """
 
 from __future__ import annotations
@@ -36,18 +35,18 @@ import time
 from pathlib import Path
 
 import torch
-from _common import DATA, RESULTS, print_table, write_results
+from _common import DATA, print_table, results_dir, tiny_gowalla, write_results
 
 from graphrec.data.convert import convert
 from graphrec.data.dataset import load_dataset
 from graphrec.device import resolve_device
 from graphrec.evaluation import EvalConfig
 from graphrec.graph import normalized_adjacency
-from graphrec.models import LightGCN
-from graphrec.training.bpr import bpr_loss
-from graphrec.training.factory import ModelConfig, create_model
+from graphrec.models import LightGCN, ModelConfig, build_model
+from graphrec.training.batches import TrainBatch
 from graphrec.training.negatives import NegativeSampler
 from graphrec.training.run import evaluate_model
+from graphrec.training.step import bpr_step
 from graphrec.training.trainer import TrainConfig, fit
 
 
@@ -75,14 +74,9 @@ def time_batches(model: LightGCN, users, items, sampler, batch_size: int, num_ba
     timings = []
     for b in range(num_batches + 2):
         window = slice(b * batch_size, (b + 1) * batch_size)
-        u, p, n = users[window], items[window], negatives[window]
+        batch = TrainBatch(users[window], items[window], negatives[window])
         started = time.perf_counter()
-        user_emb, item_emb = model.embed()
-        loss = bpr_loss(model.score(user_emb, item_emb, u, p), model.score(user_emb, item_emb, u, n))
-        loss = loss + 1e-4 * model.regularization(u, p, n)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        bpr_step(model, batch, optimizer, reg=1e-4)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         timings.append(time.perf_counter() - started)
@@ -95,7 +89,8 @@ def main() -> None:
     parser.add_argument("--speed-only", action="store_true")
     parser.add_argument("--speed-batches", type=int, default=30, help="batches timed per variant")
     parser.add_argument("--minutes", type=float, default=26.5,
-                        help="training-time budget of the accuracy run (validation passes come on top; 26.5 keeps it all within 30 minutes)")
+                        help="training-time budget of the accuracy run (validation passes come on top; 26.5 "
+                             "keeps it all within 30 minutes)")
     parser.add_argument("--batch-size", type=int, default=16384, help="accuracy run's batch size")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--reg", type=float, default=1e-4)
@@ -112,13 +107,20 @@ def main() -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when there is one), cpu or cuda")
     parser.add_argument("--name", default="gowalla_lightgcn",
                         help="results/NAME.json and results/NAME_curves.png (keep the default run's files apart)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: a small Gowalla excerpt, 2 timed batches, 2 training seconds "
+                             "(writes results/smoke/)")
     args = parser.parse_args()
+    if args.quick:
+        args.speed_batches, args.minutes, args.eval_every = 2, 0.03, 1
+    out_dir = results_dir(partial=args.quick)
     torch.set_num_threads(args.threads)
     args.device = str(resolve_device(args.device))
     work = Path(tempfile.mkdtemp(prefix="graphrec-gowalla-"))
     try:
+        source = tiny_gowalla(work / "tiny-gowalla") if args.quick else DATA / "gowalla"
         started = time.perf_counter()
-        convert("lightgcn", DATA / "gowalla", work / "gowalla", reader_options={"validation_dir": "validation"})
+        convert("lightgcn", source, work / "gowalla", reader_options={"validation_dir": "validation"})
         dataset = load_dataset(work / "gowalla")
         convert_seconds = time.perf_counter() - started
         users_np, items_np = dataset.pairs("train")
@@ -151,14 +153,14 @@ def main() -> None:
                    "speedup_vs_reference_211s": 211.0 / ours, "threads": args.threads,
                    "device": device_name(args.device)}
         if not args.speed_only:
-            payload["accuracy"] = accuracy_run(dataset, args, work)
+            payload["accuracy"] = accuracy_run(dataset, args, work, out_dir)
         # a speed-only run gets its own file: it must not drop the accuracy section of NAME.json
-        write_results(f"{args.name}_speed" if args.speed_only else args.name, payload)
+        write_results(f"{args.name}_speed" if args.speed_only else args.name, payload, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def accuracy_run(dataset, args, work: Path) -> dict:
+def accuracy_run(dataset, args, work: Path, out_dir: Path) -> dict:
     """Train with validation-based selection, then replay the test metric over the run.
 
     At every validation evaluation the parameters are copied aside; the test split is
@@ -183,7 +185,7 @@ def accuracy_run(dataset, args, work: Path) -> dict:
 
     wall_started = time.perf_counter()
     torch.manual_seed(config.seed)
-    model = create_model(ModelConfig("lightgcn", dim=64, layers=3), dataset, seed=config.seed)
+    model = build_model(ModelConfig("lightgcn", dim=64, layers=3), dataset, seed=config.seed)
     result = fit(model, dataset, config, validate, log=lambda line: print(line, flush=True))
     test = evaluate_model(result.model, dataset, "test", dataclasses.replace(eval_config, ks=(20, 50)))
     wall = time.perf_counter() - wall_started  # all in: training, validation, the final test
@@ -205,7 +207,7 @@ def accuracy_run(dataset, args, work: Path) -> dict:
                       "test_recall@20": at["recall@20"], "test_ndcg@20": at["ndcg@20"],
                       "selected_test_recall@20": best_so_far[1]["recall@20"]})
     reached = next((point for point in curve if point["selected_test_recall@20"] >= 0.17), None)
-    plot_curve(curve, RESULTS / f"{args.name}_curves.png", device_name(args.device, args.threads))
+    plot_curve(curve, out_dir / f"{args.name}_curves.png", device_name(args.device, args.threads))
     result_json = {
         "config": {"batch_size": args.batch_size, "lr": args.lr, "reg": args.reg, "dim": 64, "layers": 3,
                    "eval_every": args.eval_every, "lr_decay_patience": args.lr_decay_patience,

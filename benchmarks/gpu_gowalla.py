@@ -14,30 +14,34 @@ It wrote ``results/gpu_gowalla_h100_lr*.json``; ``--speed-only --batch-size 2048
 cuda`` now does the same on a GPU without restarting from checkpoints (it replays the test metric
 from snapshots; ``results/gowalla_lightgcn_h100.json``); what only this script measures is the
 sampled against full-graph epoch on the device.
+
+``--quick`` is the smoke test: a 500-user Gowalla-format excerpt (no ``--data`` needed), one chunk of
+2 epochs, written to ``results/smoke/gpu_gowalla.json``. Without a GPU it runs the CPU path and says so
+(the arm that samples on the GPU is left out).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from _common import print_table
+from _common import SMOKE_RESULTS, print_table, tiny_gowalla
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from graphrec.data.convert import convert  # noqa: E402
-from graphrec.data.storage import atomic_file  # noqa: E402
-from graphrec.training.run import ModelConfig, TrainConfig, train  # noqa: E402
+from graphrec.data.convert import convert
+from graphrec.data.storage import write_json
+from graphrec.training.run import ModelConfig, TrainConfig, train
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder holding gowalla/")
-    parser.add_argument("--out", type=Path, default=Path("gpu_gowalla.json"))
+    parser.add_argument("--data", type=Path, default=None, help="folder holding gowalla/ (required but with --quick)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="result file (default gpu_gowalla.json; with --quick results/smoke/gpu_gowalla.json)")
     parser.add_argument("--minutes", type=float, default=7.0)
     parser.add_argument("--chunk", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=2048)
@@ -47,11 +51,30 @@ def main() -> None:
     parser.add_argument("--lr-decay-patience", type=int, default=None,
                         help="halve the learning rate after this many non-improving validation checks")
     parser.add_argument("--speed-only", action="store_true", help="only time the epochs (no accuracy curve)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: a small Gowalla excerpt, one chunk of 2 epochs (no --data needed)")
     args = parser.parse_args()
+    if args.data is None and not args.quick:
+        parser.error("--data is required (except with --quick)")
+    if args.quick:
+        args.minutes, args.chunk = 0.01, 2  # one chunk: the loop runs once before it looks at the clock
+    if args.out is None:
+        args.out = SMOKE_RESULTS / "gpu_gowalla.json" if args.quick else Path("gpu_gowalla.json")
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        print("no CUDA device: everything runs on the CPU, and the arm that samples on the GPU is left out",
+              flush=True)
     work = Path(tempfile.mkdtemp())
-    dataset = convert("lightgcn", args.data / "gowalla", work / "gowalla",
-                      reader_options={"validation_dir": "validation"}).dataset
+    try:
+        run_benchmark(args, device, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_benchmark(args: argparse.Namespace, device: str, work: Path) -> None:
+    """Convert Gowalla into ``work``, train the accuracy curve, time the epochs, write ``args.out``."""
+    source = tiny_gowalla(work / "tiny-gowalla") if args.quick else args.data / "gowalla"
+    dataset = convert("lightgcn", source, work / "gowalla", reader_options={"validation_dir": "validation"}).dataset
     model = ModelConfig("lightgcn", dim=64, layers=3)
     wall = time.perf_counter()
     curve, first_018, first_017 = [], None, None
@@ -97,14 +120,14 @@ def main() -> None:
     print(f"\n{device} epochs, Gowalla, batch {args.batch_size}, fan-out 10,10,10:")
     print_table([{"arm": arm, **row} for arm, row in speed.items()], ["arm", "seconds_per_epoch", "ratio_to_full"])
     result = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
-              "config": vars(args) | {"data": str(args.data), "out": str(args.out)},
+              "config": {k: v for k, v in vars(args).items() if k != "quick" or args.quick}
+              | {"data": str(args.data), "out": str(args.out)},
               "sampled_vs_full_epoch": speed}
     if curve:
         result |= {"seconds_per_epoch_full": run.metrics["seconds_per_epoch"], "curve": curve,
                    "best_by_validation": max(curve, key=lambda p: p["valid_recall@20"]),
                    "first_test_recall_ge_0.17": first_017, "first_test_recall_ge_0.18": first_018}
-    with atomic_file(args.out) as tmp:
-        tmp.write_text(json.dumps(result, indent=2))
+    write_json(args.out, result)
     print(json.dumps({k: v for k, v in result.items() if k != "curve"}, indent=2))
 
 

@@ -8,22 +8,20 @@ table, alternating so that load on the machine hits both alike; the table report
 step time of each and their ratio, and checks that the two tables end equal.
 
 Run: ``.venv/bin/python benchmarks/lazy_adam.py`` (about a minute on 2 cores). Writes
-``benchmarks/results/lazy_adam.json``.
+``benchmarks/results/lazy_adam.json``. ``--quick`` is the smoke test: the 1M graph's table only, 3 steps,
+written to ``results/smoke/lazy_adam.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
-from _common import print_table, write_results
+from _common import print_table, results_dir, write_results
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from graphrec.training.lazy_adam import LazyAdam  # noqa: E402
+from graphrec.training.lazy_adam import LazyAdam
 
 #: (graph, table rows = users + items, distinct rows one batch touches), from results/scale.json.
 SIZES = [("1M", 70_000, 59_755), ("10M", 700_000, 412_058), ("50M", 3_500_000, 966_679)]
@@ -56,10 +54,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8, help="steps per optimiser and size (the first is not timed)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: the smallest table, 3 steps (writes results/smoke/)")
     args = parser.parse_args()
+    if args.quick:
+        args.steps = 3
     torch.set_num_threads(args.threads)
     rows = []
-    for label, table_rows, touched in SIZES:
+    for label, table_rows, touched in SIZES[:1] if args.quick else SIZES:
         result = time_steps(table_rows, touched, args.steps, seed=0)
         rows.append({"graph": label, "table rows": table_rows, "touched rows": touched, **result})
         print(f"[{label}] SparseAdam {result['SparseAdam s/step']:.3f} s, LazyAdam {result['LazyAdam s/step']:.3f} s "
@@ -68,7 +70,7 @@ def main() -> None:
                "max abs difference"]
     print_table(rows, columns)
     write_results("lazy_adam", {"description": __doc__.splitlines()[0], "dim": DIM, "threads": args.threads,
-                                "steps": args.steps, "rows": rows})
+                                "steps": args.steps, "rows": rows}, results_dir(partial=args.quick))
 
 
 if __name__ == "__main__":

@@ -25,13 +25,19 @@ the best validation epoch is tested. ModalityGAT's defaults, and its depth per p
 warm, 1 layer cold-start), were chosen on the validation split of seed 0 only (``--tune`` reruns
 that search and adds it to the results).
 
-Run: ``.venv/bin/python benchmarks/multimodal.py --tune`` (17 minutes on 2 lightly loaded CPU cores
-for the committed run, tuning included, with the encodings cached; a few minutes more to encode
-the first time, and longer on busy cores); ``--quick`` for one seed and a shorter budget. Writes
-``benchmarks/results/multimodal.json``, ``multimodal.md`` and ``multimodal.png``; smoke runs
-(``--quick``, ``--epochs``, ``--seeds``, ``--skip-synthetic``) write to ``results/smoke/``.
-Converted datasets are reused from ``--work`` while the graphrec sources that made them
-(``graphrec/data``, ``graphrec/encoders``) are unchanged, and remade otherwise.
+The statistics (means over seeds, the paired t-interval, the targets) are in ``_stats.py``, the
+tables, Markdown and chart in ``_multimodal_report.py``; history (earlier runs and how the budget
+was chosen) is static text at the end of ``results/multimodal.md``.
+
+Run: ``.venv/bin/python benchmarks/multimodal.py --tune`` (about 17 minutes on 2 lightly loaded CPU
+cores, tuning included, with the encodings cached; a few minutes more to encode the first time, and
+longer on busy cores). Writes ``benchmarks/results/multimodal.json``, ``multimodal.md`` and
+``multimodal.png``; smoke runs (``--quick``, ``--epochs``, ``--seeds``, ``--skip-synthetic``) write to
+``results/smoke/``. ``--quick`` is the smoke test (about 20 s once the encodings are cached): seeds 0
+and 1, one epoch, in this process (``--workers 0``), only the rows the targets compare and a few on a
+small synthetic set (:data:`QUICK_LABELS`, :data:`QUICK_SYNTHETIC_OPTIONS`). Converted datasets are
+reused from ``--work`` while the graphrec sources that made them (``graphrec/data``,
+``graphrec/encoders``) are unchanged, and remade otherwise.
 
 ``--paired-seeds N`` checks the warm target alone on more seeds: LightGCN and ModalityGAT on
 seeds 0..N-1, compared seed by seed (a paired t-interval of the difference), written to
@@ -40,46 +46,46 @@ seeds 0..N-1, compared seed by seed (a paired t-interval of the difference), wri
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import functools
+import hashlib
+import json
+import multiprocessing
 import os
+import subprocess
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
-# PyTorch's OpenMP threads spin while they wait; on a CPU shared with other jobs that makes
-# each small sparse product many times slower (measured: 4 s instead of 0.04 s per GAT step).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import _omp_passive  # noqa: F401 -- sets OMP_WAIT_POLICY; sorted above torch (and graphrec), which must load after
+import torch
+from _common import DATA, RESULTS, ROOT, print_table, require_data, results_dir, write_markdown, write_results
+from _multimodal_report import (
+    PAIRED_LABELS,
+    paired_line,
+    paired_markdown,
+    plot,
+    print_results,
+    results_markdown,
+    summary_table,
+)
+from _stats import METRICS, index_popularity_spearman, mean_of, paired_gain, summarise, targets
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import functools  # noqa: E402
-import hashlib  # noqa: E402
-import multiprocessing  # noqa: E402
-import json  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import scipy.stats  # noqa: E402
-import torch  # noqa: E402
-from _common import DATA, RESULTS, ROOT, SMOKE_RESULTS, print_table, write_results  # noqa: E402
-
-from graphrec.data.convert import ConvertConfig, convert  # noqa: E402
-from graphrec.data.dataset import Dataset, load_dataset  # noqa: E402
-from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode  # noqa: E402
-from graphrec.encoders.image import save_random_weights  # noqa: E402
-from graphrec.encoders.bundled import bundled_minilm  # noqa: E402
-from graphrec.evaluation import EvalConfig  # noqa: E402
-from graphrec.graph import GraphConfig, build_graph  # noqa: E402
-from graphrec.models import ModalityGAT  # noqa: E402
-from graphrec.training.run import ModelConfig, TrainConfig, evaluate_model, train  # noqa: E402
-from graphrec.training.trainer import fit  # noqa: E402
+from graphrec.data.convert import ConvertConfig, convert
+from graphrec.data.dataset import Dataset, load_dataset
+from graphrec.data.storage import write_json
+from graphrec.evaluation import EvalConfig
+from graphrec.graph import GraphConfig, build_graph
+from graphrec.models import ModalityGAT, ModalityGATOptions
+from graphrec.training.run import ModelConfig, TrainConfig, evaluate_model, train
+from graphrec.training.trainer import fit
 
 ML100K_TEXT_FIELDS = ("title", "year", "genres")
 SYNTHETIC_OPTIONS = {"users": 1500, "items": 1000, "seed": 0, "cold_fraction": 0.2}
-METRICS = ("recall@20", "ndcg@20")
 
 
 @dataclass(frozen=True)
@@ -95,8 +101,7 @@ class Budget:
     dim: int = 64
     contrastive_weight: float = 0.1
     contrastive_temperature: float = 0.2
-    #: Chosen on seed 0's validation split: one negative per interaction gave LightGCN 0.3481 and
-    #: ModalityGAT 0.3529 validation Recall@20, four gave 0.3576 and 0.3640.
+    #: Chosen on seed 0's validation split (the figures: History, at the end of results/multimodal.md).
     num_negatives: int = 4
 
     def train_config(self, seed: int, contrastive: bool) -> TrainConfig:
@@ -106,6 +111,19 @@ class Budget:
                            contrastive_weight=self.contrastive_weight if contrastive else 0.0,
                            contrastive_temperature=self.contrastive_temperature,
                            num_negatives=self.num_negatives)
+
+
+#: ``--quick``: one epoch, validated, then tested.
+QUICK_BUDGET = Budget(epochs=1, eval_every=1, patience=1)
+#: ``--quick``'s rows: those the targets compare, and on the synthetic set VBPR and ModalityGAT with both
+#: modalities, the latter also with InfoNCE.
+QUICK_LABELS = {"ml100k_warm": {"LightGCN", "ModalityGAT"},
+                "ml100k_cold": {"random", "popularity", "ModalityGAT"},
+                "synthetic": {"popularity", "VBPR text+image", "ModalityGAT text+image+entities",
+                              "ModalityGAT text+image+entities + InfoNCE"}}
+#: ``--quick``'s synthetic set (kept apart from the full one in ``--work``).
+#: (40 cold items: test_cold ranks more than the 20 that Recall@20 needs.)
+QUICK_SYNTHETIC_OPTIONS = {"users": 300, "items": 200, "seed": 0, "cold_fraction": 0.2}
 
 
 @dataclass(frozen=True)
@@ -145,8 +163,8 @@ def ml100k_arms(dim: int) -> tuple[list[Arm], list[Arm]]:
         Arm("ml100k_warm", "ModalityGAT + InfoNCE", gat, contrastive=True),
     ]
     cold = [
-        Arm("ml100k_cold", "random", ModelConfig(name="random", dim=dim)),
-        Arm("ml100k_cold", "popularity", ModelConfig(name="pop", dim=dim)),
+        Arm("ml100k_cold", "random", ModelConfig(name="random")),
+        Arm("ml100k_cold", "popularity", ModelConfig(name="pop")),
         Arm("ml100k_cold", "VBPR", vbpr),
         Arm("ml100k_cold", "VBPR + InfoNCE", vbpr, contrastive=True),
         Arm("ml100k_cold", "ModalityGAT", cold_gat),
@@ -167,8 +185,8 @@ def synthetic_arms(dim: int) -> list[Arm]:
 
     table = "synthetic"
     return [
-        Arm(table, "random", ModelConfig(name="random", dim=dim)),
-        Arm(table, "popularity", ModelConfig(name="pop", dim=dim)),
+        Arm(table, "random", ModelConfig(name="random")),
+        Arm(table, "popularity", ModelConfig(name="pop")),
         Arm(table, "MF", ModelConfig(name="mf", dim=dim)),
         Arm(table, "LightGCN", ModelConfig(name="lightgcn", dim=dim, layers=3)),
         Arm(table, "VBPR text", vbpr(("text",))),
@@ -206,6 +224,11 @@ TUNING_VARIANTS: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
 ]
 
 
+def flat_config(model: ModelConfig) -> dict[str, Any]:
+    """A model configuration as the results record it: its name beside its options."""
+    return {"name": model.name, **asdict(model.options)}
+
+
 def run_variant(label: str, protocol: str, model: ModelConfig, options: dict[str, Any], path: Path, seed: int,
                 budget: Budget) -> dict[str, Any]:
     """Train a ModalityGAT with constructor ``options`` that :class:`ModelConfig` does not carry and
@@ -213,14 +236,16 @@ def run_variant(label: str, protocol: str, model: ModelConfig, options: dict[str
     cold-start protocol also validation Recall@20 among the cold items."""
     started = time.perf_counter()
     dataset = load_dataset(path)
-    graph = build_graph(dataset, GraphConfig(entities=model.entities, modalities=model.modalities))
+    gat = model.options
+    assert isinstance(gat, ModalityGATOptions)
+    graph = build_graph(dataset, GraphConfig(entities=gat.entities, modalities=gat.modalities))
     torch.manual_seed(seed)
-    recommender = ModalityGAT.from_graph(graph, dim=model.dim, num_layers=model.layers, heads=model.heads,
-                                         dropout=model.dropout, fusion=model.fusion, **options)
+    recommender = ModalityGAT.from_graph(graph, dim=gat.dim, num_layers=gat.layers, heads=gat.heads,
+                                         dropout=gat.dropout, fusion=gat.fusion, **options)
     eval_config = EvalConfig(ks=(10, 20, 50), batch_size=4096, beyond_accuracy=False, full_mrr=False)
     result = fit(recommender, dataset, budget.train_config(seed, contrastive=False),
                  lambda m, d, split: evaluate_model(m, d, split, eval_config), log=lambda _: None)
-    record = {"label": label, "protocol": protocol, "model_config": asdict(model), "options": options,
+    record = {"label": label, "protocol": protocol, "model_config": flat_config(model), "options": options,
               "seed": seed, "valid": {m: result.best_valid[m] for m in METRICS}, "best_epoch": result.best_epoch,
               "epochs_run": len(result.history), "seconds": time.perf_counter() - started}
     if protocol == "cold":
@@ -234,7 +259,8 @@ def run_variant(label: str, protocol: str, model: ModelConfig, options: dict[str
 def source_stamp() -> str:
     """SHA-256 of the graphrec sources a prepared dataset depends on: conversion and the encoders."""
     digest = hashlib.sha256()
-    for source in sorted([*(ROOT / "graphrec" / "data").rglob("*.py"), *(ROOT / "graphrec" / "encoders").rglob("*.py")]):
+    sources = [*(ROOT / "graphrec" / "data").rglob("*.py"), *(ROOT / "graphrec" / "encoders").rglob("*.py")]
+    for source in sorted(sources):
         digest.update(source.relative_to(ROOT).as_posix().encode())
         digest.update(source.read_bytes())
     return digest.hexdigest()
@@ -258,6 +284,10 @@ def prepare_ml100k(work: Path, seed: int, cold: bool, log: Callable[[str], None]
     path = work / f"ml-100k-{'cold' if cold else 'warm'}-seed{seed}"
 
     def prepare() -> None:
+        # The encoders (torchvision, transformers) load only when a dataset is made, not for a cached one.
+        from graphrec.encoders import TextEncoderConfig, encode
+        from graphrec.encoders.bundled import bundled_minilm
+
         convert("movielens", DATA / "ml-100k", path, ConvertConfig(min_rating=3, split="random", seed=seed,
                                                                    cold_items=0.2 if cold else 0.0),
                 overwrite=True)
@@ -267,16 +297,20 @@ def prepare_ml100k(work: Path, seed: int, cold: bool, log: Callable[[str], None]
     return reuse_or_prepare(path, "features/text.npy", prepare, log)
 
 
-def prepare_synthetic(work: Path, log: Callable[[str], None]) -> Path:
+def prepare_synthetic(work: Path, options: dict[str, Any], log: Callable[[str], None]) -> Path:
     """Generate the synthetic dataset and encode its text (MiniLM) and images (seeded random ResNet-18)."""
-    path = work / "synthetic"
+    path = work / ("synthetic" if options == SYNTHETIC_OPTIONS else f"synthetic-{options['users']}x{options['items']}")
 
     def prepare() -> None:
-        convert("synthetic", "-", path, ConvertConfig(seed=SYNTHETIC_OPTIONS["seed"]), overwrite=True,
-                reader_options=SYNTHETIC_OPTIONS)
+        from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode
+        from graphrec.encoders.bundled import bundled_minilm
+        from graphrec.encoders.image import save_random_weights
+
+        convert("synthetic", "-", path, ConvertConfig(seed=options["seed"]), overwrite=True,
+                reader_options=options)
         encode(path, "text", TextEncoderConfig(model=str(bundled_minilm()), device="cpu"),
                cache_dir=work / "cache" / "text", log=None)
-        weights = save_random_weights("resnet18", SYNTHETIC_OPTIONS["seed"], work / "resnet18-seed0.pt")
+        weights = save_random_weights("resnet18", options["seed"], work / f"resnet18-seed{options['seed']}.pt")
         encode(path, "image", ImageEncoderConfig(model="resnet18", weights=str(weights), device="cpu"),
                cache_dir=work / "cache" / "image", log=None)
 
@@ -310,195 +344,66 @@ def run_arm(arm: Arm, path: Path, seed: int, budget: Budget) -> dict[str, Any]:
     return record
 
 
-def summarise(rows: list[Row]) -> list[dict[str, Any]]:
-    """Mean and (sample) standard deviation over seeds of every split and metric."""
-    summary = []
-    for row in rows:
-        entry: dict[str, Any] = {"label": row.arm.label, "model": row.arm.model.name,
-                                 "contrastive": row.arm.contrastive, "seeds": [r["seed"] for r in row.runs]}
-        for split in ("valid", "test", "test_cold"):
-            for metric in METRICS:
-                values = [r[split][metric] for r in row.runs if split in r]
-                if values:
-                    entry[f"{split} {metric}"] = {"mean": statistics.fmean(values),
-                                                  "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                                                  "values": values}
-        entry["seconds"] = statistics.fmean(r["seconds"] for r in row.runs)
-        entry["best_epoch"] = [r["best_epoch"] for r in row.runs]
-        summary.append(entry)
-    return summary
-
-
-def mean_of(summary: list[dict[str, Any]], label: str, key: str) -> float:
-    return next(entry[key]["mean"] for entry in summary if entry["label"] == label)
-
-
-def paired_gain(warm: list[dict[str, Any]], key: str = "test recall@20") -> dict[str, Any] | None:
-    """ModalityGAT minus LightGCN seed by seed (each seed is one split and one training seed for both).
-
-    The per-seed differences cancel the split's own variation, which dominates the spread of
-    either model's mean; returns their mean, sample std, 95% t-interval and two-sided paired
-    t-test p-value, and the gain the 1.02x target asks for (``None`` with fewer than two seeds).
-    """
-    gat, lightgcn = (next(entry for entry in warm if entry["label"] == label) for label in ("ModalityGAT", "LightGCN"))
-    by_seed = {seed: value for seed, value in zip(lightgcn["seeds"], lightgcn[key]["values"])}
-    pairs = [(value, by_seed[seed]) for seed, value in zip(gat["seeds"], gat[key]["values"]) if seed in by_seed]
-    if len(pairs) < 2:
-        return None
-    differences = np.array([a - b for a, b in pairs])
-    mean, std = float(differences.mean()), float(differences.std(ddof=1))
-    half_width = float(scipy.stats.t.ppf(0.975, len(pairs) - 1)) * std / len(pairs) ** 0.5
-    return {"seeds": len(pairs), "mean": mean, "std": std, "ci95": [mean - half_width, mean + half_width],
-            "p_value": float(scipy.stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue),
-            "target_gain": 0.02 * statistics.fmean(b for _, b in pairs), "values": differences.tolist()}
-
-
-def paired_line(paired: dict[str, Any] | None) -> str:
-    if paired is None:
-        return "- warm, paired by seed: needs at least two seeds."
-    low, high = paired["ci95"]
-    verdict = ("the target's gain lies above the whole interval" if paired["target_gain"] > high else
-               "the interval reaches the target's gain" if paired["target_gain"] >= low else
-               "the whole interval lies above the target's gain")
-    return (f"- warm, paired by seed ({paired['seeds']} seeds): ModalityGAT minus LightGCN test Recall@20 "
-            f"{paired['mean']:+.4f} ± {paired['std']:.4f}, 95% interval [{low:+.4f}, {high:+.4f}], paired t-test "
-            f"p = {paired['p_value']:.2f}; the 1.02x target needs {paired['target_gain']:+.4f}: {verdict}.")
-
-
-def targets(warm: list[dict[str, Any]], cold: list[dict[str, Any]]) -> dict[str, Any]:
-    gat_warm = mean_of(warm, "ModalityGAT", "test recall@20")
-    lightgcn = mean_of(warm, "LightGCN", "test recall@20")
-    gat_cold = mean_of(cold, "ModalityGAT", "test_cold recall@20")
-    popularity = mean_of(cold, "popularity", "test_cold recall@20")
-    random = mean_of(cold, "random", "test_cold recall@20")
-    return {
-        "warm": {"rule": "ModalityGAT test Recall@20 >= 1.02 x LightGCN's (means over seeds)",
-                 "modality_gat": gat_warm, "lightgcn": lightgcn, "ratio": gat_warm / lightgcn,
-                 "met": gat_warm >= 1.02 * lightgcn, "paired": paired_gain(warm)},
-        "cold": {"rule": "ModalityGAT cold-start test Recall@20 >= 2 x popularity's (means over seeds)",
-                 "modality_gat": gat_cold, "popularity": popularity, "ratio": gat_cold / popularity,
-                 "met": gat_cold >= 2 * popularity, "random": random, "ratio_to_random": gat_cold / random},
-    }
+# ------------------------------------------------------------------------------------------ statistics
+# (the computations are in _stats.py; these apply them to this module's rows and datasets)
+def summarise_rows(rows: list[Row]) -> list[dict[str, Any]]:
+    """Mean and (sample) standard deviation over seeds of every split and metric, one entry per row."""
+    return [summarise(row.arm.label, row.arm.model.name, row.arm.contrastive, row.runs) for row in rows]
 
 
 def cold_popularity_order(paths: list[Path]) -> list[float]:
-    """Spearman correlation of item index and training popularity (warm items) per cold-start conversion.
-
-    Cold items have no training interaction, so :class:`~graphrec.models.baselines.Popularity`
-    gives them all the same count and breaks the tie at random. Before it did, the ranking fell
-    back to the item index, and a strongly negative value here says how much that catalogue
-    order would have told about cold items.
-    """
+    """Spearman correlation of item index and training popularity (warm items) per cold-start conversion
+    (:func:`_stats.index_popularity_spearman`)."""
     correlations = []
     for path in paths:
         dataset = load_dataset(path)
-        counts = np.bincount(dataset.pairs("train")[1], minlength=dataset.num_items)
-        warm = np.flatnonzero(counts > 0)
-        correlations.append(float(scipy.stats.spearmanr(warm, counts[warm]).statistic))
+        correlations.append(index_popularity_spearman(dataset.pairs("train")[1], dataset.num_items))
     return correlations
 
 
-# ------------------------------------------------------------------------------------------ output
-COLUMNS = {"ml100k_warm": ["valid recall@20", "test recall@20", "test ndcg@20"],
-           "ml100k_cold": ["test_cold recall@20", "test_cold ndcg@20", "test recall@20"],
-           "synthetic": ["test recall@20", "test ndcg@20", "test_cold recall@20", "test_cold ndcg@20"]}
-TITLES = {"ml100k_warm": "MovieLens-100K, warm protocol (test, train+valid items masked)",
-          "ml100k_cold": "MovieLens-100K, cold-start protocol (20% of items unseen in training; "
-                         "test_cold ranks among cold items only)",
-          "synthetic": "Synthetic dataset (text + images, 20% cold items): modality ablation"}
+def notes(work: Path, seeds: list[int]) -> dict[str, Any]:
+    return {"cold_popularity_order_spearman": cold_popularity_order(
+        [work / f"ml-100k-cold-seed{seed}" for seed in seeds])}
 
 
-def cell(entry: dict[str, Any], key: str) -> str:
-    if key not in entry:
-        return "–"
-    value = entry[key]
-    if len(value.get("values", ())) == 1:  # one seed: no spread to show
-        return f"{value['mean']:.4f}"
-    return f"{value['mean']:.4f} ± {value['std']:.4f}"
-
-
-def table_rows(summary: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
-    return [{"model": entry["label"], **{key: cell(entry, key) for key in keys},
-             "s/run": round(entry["seconds"], 1)} for entry in summary]
-
-
-TUNING_COLUMNS = ["variant", "valid recall@20", "valid ndcg@20", "valid cold-item recall@20", "best epoch", "s"]
-
-
-def tuning_rows(tuning: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"variant": t["label"], "valid recall@20": round(t["valid"]["recall@20"], 4),
-             "valid ndcg@20": round(t["valid"]["ndcg@20"], 4),
-             "valid cold-item recall@20": round(t["valid_cold"]["recall@20"], 4) if "valid_cold" in t else "",
-             "best epoch": t["best_epoch"], "s": round(t["seconds"])} for t in tuning]
-
-
-def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def plot(tables: dict[str, list[dict[str, Any]]], outcome: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [("ml100k_warm", "MovieLens-100K, warm: test", [("test recall@20", "Recall@20"),
-                                                              ("test ndcg@20", "NDCG@20")]),
-              ("ml100k_cold", "MovieLens-100K, cold-start (20% items unseen): test among cold items",
-               [("test_cold recall@20", "Recall@20"), ("test_cold ndcg@20", "NDCG@20")]),
-              ("synthetic", "Synthetic (text + images): test Recall@20",
-               [("test recall@20", "warm items"), ("test_cold recall@20", "cold items")])]
-    panels = [p for p in panels if p[0] in tables]
-    target_lines = {"ml100k_warm": (1.02 * outcome["warm"]["lightgcn"], "target: 1.02 x LightGCN Recall@20"),
-                    "ml100k_cold": (2 * outcome["cold"]["popularity"], "target: 2 x popularity Recall@20")}
-    heights = [max(2.0, 0.42 * len(tables[name]) + 1.2) for name, _, _ in panels]
-    figure, axes = plt.subplots(len(panels), 1, figsize=(10, sum(heights)),
-                                gridspec_kw={"height_ratios": heights}, squeeze=False)
-    colours = ["#4C72B0", "#DD8452"]
-    for axis, (name, title, series) in zip(axes[:, 0], panels):
-        entries = tables[name]
-        positions = range(len(entries))
-        width = 0.8 / len(series)
-        for k, ((key, legend), colour) in enumerate(zip(series, colours)):
-            means = [e[key]["mean"] if key in e else 0.0 for e in entries]
-            stds = [e[key]["std"] if key in e else 0.0 for e in entries]
-            offsets = [p - 0.4 + width * (k + 0.5) for p in positions]
-            bars = axis.barh(offsets, means, height=width, xerr=stds, color=colour, label=legend,
-                             error_kw={"elinewidth": 1, "capsize": 2})
-            for bar, mean in zip(bars, means):
-                axis.text(bar.get_width() + 0.004, bar.get_y() + bar.get_height() / 2, f"{mean:.3f}",
-                          va="center", fontsize=7)
-        axis.set_yticks(list(positions), [e["label"] for e in entries], fontsize=8)
-        axis.invert_yaxis()
-        axis.set_title(title, fontsize=10)
-        axis.grid(axis="x", alpha=0.3)
-        axis.set_xlim(0, max(e[key]["mean"] + e[key]["std"] for e in entries for key, _ in series if key in e)
-                      * 1.18)
-        if name in target_lines:
-            value, legend = target_lines[name]
-            axis.axvline(value, color="black", linestyle="--", linewidth=1, label=legend)
-        axis.legend(fontsize=8, loc="lower right")
-    axes[-1, 0].set_xlabel("mean over seeds (error bar: one standard deviation)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-
-
+# ------------------------------------------------------------------------------------------ running
 def load_average() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
-# ------------------------------------------------------------------------------------------ running
-def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor:
-    """``workers`` processes sharing ``threads`` torch threads (spawned: no forked OpenMP state)."""
+class InlineExecutor:
+    """``--workers 0`` (the quick mode's default): each submitted run runs at once, in this process, on all
+    ``--threads``; starting worker processes (each imports torch and graphrec) takes longer than tiny runs."""
+
+    def __enter__(self) -> InlineExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def threads_per_worker(workers: int, threads: int) -> int:
+    return threads if workers == 0 else max(1, threads // workers)
+
+
+def worker_pool(workers: int, threads: int) -> ProcessPoolExecutor | InlineExecutor:
+    """``workers`` processes sharing ``threads`` torch threads (spawned: no forked OpenMP state); none for 0."""
+    if workers == 0:
+        return InlineExecutor()
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=torch.set_num_threads, initargs=(max(1, threads // workers),))
+                               initializer=torch.set_num_threads, initargs=(threads_per_worker(workers, threads),))
 
 
-def submit_rows(pool: ProcessPoolExecutor, rows: dict[str, list[Row]], paths: dict[tuple[str, int], Path],
-                seeds: list[int], budget: Budget) -> dict[Future, tuple[str, int]]:
+def submit_rows(pool: ProcessPoolExecutor | InlineExecutor, rows: dict[str, list[Row]],
+                paths: dict[tuple[str, int], Path], seeds: list[int], budget: Budget) -> dict[Future, tuple[str, int]]:
     """Every row's arm on every seed, the slowest (graph) models first so that the workers finish together."""
     tasks = [(name, index, seed) for name, group_rows in rows.items() for seed in seeds
              for index in range(len(group_rows))]
@@ -522,9 +427,7 @@ def collect_rows(futures: dict[Future, tuple[str, int]], rows: dict[str, list[Ro
             row.runs.sort(key=lambda record: record["seed"])
 
 
-PAIRED_LABELS = ("LightGCN", "ModalityGAT")
-
-
+# ------------------------------------------------------------------------------------------ paired check
 def paired_check(args: argparse.Namespace, budget: Budget, partial: bool) -> None:
     """The warm target alone on more seeds: LightGCN and ModalityGAT, compared seed by seed.
 
@@ -542,47 +445,37 @@ def paired_check(args: argparse.Namespace, budget: Budget, partial: bool) -> Non
     print(f"load: {load_before}\nseeds {seeds}, budget {budget}, {args.workers} workers")
     with worker_pool(args.workers, args.threads) as pool:
         collect_rows(submit_rows(pool, rows, paths, seeds, budget), rows, started)
-    summary = summarise(rows["ml100k_warm"])
+    summary = summarise_rows(rows["ml100k_warm"])
     paired = paired_gain(summary)
-    print_table(table_rows(summary, COLUMNS["ml100k_warm"]), ["model", *COLUMNS["ml100k_warm"], "s/run"])
+    print_table(*summary_table("ml100k_warm", summary))
     print(paired_line(paired))
     payload = {
         "description": paired_check.__doc__.split("\n\n")[0], "seeds": seeds, "workers": args.workers,
-        "threads_per_worker": max(1, args.threads // args.workers),
+        "threads_per_worker": threads_per_worker(args.workers, args.threads),
         "load_average": {"before": load_before, "after": load_average()}, "budget": asdict(budget),
         "table": summary, "paired": paired,
         "ratio": mean_of(summary, "ModalityGAT", "test recall@20") / mean_of(summary, "LightGCN", "test recall@20"),
         "runs": [record for row in rows["ml100k_warm"] for record in row.runs],
         "seconds": time.perf_counter() - started,
     }
-    out_dir = SMOKE_RESULTS if partial else RESULTS
+    out_dir = results_dir(partial)
     payload = json.loads(write_results("multimodal_warm_paired", payload, out_dir).read_text())
-    lines = ["# Warm target on more seeds: ModalityGAT against LightGCN, paired by seed", "",
-             f"Command: `{payload['command']}` (written by `benchmarks/multimodal.py`). The warm protocol and "
-             f"budget of `multimodal.md`, seeds {seeds[0]} to {seeds[-1]}; "
-             f"{payload['workers']} runs at a time on {payload['machine']['cpus']} CPUs, "
-             f"{payload['seconds'] / 60:.1f} min.", "",
-             markdown_table(table_rows(summary, COLUMNS["ml100k_warm"]), ["model", *COLUMNS["ml100k_warm"], "s/run"]),
-             "", f"- warm ratio of the means: {payload['ratio']:.3f}x (target 1.02x)", paired_line(paired), "",
-             "| seed | " + " | ".join(PAIRED_LABELS) + " | difference |", "|---|---|---|---|"]
-    by_label = {entry["label"]: entry["test recall@20"]["values"] for entry in summary}
-    for position, seed in enumerate(seeds):
-        lightgcn, gat = by_label["LightGCN"][position], by_label["ModalityGAT"][position]
-        lines.append(f"| {seed} | {lightgcn:.4f} | {gat:.4f} | {gat - lightgcn:+.4f} |")
-    (out_dir / "multimodal_warm_paired.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {(out_dir / 'multimodal_warm_paired.md').relative_to(ROOT)}")
+    write_markdown(out_dir / "multimodal_warm_paired.md", paired_markdown(payload))
 
 
 # ------------------------------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one seed, at most 30 epochs")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: seeds 0 and 1, one epoch, the rows the targets compare, a small "
+                             "synthetic set (writes results/smoke/)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2)")
     parser.add_argument("--threads", type=int, default=2,
                         help="torch threads in all, shared by the workers (each gets threads // workers)")
-    parser.add_argument("--workers", type=int, default=2,
+    parser.add_argument("--workers", type=int, default=None,
                         help="runs trained at once, each in its own process (the models are small: two "
-                             "single-thread runs get more done than one run on two threads)")
+                             "single-thread runs get more done than one run on two threads); 0: in this "
+                             "process, one at a time (default 2, with --quick 0)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "multimodal-bench",
                         help="where converted datasets and encodings are kept (reused by later runs)")
     parser.add_argument("--epochs", type=int, default=None, help="override the epoch cap (smoke tests)")
@@ -599,11 +492,15 @@ def main() -> None:
     if args.render_only:
         render(RESULTS / "multimodal.json", args.work)
         return
+    if args.workers is None:
+        args.workers = 0 if args.quick else 2
+    if args.quick:
+        require_data("ml-100k")
     torch.set_num_threads(args.threads)  # data preparation (text and image encoders)
-    seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
+    seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2])
     if args.tune and 0 not in seeds:
         parser.error("--tune compares the variants with seed 0's runs: include seed 0 in --seeds")
-    budget = Budget(epochs=30) if args.quick else Budget()
+    budget = QUICK_BUDGET if args.quick else Budget()
     if args.epochs is not None:
         budget = dataclasses.replace(budget, epochs=args.epochs)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -612,18 +509,25 @@ def main() -> None:
             parser.error("--paired-seeds N takes N >= 2 and no --seeds, --tune or --skip-synthetic")
         paired_check(args, budget, partial=args.quick or args.epochs is not None)
         return
+    # A smoke run (fewer epochs or seeds, no synthetic set) must not replace the committed results.
+    partial = args.quick or args.epochs is not None or args.seeds is not None or args.skip_synthetic
     load_before = load_average()
     started = time.perf_counter()
     print(f"load: {load_before}\nseeds {seeds}, budget {budget}, {args.workers} workers x "
-          f"{max(1, args.threads // args.workers)} threads")
+          f"{threads_per_worker(args.workers, args.threads)} threads")
 
+    synthetic_options = QUICK_SYNTHETIC_OPTIONS if args.quick else SYNTHETIC_OPTIONS
     warm_arms, cold_arms = ml100k_arms(budget.dim)
     groups: list[tuple[str, list[Arm], Callable[[int], Path]]] = [
         ("ml100k_warm", warm_arms, lambda s: prepare_ml100k(args.work, s, cold=False, log=print)),
         ("ml100k_cold", cold_arms, lambda s: prepare_ml100k(args.work, s, cold=True, log=print)),
     ]
     if not args.skip_synthetic:
-        groups.append(("synthetic", synthetic_arms(budget.dim), lambda s: prepare_synthetic(args.work, log=print)))
+        groups.append(("synthetic", synthetic_arms(budget.dim),
+                       lambda s: prepare_synthetic(args.work, synthetic_options, log=print)))
+    if args.quick:
+        groups = [(name, [arm for arm in arms if arm.label in QUICK_LABELS[name]], prepare)
+                  for name, arms, prepare in groups]
 
     prepare_started = time.perf_counter()
     paths = {(name, seed): prepare(seed) for name, _, prepare in groups for seed in seeds}
@@ -643,24 +547,16 @@ def main() -> None:
         collect_rows(futures, rows, started)
         tuning = [future.result() for future in tuning_futures]
 
-    tables = {name: summarise(group_rows) for name, group_rows in rows.items()}
+    tables = {name: summarise_rows(group_rows) for name, group_rows in rows.items()}
     outcome = targets(tables["ml100k_warm"], tables["ml100k_cold"])
-    columns, titles = COLUMNS, TITLES
-    for name, summary in tables.items():
-        print(f"\n{titles[name]}")
-        print_table(table_rows(summary, columns[name]), ["model", *columns[name], "s/run"])
-    if tuning:
-        print("\nModalityGAT variants, seed 0, validation (the test split is not looked at)")
-        print_table(tuning_rows(tuning), TUNING_COLUMNS)
-    for key, target in outcome.items():
-        print(f"\ntarget ({key}): {target['rule']}: {target['ratio']:.3f}x -> {'met' if target['met'] else 'NOT met'}")
+    print_results(tables, tuning, outcome)
 
     total_seconds = time.perf_counter() - started
     load_after = load_average()
     payload = {
         "description": __doc__.split("\n\n")[0],
         "seeds": seeds, "quick": args.quick, "threads": args.threads, "workers": args.workers,
-        "threads_per_worker": max(1, args.threads // args.workers),
+        "threads_per_worker": threads_per_worker(args.workers, args.threads),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_average": {"before": load_before, "after": load_after},
         "budget": asdict(budget),
@@ -669,11 +565,11 @@ def main() -> None:
             "ml100k_cold": asdict(ConvertConfig(min_rating=3, split="random", seed=0, cold_items=0.2))
             | {"seed": "per run"},
             "ml100k_text": {"encoder": "all-MiniLM-L6-v2 (bundled)", "fields": list(ML100K_TEXT_FIELDS)},
-            "synthetic": {"reader_options": SYNTHETIC_OPTIONS, "text": "all-MiniLM-L6-v2",
+            "synthetic": {"reader_options": synthetic_options, "text": "all-MiniLM-L6-v2",
                           "image": "resnet18, seeded random initialisation (seed 0)",
                           "seeds": "training seeds; one generated dataset"},
         },
-        "arms": {name: [{"label": row.arm.label, "model_config": asdict(row.arm.model),
+        "arms": {name: [{"label": row.arm.label, "model_config": flat_config(row.arm.model),
                          "contrastive": row.arm.contrastive} for row in group_rows]
                  for name, group_rows in rows.items()},
         "datasets": datasets_info,
@@ -684,76 +580,11 @@ def main() -> None:
         "runs": [record for group_rows in rows.values() for row in group_rows for record in row.runs],
         "seconds": {"total": total_seconds, "prepare": prepare_seconds},
     }
-    # A smoke run (fewer epochs or seeds, no synthetic set) must not replace the committed results.
-    partial = args.quick or args.epochs is not None or args.seeds is not None or args.skip_synthetic
-    out_dir = SMOKE_RESULTS if partial else RESULTS
+    out_dir = results_dir(partial)
     payload = json.loads(write_results("multimodal", payload, out_dir).read_text())  # with its command and machine
     plot(tables, outcome, out_dir / "multimodal.png")
-    write_markdown(out_dir / "multimodal.md", payload, tables, columns, titles)
+    write_markdown(out_dir / "multimodal.md", results_markdown(payload))
     print(f"total {total_seconds / 60:.1f} min; load after: {load_after}")
-
-
-def infonce_effects(tables: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, float, float]]:
-    """(table, model, metric, mean without InfoNCE, mean with it) for every row that has a twin with it."""
-    effects = []
-    for table, summary in tables.items():
-        by_label = {entry["label"]: entry for entry in summary}
-        for label, entry in by_label.items():
-            twin = by_label.get(f"{label} + InfoNCE")
-            if twin is None:
-                continue
-            keys = {"ml100k_warm": ["test recall@20"], "ml100k_cold": ["test_cold recall@20"]}.get(
-                table, ["test recall@20", "test_cold recall@20"])
-            for key in keys:
-                if key in entry and key in twin:
-                    effects.append((table, label, key, entry[key]["mean"], twin[key]["mean"]))
-    return effects
-
-
-def seed0_valid(runs: list[dict[str, Any]], label: str) -> float | None:
-    """Seed 0's validation Recall@20 of the ml-100k warm row ``label`` (``None`` without seed 0)."""
-    return next((run["valid"]["recall@20"] for run in runs
-                 if run["table"] == "ml100k_warm" and run["label"] == label and run["seed"] == 0), None)
-
-
-def negatives_note(payload: dict[str, Any]) -> list[str]:
-    """The Markdown note comparing this run's negatives per interaction with the one-negative run kept in
-    ``results/multimodal_one_negative.json`` (commit 6bb7621), its figures read from both result files;
-    nothing when that file, or seed 0 in either run, is missing."""
-    path = RESULTS / "multimodal_one_negative.json"
-    if not path.is_file():
-        return []
-    one = json.loads(path.read_text())
-    runs = {1: one, payload["budget"].get("num_negatives", 1): payload}
-    valid = {count: (seed0_valid(run["runs"], "LightGCN"), seed0_valid(run["runs"], "ModalityGAT"))
-             for count, run in runs.items()}
-    if None in (value for pair in valid.values() for value in pair):
-        return []
-    warm = one["tables"]["ml100k_warm"]
-    lightgcn, gat = (next(entry for entry in warm if entry["label"] == label) for label in ("LightGCN", "ModalityGAT"))
-    chosen = "; ".join(f"{count}: LightGCN {pair[0]:.4f}, ModalityGAT {pair[1]:.4f}" for count, pair in valid.items())
-    return [
-        "- **Negatives per interaction.** The budget's number of negatives was chosen on seed 0's validation "
-        f"split ({chosen}). The run with one negative per interaction (commit 6bb7621) is kept in "
-        f"`multimodal_one_negative.json`; its warm test Recall@20 was {cell(lightgcn, 'test recall@20')} for "
-        f"LightGCN and {cell(gat, 'test recall@20')} for ModalityGAT "
-        f"({one['targets']['warm']['ratio']:.3f}x)."]
-
-
-def more_seeds_line() -> list[str]:
-    """The warm target on more seeds, from ``results/multimodal_warm_paired.json`` (nothing without it)."""
-    path = RESULTS / "multimodal_warm_paired.json"
-    if not path.is_file():
-        return []
-    paired = json.loads(path.read_text())
-    return [f"- the same on seeds 0 to {paired['seeds'][-1]} (`--paired-seeds {len(paired['seeds'])}`, "
-            f"`multimodal_warm_paired.md`): ratio of the means {paired['ratio']:.3f}x; "
-            + paired_line(paired["paired"]).removeprefix("- warm, ")]
-
-
-def notes(work: Path, seeds: list[int]) -> dict[str, Any]:
-    return {"cold_popularity_order_spearman": cold_popularity_order(
-        [work / f"ml-100k-cold-seed{seed}" for seed in seeds])}
 
 
 def render(results: Path, work: Path) -> None:
@@ -765,88 +596,9 @@ def render(results: Path, work: Path) -> None:
     # saved notes stay as they are.
     if all((work / f"ml-100k-cold-seed{seed}" / "manifest.json").is_file() for seed in payload["seeds"]):
         payload["notes"] = notes(work, payload["seeds"])
-    tmp = results.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(results)
-    plot(tables, payload["targets"], RESULTS / "multimodal.png")
-    write_markdown(RESULTS / "multimodal.md", payload, tables, COLUMNS, TITLES)
-
-
-def write_markdown(path: Path, payload: dict[str, Any], tables: dict[str, list[dict[str, Any]]],
-                   columns: dict[str, list[str]], titles: dict[str, str]) -> None:
-    budget = payload["budget"]
-    outcome = payload["targets"]
-    lines = [
-        "# Multimodal benchmark: ModalityGAT, VBPR, LightGCN, MF on MovieLens-100K (text) and the synthetic set",
-        "",
-        f"Command: `{payload['command']}` (written by `benchmarks/multimodal.py`; its docstring describes the "
-        "protocols).",
-        "",
-        f"Seeds {payload['seeds']} (ml-100k: split and training seed; synthetic: training seed on one generated "
-        f"dataset). Budget for every learned model: Adam lr {budget['lr']}, batch {budget['batch_size']} "
-        f"with {budget.get('num_negatives', 1)} negative(s) per interaction, "
-        f"L2 {budget['reg']} on the batch's layer-0 parameters, dimension {budget['dim']}, at most "
-        f"{budget['epochs']} epochs, validation Recall@20 every {budget['eval_every']} epochs, early stopping "
-        f"after {budget['patience']} evaluations without improvement, best validation epoch tested. "
-        f"InfoNCE rows add contrastive weight {budget['contrastive_weight']} (temperature "
-        f"{budget['contrastive_temperature']}). Values are mean ± sample std over seeds.",
-        "",
-        f"Machine: {payload['machine']['cpus']} CPUs; {payload['workers']} runs at a time, each in its own process "
-        f"with {payload['threads_per_worker']} torch thread(s); OMP_WAIT_POLICY="
-        f"{payload['omp_wait_policy']}; load before: `{payload['load_average']['before']}`, after: "
-        f"`{payload['load_average']['after']}`. Total {payload['seconds']['total'] / 60:.1f} min "
-        f"(data preparation {payload['seconds']['prepare'] / 60:.1f} min).",
-        "",
-    ]
-    for name, summary in tables.items():
-        lines += [f"## {titles[name]}", "", markdown_table(table_rows(summary, columns[name]),
-                                                            ["model", *columns[name], "s/run"]), ""]
-    if payload.get("tuning"):
-        lightgcn_valid = seed0_valid(payload["runs"], "LightGCN")
-        lines += ["## How ModalityGAT's defaults were chosen (seed 0, validation split only)", "",
-                  "The first five rows change one thing at a time, from the previous default (GATConv's "
-                  "maths) to the current one; the next three vary the default; the last three pick the "
-                  "depth for the cold-start protocol on the cold-start conversion (validation Recall@20 "
-                  "among cold items). Genres as entity nodes and MiniLM text, the same budget as above. "
-                  f"For reference, LightGCN's validation Recall@20 on seed 0: {lightgcn_valid:.4f}.", "",
-                  markdown_table(tuning_rows(payload["tuning"]), TUNING_COLUMNS), ""]
-    lines += ["## Targets", ""]
-    for key, target in outcome.items():
-        lines.append(f"- {key}: {target['rule']}: ModalityGAT {target['modality_gat']:.4f} vs "
-                     f"{target['lightgcn' if key == 'warm' else 'popularity']:.4f} = {target['ratio']:.3f}x: "
-                     f"**{'met' if target['met'] else 'NOT met'}**")
-    lines.append(paired_line(outcome["warm"].get("paired")))
-    lines += more_seeds_line()
-    cold = outcome["cold"]
-    lines.append(f"- cold-start against random instead: ModalityGAT {cold['modality_gat']:.4f} vs "
-                 f"{cold['random']:.4f} = {cold['ratio_to_random']:.2f}x.")
-    correlations = ", ".join(f"{c:.2f}" for c in payload["notes"]["cold_popularity_order_spearman"])
-    lines += [
-        "",
-        "## Notes",
-        "",
-        "- **Popularity breaks ties at random.** Cold items have no training interaction, so the popularity "
-        "baseline gives them all the same count; it orders them at random (seeded), not by item index. "
-        "MovieLens numbers its movies in an order that tracks popularity (Spearman correlation of item index "
-        f"and training popularity, per seed: {correlations}), so an index tie-break would hand the "
-        "baseline real, if accidental, information about cold items: measured that way at commit 181a30a "
-        "its cold-start Recall@20 was 0.1814 ± 0.0518 (seeds 0-2) and ModalityGAT's ratio to it 1.48x "
-        "(`multimodal_index_tiebreak.json`).",
-        "- **InfoNCE** (`contrastive_weight` > 0) aligns each item's content with its id embedding. Its effect "
-        "on the mean Recall@20 (with minus without): " + "; ".join(
-            f"{table} {base} {key.split()[0].replace('test_cold', 'cold').replace('test', 'warm')}: "
-            f"{without:.4f} -> {with_:.4f} ({with_ - without:+.4f})"
-            for table, base, key, without, with_ in infonce_effects(tables)) + ".",
-        *negatives_note(payload),
-        f"- ModalityGAT has {WARM_GAT_LAYERS} layers in the warm protocol and {COLD_GAT_LAYERS} layer{'s' if COLD_GAT_LAYERS != 1 else ''} in the "
-        "cold-start protocol, each chosen "
-        "on seed 0's validation split (the last table); the synthetic ablation uses the warm setting.",
-        "",
-        "![bar chart](multimodal.png)",
-        "",
-    ]
-    path.write_text("\n".join(lines))
-    print(f"wrote {path.relative_to(ROOT)}")
+    write_json(results, payload)
+    plot(tables, payload["targets"], results.parent / "multimodal.png")
+    write_markdown(results.parent / "multimodal.md", results_markdown(payload))
 
 
 if __name__ == "__main__":

@@ -97,6 +97,8 @@ def main(spec_path: str, result_path: str) -> None:
         "valid": {k: float(v) for k, v in best_valid.items()},
         "test": {k: float(v) for k, v in test.items()},
     }
+    # A plain write: this venv has no graphrec (whose storage module writes atomically), and
+    # recbole_compare.py reads the file only once this process has exited 0.
     Path(result_path).write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -6,10 +6,11 @@ Two measurements, in one run:
    interactions / 50; user activity lognormal, item popularity Zipf, each pair at most once). Each size is
    generated in one child process and trained in another, so each peak RSS (``os.wait4``) is that step's own.
    The training child does exactly what ``graphrec train --sampling neighbor`` does before and during an
-   epoch: the LightGCN model with its normalised adjacency (``create_model``), the negative sampler, the
-   heterogeneous graph and the neighbour sampler, the epoch's permutation and negatives for *every*
-   training interaction, then the trainer's step (``bpr_subgraph``, ``embed_subgraph``, BPR + L2, backward,
-   Adam) for a fixed number of batches after a warm-up. The epoch time is **extrapolated** as
+   epoch, with the trainer's own parts: the LightGCN model with its normalised adjacency (``build_model``),
+   the negative sampler, the neighbour sampler (``interaction_sampler``), the epoch's permutation and
+   negatives for *every* training interaction (``SampledBatches.epoch``), then for a fixed number of batches
+   after a warm-up each batch's subgraph and ``bpr_step`` (``embed_subgraph``, BPR + L2, backward, Adam).
+   The epoch time is **extrapolated** as
 
    .. math::
        t_\\text{epoch} = t_\\text{epoch setup} + \\frac{t_\\text{timed batches}}{B_\\text{timed}}
@@ -21,9 +22,10 @@ Two measurements, in one run:
    LightGCN trained with ``graphrec.training.run.train`` for the same training-time budget each, selecting
    on validation; measured seconds per epoch, and test Recall@20 / NDCG@20 of the selected model.
 
-Run: ``.venv/bin/python benchmarks/scale.py`` (about 40 minutes on 2 cores), ``--quick`` (1M only, few
-batches, 1-minute Gowalla budgets: a smoke test), ``--sizes 1M,10M``, ``--skip-gowalla``. Writes
-``benchmarks/results/scale.{json,md,png}``.
+Run: ``.venv/bin/python benchmarks/scale.py`` (about 40 minutes on 2 cores), ``--sizes 1M,10M``,
+``--skip-gowalla``. Writes ``benchmarks/results/scale.{json,md,png}``; a partial run (other sizes, no
+Gowalla) writes to ``results/smoke/``. ``--quick`` is the smoke test: a 50K-interaction graph, 3 timed
+batches, and Gowalla on a 500-user excerpt for about a second of training each, into ``results/smoke/``.
 """
 
 from __future__ import annotations
@@ -40,8 +42,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from _common import DATA, RESULTS, ROOT, SMOKE_RESULTS, print_table, run_child, write_results
+from _common import (
+    DATA,
+    RESULTS,
+    columns_of,
+    fmt_grouped,
+    markdown_table,
+    print_table,
+    pyplot,
+    results_dir,
+    run_child,
+    shown,
+    tiny_gowalla,
+    write_markdown,
+    write_results,
+)
 
 HERE = Path(__file__).resolve().parent
 GIB = 2**30
@@ -107,13 +122,15 @@ def generate(num_interactions: int, out: str, seed: int) -> dict[str, Any]:
     np.save(out_path / "items.npy", items)
     user_degree = np.bincount(users, minlength=num_users)
     item_degree = np.bincount(items, minlength=num_items)
-    meta = {"interactions": int(len(users)), "users": num_users, "items": num_items, "rounds": rounds,
+    meta = {"interactions": len(users), "users": num_users, "items": num_items, "rounds": rounds,
             "seconds": seconds, "users_with_interactions": int((user_degree > 0).sum()),
             "items_with_interactions": int((item_degree > 0).sum()),
             "user_degree": {"median": float(np.median(user_degree)), "max": int(user_degree.max())},
             "item_degree": {"median": float(np.median(item_degree)), "max": int(item_degree.max())},
             "top_1pct_items_share": float(np.sort(item_degree)[::-1][:max(num_items // 100, 1)].sum()
                                           / len(items))}
+    # A scratch file, read back by the training child: plain json, so that this child imports no graphrec
+    # (its peak RSS is reported as the generator's own).
     (out_path / "meta.json").write_text(json.dumps(meta))
     return meta
 
@@ -127,12 +144,11 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
     import torch
 
     from graphrec.data.dataset import SPLIT_DTYPE, Dataset
-    from graphrec.graph import GraphConfig, build_graph
-    from graphrec.sampling import bpr_subgraph, make_neighbor_sampler
-    from graphrec.training.bpr import bpr_loss
-    from graphrec.training.factory import ModelConfig, create_model
+    from graphrec.models import ModelConfig, build_model
+    from graphrec.training.batches import SampledBatches, interaction_sampler
     from graphrec.training.negatives import NegativeSampler
-    from graphrec.training.trainer import make_optimizer
+    from graphrec.training.optim import make_optimizer
+    from graphrec.training.step import bpr_step
 
     torch.set_num_threads(threads)
     stages: list[dict[str, Any]] = []
@@ -157,25 +173,23 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
     dataset = Dataset(name=path.name, interactions=interactions, items=pd.DataFrame(index=range(meta["items"])),
                       users=pd.DataFrame(index=range(meta["users"])))
     stage("dataset (all interactions are training interactions)")
-    model = create_model(ModelConfig("lightgcn", dim=dim, layers=len(fanout)), dataset, seed=seed)
+    model = build_model(ModelConfig("lightgcn", dim=dim, layers=len(fanout)), dataset, seed=seed)
     stage("LightGCN with its normalised adjacency")
-    # From here on, exactly the trainer's neighbour mode (fit and _train_one_epoch).
+    # From here on, the trainer's own parts: its batch source in neighbour mode and its step.
     train_users_np, train_items_np = dataset.pairs("train")
     train_users, train_items = torch.from_numpy(train_users_np), torch.from_numpy(train_items_np)
     negatives = NegativeSampler(train_users, train_items, dataset.num_items, candidates=train_items)
     stage("negative sampler")
-    graph = build_graph(dataset, GraphConfig(entities=(), modalities=()))
-    sampler = make_neighbor_sampler(graph, list(fanout), seed=seed)
-    del graph  # the trainer keeps only the sampler (its CSC copies), not the HeteroData
+    # The trainer keeps only the sampler (its CSC copies), not the HeteroData it was built from.
+    sampler = interaction_sampler(dataset, tuple(fanout), seed)
     stage("heterogeneous graph + neighbour sampler")
     # The trainer's default in neighbour mode on one process: sparse gradients, lazy Adam for the tables.
     optimizer = make_optimizer(model, lr, sparse_embeddings=sparse_embeddings)
+    source = SampledBatches(sampler, train_users, train_items, negatives, batch_size, 1, torch.device("cpu"))
     generator = torch.Generator().manual_seed(seed)
     model.train()
     epoch_started = time.perf_counter()
-    order = torch.randperm(len(train_users), generator=generator)
-    users_all, positives_all = train_users[order], train_items[order]
-    negatives_all = negatives.sample(users_all, generator=generator)
+    epoch = source.epoch(generator)
     epoch_setup_seconds = time.perf_counter() - epoch_started
     stage("epoch setup: permutation + one negative per interaction (all of them)")
 
@@ -185,29 +199,26 @@ def measure_sampled_training(data: str, batch_size: int, batches: int, warmup: i
     batch_seconds = []
     nodes = edges = 0
     losses = []
+    marks: list[float] = []
+
+    def mark(_: str = "") -> None:
+        marks.append(time.perf_counter())
+
     for b in range(warmup + batches):
-        window = slice(b * batch_size, (b + 1) * batch_size)
-        users, positives, negative_items = users_all[window], positives_all[window], negatives_all[window]
-        t0 = time.perf_counter()
-        batch = bpr_subgraph(sampler, users, positives, negative_items)
-        t1 = time.perf_counter()
-        user_emb, item_emb = model(batch.data)
-        loss = bpr_loss(model.score(user_emb, item_emb, batch.users, batch.pos),
-                        model.score(user_emb, item_emb, batch.users, batch.neg))
-        loss = loss + reg * model.regularization(users, positives, negative_items)
-        t2 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        t3 = time.perf_counter()
-        optimizer.step()
-        t4 = time.perf_counter()
-        losses.append(float(loss.detach()))
+        marks.clear()
+        mark()
+        batch = next(epoch)
+        mark()
+        loss = bpr_step(model, batch, optimizer, reg=reg, phase=mark)
+        losses.append(float(loss))
         if b >= warmup:
-            for phase, seconds in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
-                totals[phase] += seconds
-            batch_seconds.append(t4 - t0)
-            nodes += sum(batch.data[t].num_nodes for t in batch.data.node_types)
-            edges += sum(batch.data[e].num_edges for e in batch.data.edge_types)
+            for phase, start, stop in zip(phases, marks, marks[1:]):
+                totals[phase] += stop - start
+            batch_seconds.append(marks[-1] - marks[0])
+            subgraph = batch.subgraph
+            assert subgraph is not None
+            nodes += sum(subgraph[t].num_nodes for t in subgraph.node_types)
+            edges += sum(subgraph[e].num_edges for e in subgraph.edge_types)
     stage(f"{warmup} warm-up + {batches} timed batches")
     load_after = os.getloadavg()
 
@@ -354,8 +365,9 @@ def scale_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def run_gowalla(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from graphrec.data.convert import convert
 
+    source = tiny_gowalla(work / "tiny-gowalla") if args.quick else DATA / "gowalla"
     started = time.perf_counter()
-    convert("lightgcn", DATA / "gowalla", work / "gowalla", reader_options={"validation_dir": "validation"})
+    convert("lightgcn", source, work / "gowalla", reader_options={"validation_dir": "validation"})
     convert_seconds = time.perf_counter() - started
     runs = {}
     for sampling in ("neighbor", "full"):
@@ -383,40 +395,20 @@ def gowalla_table(gowalla: dict[str, Any]) -> list[dict[str, Any]]:
             for r in gowalla["runs"].values()]
 
 
-def write_markdown(path: Path, scale_rows: list[dict[str, Any]], verdicts: list[str],
+def write_scale_markdown(path: Path, scale_rows: list[dict[str, Any]], verdicts: list[str],
                    gowalla_rows: list[dict[str, Any]] | None, notes: list[str]) -> None:
     lines = ["# Scale benchmark", "", "Written by `benchmarks/scale.py`; the numbers are in `scale.json`.", "",
              "## Synthetic power-law graphs, neighbour-sampled LightGCN", ""]
-    lines += _markdown_table(scale_rows) + [""] + [f"- {v}" for v in verdicts]
+    lines += markdown_table(scale_rows, cell=fmt_grouped) + [""] + [f"- {v}" for v in verdicts]
     if gowalla_rows:
         lines += ["", "## Gowalla: neighbour-sampled against full-graph LightGCN, same training-time budget", ""]
-        lines += _markdown_table(gowalla_rows)
+        lines += markdown_table(gowalla_rows, cell=fmt_grouped)
     lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _markdown_table(rows: list[dict[str, Any]]) -> list[str]:
-    columns = list(dict.fromkeys(c for row in rows for c in row))
-    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        out.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
-    return out
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return "" if value is None else str(value)
+    write_markdown(path, "\n".join(lines) + "\n")
 
 
 def plot(path: Path, rows: list[dict[str, Any]], gowalla: dict[str, Any] | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     ok = [r for r in rows if "train" in r]
     fig, axes = plt.subplots(2, 2, figsize=(12, 9), constrained_layout=True)
     loads = [v for r in ok for v in r["train"]["load_average_before_after"]]
@@ -520,27 +512,28 @@ def main() -> None:
                         help="sampled run's fan-out; both runs use this many layers")
     parser.add_argument("--gowalla-lr", type=float, default=0.005)
     parser.add_argument("--gowalla-eval-every", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="smoke test: 1M only, 10 batches, 1-minute budgets")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: a 50K graph, 3 batches, Gowalla excerpt for ~1 s each (results/smoke/)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--replot", action="store_true",
                         help="measure nothing: rewrite the tables, scale.md and scale.png from scale.json")
     args = parser.parse_args()
     if args.replot:
+        from graphrec.data.storage import write_json
+
         path = RESULTS / "scale.json"
         payload = json.loads(path.read_text())
         publish(payload)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        tmp.replace(path)
+        write_json(path, payload)
         return
     args.fanout = [int(f) for f in args.fanout.split(",")]
     args.gowalla_fanout = [int(f) for f in args.gowalla_fanout.split(",")]
     if args.quick:
-        args.sizes, args.batches, args.warmup = "1M", 10, 2
-        args.gowalla_minutes = min(args.gowalla_minutes, 1.0)
-    # A smoke run or a subset of the sizes must not replace the committed results of the full run.
-    partial = args.quick or args.sizes != parser.get_default("sizes")
-    out_dir = SMOKE_RESULTS if partial else RESULTS
+        args.sizes, args.batches, args.warmup = "50K", 3, 1
+        args.gowalla_minutes = min(args.gowalla_minutes, 0.01)
+    # A smoke run, a subset of the sizes or no Gowalla must not replace the committed results of the full run.
+    partial = args.quick or args.sizes != parser.get_default("sizes") or args.skip_gowalla
+    out_dir = results_dir(partial)
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     work = Path(tempfile.mkdtemp(prefix="graphrec-scale-", dir=args.work))
     started = time.perf_counter()
@@ -553,7 +546,8 @@ def main() -> None:
         f"Machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB:.0f} GiB, "
         f"shared with other work (load averages in the tables); torch threads {args.threads}. Batch {args.batch_size}, "
         f"fan-out {','.join(map(str, args.fanout))} ({len(args.fanout)} LightGCN layers), dim {args.dim}; "
-        f"{'lazy Adam (LazyAdam) on the embedding tables (the trainer default for neighbour sampling)' if not args.dense_adam else 'dense Adam'}.",
+        + ("dense Adam." if args.dense_adam else
+           "lazy Adam (LazyAdam) on the embedding tables (the trainer default for neighbour sampling)."),
         "Epoch time = epoch setup (measured over all interactions) + measured seconds per batch x batches per "
         f"epoch; each size timed {args.batches} batches after {args.warmup} warm-up batches. Not a full epoch.",
         "Peak RSS is each child process's own (os.wait4): the training child holds the dataset, LightGCN's "
@@ -573,7 +567,10 @@ def main() -> None:
                "total_wall_seconds": time.perf_counter() - started}
     publish(payload, out_dir)
     write_results("scale", payload, out_dir)
-    print(f"wrote {out_dir.relative_to(ROOT)}/scale.md and scale.png ({(time.perf_counter() - started) / 60:.1f} min)")
+    print(f"wrote {shown(out_dir)}/scale.md and scale.png ({(time.perf_counter() - started) / 60:.1f} min)")
+    failed = [row["size"] for row in rows if "error" in row]
+    if failed and args.quick:  # a full run reports a size that fails (say, out of memory) as one of its results
+        sys.exit(f"quick run: training on the {', '.join(failed)} graph failed (the error is above)")
 
 
 def publish(payload: dict[str, Any], out_dir: Path = RESULTS) -> None:
@@ -581,7 +578,7 @@ def publish(payload: dict[str, Any], out_dir: Path = RESULTS) -> None:
     rows, gowalla = payload["synthetic"], payload["gowalla"]
     table = scale_table(rows)
     print("\nSynthetic power-law graphs, neighbour-sampled LightGCN (epoch time extrapolated from timed batches)\n")
-    print_table(table, list(dict.fromkeys(c for row in table for c in row)))
+    print_table(table, columns_of(table))
     verdicts = verdict_lines(rows, gowalla)
     gowalla_rows = None
     if gowalla:
@@ -593,7 +590,7 @@ def publish(payload: dict[str, Any], out_dir: Path = RESULTS) -> None:
         print("- " + line)
     payload["synthetic_table"], payload["verdicts"] = table, verdicts
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_markdown(out_dir / "scale.md", table, verdicts, gowalla_rows, payload["notes"])
+    write_scale_markdown(out_dir / "scale.md", table, verdicts, gowalla_rows, payload["notes"])
     plot(out_dir / "scale.png", rows, gowalla)
 
 
@@ -618,12 +615,14 @@ def verdict_lines(rows: list[dict[str, Any]], gowalla: dict[str, Any] | None) ->
                    f"{COST_RATIO_TARGET:g}x target")
     else:
         out.append(f"cost per interaction: {largest['size']} costs {ratio:.2f}x the {ok[0]['size']} graph per "
-                   f"interaction: {'within' if ratio <= COST_RATIO_TARGET else 'OVER'} the {COST_RATIO_TARGET:g}x target")
+                   f"interaction: {'within' if ratio <= COST_RATIO_TARGET else 'OVER'} the "
+                   f"{COST_RATIO_TARGET:g}x target")
     if len(ok) > 1:
         first, last = ok[0]["train"], largest["train"]
         edges = last["subgraph_edges_per_batch"] / first["subgraph_edges_per_batch"]
-        phases = ", ".join(f"{phase} {last['phase_seconds_per_batch'][phase] / first['phase_seconds_per_batch'][phase]:.1f}x"
-                           for phase in first["phase_seconds_per_batch"])
+        phases = ", ".join(
+            f"{phase} {last['phase_seconds_per_batch'][phase] / first['phase_seconds_per_batch'][phase]:.1f}x"
+            for phase in first["phase_seconds_per_batch"])
         reach = "; ".join(
             f"{r['size']} {r['train']['subgraph_nodes_per_batch']:,.0f} of "
             f"{r['train']['users'] + r['train']['items']:,} nodes "

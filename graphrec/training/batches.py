@@ -65,17 +65,20 @@ class BatchSource:
         return None
 
     def epoch(self, generator: torch.Generator) -> Iterator[TrainBatch]:
-        """This rank's batches of one epoch, drawn from ``generator``."""
+        """This rank's batches of one epoch, drawn from ``generator``: the order and the negatives of
+        the whole epoch are drawn now, each batch (and its subgraph) when it is taken."""
         order = torch.randperm(len(self.train_users), generator=generator)
         users_all, positives_all = self.train_users[order], self.train_items[order]
         per_pair = self.num_negatives
         negatives_all = self.negatives.sample(users_all.repeat_interleave(per_pair),
                                               generator=generator).view(-1, per_pair)
-        users_all, positives_all, negatives_all = self._prepare(users_all, positives_all, negatives_all)
-        world = self.world_size
+        return self._batches(*self._prepare(users_all, positives_all, negatives_all))
+
+    def _batches(self, users_all: Tensor, positives_all: Tensor, negatives_all: Tensor) -> Iterator[TrainBatch]:
+        world, per_pair = self.world_size, self.num_negatives
         step = max(self.batch_size // world, 1) * world
-        for start in range(0, len(order), step):
-            size = min(step, len(order) - start)
+        for start in range(0, len(users_all), step):
+            size = min(step, len(users_all) - start)
             if size < world:  # every rank needs a row: a remainder smaller than the world is left out
                 break
             # Rank k takes rows [k*size/W, (k+1)*size/W) of the global batch: equal shares of a full

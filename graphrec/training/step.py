@@ -16,7 +16,8 @@ from graphrec.training.optim import Optimizer
 
 def bpr_step(model: Recommender, batch: TrainBatch, optimizer: Optimizer, *, reg: float = 0.0,
              contrastive_weight: float = 0.0, contrastive_temperature: float = 0.2,
-             forward: Callable[[HeteroData | None], tuple[Tensor, Tensor]] | None = None) -> Tensor:
+             forward: Callable[[HeteroData | None], tuple[Tensor, Tensor]] | None = None,
+             phase: Callable[[str], None] | None = None) -> Tensor:
     r"""Forward, loss, backward and optimiser step on one batch; returns the (detached) loss
 
     .. math::
@@ -26,6 +27,8 @@ def bpr_step(model: Recommender, batch: TrainBatch, optimizer: Optimizer, *, reg
     (weight ``reg``), the alignment loss over the batch's distinct positives (weight
     ``contrastive_weight``) and :math:`s` the batch's ``share``. ``forward`` is what computes the
     embeddings (``model`` itself, or its :class:`~torch.nn.parallel.DistributedDataParallel` wrapper).
+    ``phase``, when given, is called with ``"forward"``, ``"backward"`` and ``"step"`` as each part
+    ends, for profiling (the benchmarks time them).
     """
     user_emb, item_emb = (forward or model)(batch.subgraph)
     users, positives, negatives = batch.rows
@@ -40,7 +43,13 @@ def bpr_step(model: Recommender, batch: TrainBatch, optimizer: Optimizer, *, reg
         # DDP averages the ranks' gradients; weighting each rank's mean by its share of the
         # batch makes that average the gradient of the whole batch's mean, as in one process.
         loss = loss * batch.share
+    if phase is not None:
+        phase("forward")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if phase is not None:
+        phase("backward")
     optimizer.step()
+    if phase is not None:
+        phase("step")
     return loss.detach()

@@ -1,0 +1,104 @@
+"""Statistics of ``multimodal.py``: means over seeds, the paired comparison by seed, the targets.
+
+Pure functions of the run records (the dicts ``multimodal.run_arm`` returns) and of the summaries
+:func:`summarise` makes from them: no training, no files, no rendering (``_multimodal_report.py``
+renders what these return).
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import numpy as np
+import scipy.stats
+
+METRICS = ("recall@20", "ndcg@20")
+SPLITS = ("valid", "test", "test_cold")
+
+
+def summarise(label: str, model: str, contrastive: bool, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table row: mean and (sample) standard deviation over seeds of every split and metric of ``runs``."""
+    entry: dict[str, Any] = {"label": label, "model": model, "contrastive": contrastive,
+                             "seeds": [r["seed"] for r in runs]}
+    for split in SPLITS:
+        for metric in METRICS:
+            values = [r[split][metric] for r in runs if split in r]
+            if values:
+                entry[f"{split} {metric}"] = {"mean": statistics.fmean(values),
+                                              "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                                              "values": values}
+    entry["seconds"] = statistics.fmean(r["seconds"] for r in runs)
+    entry["best_epoch"] = [r["best_epoch"] for r in runs]
+    return entry
+
+
+def mean_of(summary: list[dict[str, Any]], label: str, key: str) -> float:
+    return next(entry[key]["mean"] for entry in summary if entry["label"] == label)
+
+
+def paired_gain(warm: list[dict[str, Any]], key: str = "test recall@20") -> dict[str, Any] | None:
+    """ModalityGAT minus LightGCN seed by seed (each seed is one split and one training seed for both).
+
+    The per-seed differences cancel the split's own variation, which dominates the spread of
+    either model's mean; returns their mean, sample std, 95% t-interval and two-sided paired
+    t-test p-value, and the gain the 1.02x target asks for (``None`` with fewer than two seeds).
+    """
+    gat, lightgcn = (next(entry for entry in warm if entry["label"] == label) for label in ("ModalityGAT", "LightGCN"))
+    by_seed = dict(zip(lightgcn["seeds"], lightgcn[key]["values"]))
+    pairs = [(value, by_seed[seed]) for seed, value in zip(gat["seeds"], gat[key]["values"]) if seed in by_seed]
+    if len(pairs) < 2:
+        return None
+    differences = np.array([a - b for a, b in pairs])
+    mean, std = float(differences.mean()), float(differences.std(ddof=1))
+    half_width = float(scipy.stats.t.ppf(0.975, len(pairs) - 1)) * std / len(pairs) ** 0.5
+    return {"seeds": len(pairs), "mean": mean, "std": std, "ci95": [mean - half_width, mean + half_width],
+            "p_value": float(scipy.stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue),
+            "target_gain": 0.02 * statistics.fmean(b for _, b in pairs), "values": differences.tolist()}
+
+
+def targets(warm: list[dict[str, Any]], cold: list[dict[str, Any]]) -> dict[str, Any]:
+    """The two targets: warm ModalityGAT >= 1.02x LightGCN, cold-start ModalityGAT >= 2x popularity."""
+    gat_warm = mean_of(warm, "ModalityGAT", "test recall@20")
+    lightgcn = mean_of(warm, "LightGCN", "test recall@20")
+    gat_cold = mean_of(cold, "ModalityGAT", "test_cold recall@20")
+    popularity = mean_of(cold, "popularity", "test_cold recall@20")
+    random = mean_of(cold, "random", "test_cold recall@20")
+    return {
+        "warm": {"rule": "ModalityGAT test Recall@20 >= 1.02 x LightGCN's (means over seeds)",
+                 "modality_gat": gat_warm, "lightgcn": lightgcn, "ratio": gat_warm / lightgcn,
+                 "met": gat_warm >= 1.02 * lightgcn, "paired": paired_gain(warm)},
+        "cold": {"rule": "ModalityGAT cold-start test Recall@20 >= 2 x popularity's (means over seeds)",
+                 "modality_gat": gat_cold, "popularity": popularity, "ratio": gat_cold / popularity,
+                 "met": gat_cold >= 2 * popularity, "random": random, "ratio_to_random": gat_cold / random},
+    }
+
+
+def infonce_effects(tables: dict[str, list[dict[str, Any]]]) -> list[tuple[str, str, str, float, float]]:
+    """(table, model, metric, mean without InfoNCE, mean with it) for every row that has a twin with it."""
+    effects = []
+    for table, summary in tables.items():
+        by_label = {entry["label"]: entry for entry in summary}
+        for label, entry in by_label.items():
+            twin = by_label.get(f"{label} + InfoNCE")
+            if twin is None:
+                continue
+            keys = {"ml100k_warm": ["test recall@20"], "ml100k_cold": ["test_cold recall@20"]}.get(
+                table, ["test recall@20", "test_cold recall@20"])
+            for key in keys:
+                if key in entry and key in twin:
+                    effects.append((table, label, key, entry[key]["mean"], twin[key]["mean"]))
+    return effects
+
+
+def index_popularity_spearman(train_items: np.ndarray, num_items: int) -> float:
+    """Spearman correlation of item index and training popularity, over the items with training interactions.
+
+    Cold items have no training interaction, so :class:`~graphrec.models.baselines.Popularity`
+    gives them all the same count and breaks the tie at random. Had it fallen back to the item
+    index, a strongly negative value here says how much that catalogue order would have told
+    about cold items.
+    """
+    counts = np.bincount(train_items, minlength=num_items)
+    warm = np.flatnonzero(counts > 0)
+    return float(scipy.stats.spearmanr(warm, counts[warm]).statistic)
