@@ -298,6 +298,9 @@ def train(
     num_negatives: Annotated[int, typer.Option("--num-negatives",
                                                help="negatives per training interaction (one BPR term each)")]
         = _TRAIN.num_negatives,
+    refit: Annotated[bool, typer.Option(
+        "--refit", help="after selection on validation, train the selected configuration (epochs and schedule, or a "
+                        "closed-form model's options) again on train + valid and report test from it")] = _TRAIN.refit,
     sparse_embeddings: Annotated[bool | None, typer.Option(
         "--sparse-embeddings/--dense-embeddings",
         help="update only the embedding rows a batch touched (default: on for --sampling neighbor)")]
@@ -316,7 +319,7 @@ def train(
                                contrastive_temperature=contrastive_temperature, sampling=sampling,
                                fanout=_parse_fanout(fanout), sample_on=sample_on,
                                lr_decay_patience=lr_decay_patience, lr_decay_factor=lr_decay_factor,
-                               sparse_embeddings=sparse_embeddings, num_negatives=num_negatives)
+                               sparse_embeddings=sparse_embeddings, num_negatives=num_negatives, refit=refit)
     run_train(dataset, model_config, train_config, out=out, resume=resume, log=typer.echo)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"wrote {out / 'metrics.json'}")

@@ -95,7 +95,7 @@ def test_reader_options_are_typed_by_the_reader_and_output_paths_checked(tmp_pat
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    (["train", "data", "--refit", "--out", "R"], "No such option: --refit (Possible options: --reg)"),
+    (["train", "data", "--reft", "--out", "R"], "No such option: --reft (Possible options: --lr, --refit, --reg)"),
     (["train"], "Missing argument 'dataset'"),
     (["train", "data", "--epochs", "abc"], "Invalid value for '--epochs'"),
     (["nosuchcmd"], "No such command 'nosuchcmd'"),

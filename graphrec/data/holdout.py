@@ -34,3 +34,15 @@ def ensure_validation_split(dataset: Dataset, seed: int, share: float = 0.1) -> 
     note = (f"the dataset has no validation split; carved {int((carved == VALID).sum()):,} training "
             f"interactions ({share:.0%} per user, seed {seed}) into validation for early stopping")
     return carved_dataset, note
+
+
+def merge_validation_into_training(dataset: Dataset) -> Dataset:
+    """The dataset with its validation interactions moved into training (the refit protocol: once
+    model selection on validation is done, the chosen model is refit on train + valid and tested).
+    The test split is untouched, so testing still masks exactly the items it masked before."""
+    inter = dataset.interactions
+    codes = inter["split"].cat.codes.to_numpy().copy()
+    codes[codes == VALID] = TRAIN
+    new_inter = inter.copy()
+    new_inter["split"] = pd.Categorical.from_codes(codes, dtype=SPLIT_DTYPE)
+    return dataclasses.replace(dataset, interactions=new_inter)

@@ -14,6 +14,7 @@ from graphrec.evaluation.ranking import (
     cold_items,
     evaluate,
     evaluate_embeddings,
+    evaluate_many,
     metric_names,
     top_k,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "cold_items",
     "evaluate",
     "evaluate_embeddings",
+    "evaluate_many",
     "gini_index",
     "metric_names",
     "ranking_metrics",

@@ -190,6 +190,11 @@ def _score_batch(score_fn: ScoreFn, users: np.ndarray, num_items: int, device: t
                  owns_scores: bool) -> Tensor:
     with torch.no_grad():
         scores = score_fn(torch.as_tensor(users, dtype=torch.long, device=device))
+    return _checked_scores(scores, users, num_items, device, owns_scores)
+
+
+def _checked_scores(scores: Tensor, users: np.ndarray, num_items: int, device: torch.device,
+                    owns_scores: bool) -> Tensor:
     if not isinstance(scores, Tensor):
         raise GraphrecError(f"score_fn must return a torch.Tensor, got {type(scores).__name__}")
     if scores.shape != (len(users), num_items):
@@ -238,33 +243,66 @@ def evaluate(score_fn: ScoreFn, dataset: Dataset, split: str = "test", config: E
     return _evaluate(score_fn, dataset, split, config, item_features, torch.device(device), owns_scores=False)
 
 
+def evaluate_many(score_fn: Callable[[Tensor], Sequence[Tensor]], count: int, dataset: Dataset,
+                  split: str = "valid", config: EvalConfig = EvalConfig(),
+                  item_features: np.ndarray | Tensor | None = None,
+                  device: torch.device | str = "cpu") -> list[EvaluationResult]:
+    """:func:`evaluate` of ``count`` scorings in one pass over the users: ``score_fn(users)`` returns
+    ``count`` score matrices ``[B, num_items]``, one per candidate (say, per hyperparameter setting
+    of a closed-form model), and each is ranked and measured as :func:`evaluate` would."""
+    device = torch.device(device)
+    targets = _targets(dataset, split, config.protocol)
+    accumulators = [_Accumulator(targets, dataset, split, config, item_features, device) for _ in range(count)]
+    for start in range(0, len(targets.users), config.batch_size):
+        users = targets.users[start:start + config.batch_size]
+        with torch.no_grad():
+            all_scores = list(score_fn(torch.as_tensor(users, dtype=torch.long, device=device)))
+        if len(all_scores) != count:
+            raise GraphrecError(f"score_fn returned {len(all_scores)} score matrices; expected {count}")
+        for accumulator, scores in zip(accumulators, all_scores, strict=True):
+            accumulator.add(users, _checked_scores(scores, users, dataset.num_items, device, owns_scores=False))
+    return [accumulator.result() for accumulator in accumulators]
+
+
 def _evaluate(score_fn: ScoreFn, dataset: Dataset, split: str, config: EvalConfig,
               item_features: np.ndarray | Tensor | None, device: torch.device,
               owns_scores: bool) -> EvaluationResult:
     targets = _targets(dataset, split, config.protocol)
-    if len(targets.users) == 0:
-        raise GraphrecError(f"dataset {dataset.name!r}: no user has {config.protocol} ground truth in "
-                            f"split {split!r}; nothing to evaluate")
-    features = _check_features(item_features, dataset.num_items) if config.beyond_accuracy else None
-    candidates = None if targets.candidates is None else torch.as_tensor(targets.candidates, device=device)
-    beyond = None
-    if config.beyond_accuracy:
-        train_counts = np.asarray(dataset.csr("train").sum(axis=0)).ravel()
-        beyond = BeyondAccuracy(config.ks, np.arange(dataset.num_items) if targets.candidates is None
-                                else targets.candidates, train_counts, features, device)
-
-    max_k = max(config.ks)
-    collected: dict[str, list[Tensor]] = {}
+    accumulator = _Accumulator(targets, dataset, split, config, item_features, device)
     for start in range(0, len(targets.users), config.batch_size):
         users = targets.users[start:start + config.batch_size]
-        scores = _score_batch(score_fn, users, dataset.num_items, device, owns_scores)
+        accumulator.add(users, _score_batch(score_fn, users, dataset.num_items, device, owns_scores))
+    return accumulator.result()
+
+
+class _Accumulator:
+    """Masks, ranks and measures one scoring, a batch of users at a time."""
+
+    def __init__(self, targets: _Targets, dataset: Dataset, split: str, config: EvalConfig,
+                 item_features: np.ndarray | Tensor | None, device: torch.device) -> None:
+        if len(targets.users) == 0:
+            raise GraphrecError(f"dataset {dataset.name!r}: no user has {config.protocol} ground truth in "
+                                f"split {split!r}; nothing to evaluate")
+        self.targets, self.dataset, self.split, self.config, self.device = targets, dataset, split, config, device
+        features = _check_features(item_features, dataset.num_items) if config.beyond_accuracy else None
+        self.candidates = None if targets.candidates is None else torch.as_tensor(targets.candidates, device=device)
+        self.beyond = None
+        if config.beyond_accuracy:
+            train_counts = np.asarray(dataset.csr("train").sum(axis=0)).ravel()
+            self.beyond = BeyondAccuracy(config.ks, np.arange(dataset.num_items) if targets.candidates is None
+                                         else targets.candidates, train_counts, features, device)
+        self.collected: dict[str, list[Tensor]] = {}
+
+    def add(self, users: np.ndarray, scores: Tensor) -> None:
+        """Measure one batch: ``scores`` ``[B, num_items]`` of ``users``, which masking overwrites."""
+        targets, config, device = self.targets, self.config, self.device
         seen = targets.seen[users].tocoo()
         scores[torch.as_tensor(seen.row, dtype=torch.long, device=device),
                torch.as_tensor(seen.col, dtype=torch.long, device=device)] = float("-inf")
         relevant = _rows_dense(targets.ground_truth, users, device)
-        if candidates is not None:
-            scores, relevant = scores[:, candidates], relevant[:, candidates]
-        top_scores, top_columns = top_k(scores, max_k)
+        if self.candidates is not None:
+            scores, relevant = scores[:, self.candidates], relevant[:, self.candidates]
+        top_scores, top_columns = top_k(scores, max(config.ks))
         _check_no_nan(top_scores, users)
         recommended = top_scores != float("-inf")
         hits = relevant.gather(1, top_columns) & recommended
@@ -273,23 +311,25 @@ def _evaluate(score_fn: ScoreFn, dataset: Dataset, split: str, config: EvalConfi
         if config.full_mrr:
             batch["mrr"] = reciprocal_rank(scores, relevant, top_hits=hits)
         for name, values in batch.items():
-            collected.setdefault(name, []).append(values.cpu())
-        if beyond is not None:
-            items = top_columns if candidates is None else candidates[top_columns]
-            beyond.update(items, recommended)
+            self.collected.setdefault(name, []).append(values.cpu())
+        if self.beyond is not None:
+            items = top_columns if self.candidates is None else self.candidates[top_columns]
+            self.beyond.update(items, recommended)
 
-    per_user = {name: torch.cat(values).numpy() for name, values in collected.items()}
-    metrics = {f"{name}@{k}": float(per_user[f"{name}@{k}"].mean())
-               for k in config.ks for name in RANKING_METRICS}
-    if config.full_mrr:
-        metrics["mrr"] = float(per_user["mrr"].mean())
-    if beyond is not None:
-        metrics.update(beyond.compute())
-        per_user.update(beyond.per_user())
-    return EvaluationResult(metrics=metrics, num_users=len(targets.users),
-                            num_skipped_users=dataset.num_users - len(targets.users), split=split,
-                            protocol=config.protocol, num_seen_ground_truth=targets.num_seen_ground_truth,
-                            users=targets.users, per_user=per_user)
+    def result(self) -> EvaluationResult:
+        config, targets = self.config, self.targets
+        per_user = {name: torch.cat(values).numpy() for name, values in self.collected.items()}
+        metrics = {f"{name}@{k}": float(per_user[f"{name}@{k}"].mean())
+                   for k in config.ks for name in RANKING_METRICS}
+        if config.full_mrr:
+            metrics["mrr"] = float(per_user["mrr"].mean())
+        if self.beyond is not None:
+            metrics.update(self.beyond.compute())
+            per_user.update(self.beyond.per_user())
+        return EvaluationResult(metrics=metrics, num_users=len(targets.users),
+                                num_skipped_users=self.dataset.num_users - len(targets.users), split=self.split,
+                                protocol=config.protocol, num_seen_ground_truth=targets.num_seen_ground_truth,
+                                users=targets.users, per_user=per_user)
 
 
 def evaluate_embeddings(user_emb: Tensor, item_emb: Tensor, dataset: Dataset, split: str = "test",

@@ -22,8 +22,9 @@ Models know nothing of files or training loops: they take tensors and return ten
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
-from dataclasses import dataclass
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
 import torch
@@ -42,7 +43,21 @@ EMBEDDING_INIT_STD = 0.1
 class ModelOptions:
     """Base of every model's options dataclass: its hyperparameters, checked in ``__post_init__``
     (raising :class:`~graphrec.errors.ConfigError` with the field's name). A field's
-    ``metadata["help"]`` is the one-line description that the CLI and the docs show."""
+    ``metadata["help"]`` is the one-line description that the CLI and the docs show.
+
+    A model that chooses hyperparameters on the validation split itself (``selects_on_validation``)
+    marks each such field with ``metadata["grid"]``, the values it tries, and defaults it to
+    ``None``: ``None`` means "choose from the grid on validation", a value fixes it."""
+
+    def searched(self) -> dict[str, tuple[Any, ...]]:
+        """The fields left to choose on validation (``None`` and with a grid), with their grids."""
+        return {option.name: tuple(option.metadata["grid"]) for option in fields(self)
+                if "grid" in option.metadata and getattr(self, option.name) is None}
+
+    def settings(self) -> list[dict[str, Any]]:
+        """Every combination of the searched fields' grids (one empty setting when none is searched)."""
+        searched = self.searched()
+        return [dict(zip(searched, values, strict=True)) for values in itertools.product(*searched.values())]
 
 
 def check_positive(options: ModelOptions, *names: str) -> None:
@@ -98,6 +113,9 @@ class Recommender(torch.nn.Module, abc.ABC):
     supports_alignment: ClassVar[bool] = False
     #: Reads the dataset's modality features (its ``Options`` has a ``modalities`` field).
     reads_features: ClassVar[bool] = False
+    #: Chooses the options its ``Options`` leave ``None`` on the validation split, through
+    #: :meth:`setting_scorer` and :meth:`select` (closed-form models, which nothing else tunes).
+    selects_on_validation: ClassVar[bool] = False
 
     #: Width of the layer-0 embeddings (0: none), for memory planning.
     dim: int = 0
@@ -175,6 +193,17 @@ class Recommender(torch.nn.Module, abc.ABC):
         embeddings override it."""
         user_emb, item_emb = self.embed_layerwise()
         return lambda users: self.full_scores(user_emb, item_emb, users)
+
+    def setting_scorer(self, settings: Sequence[Mapping[str, Any]]) -> Callable[[Tensor], list[Tensor]]:
+        """``users -> [scores under settings[0], scores under settings[1], ...]``, each ``[B, num_items]``,
+        computed in one pass over the users (sharing what the settings have in common), so that
+        selection on validation costs about one scoring pass (when :attr:`selects_on_validation`)."""
+        raise GraphrecError(f"model {self.name!r} does not choose its options on the validation split")
+
+    def select(self, setting: Mapping[str, Any]) -> None:
+        """Fix the searched options to ``setting`` (one of ``options.settings()``); :meth:`scorer`
+        then scores with them."""
+        raise GraphrecError(f"model {self.name!r} does not choose its options on the validation split")
 
     def regularization(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
         """Batch L2 of the layer-0 parameters (see the module docstring)."""

@@ -103,6 +103,8 @@ def check_model_class(model: type[Recommender]) -> None:
         needed.append("alignment_loss")
     if not model.has_embeddings:
         needed.append("scorer")
+    if model.selects_on_validation:
+        needed += ["setting_scorer", "select"]
     problems += [f"`{method}` (its flags require it)" for method in needed if not overrides(method)]
     if problems:
         raise TypeError(f"model class {model.__name__} cannot be registered: it needs " + "; ".join(problems))

@@ -39,6 +39,7 @@ class LoopState:
     evals_without_improvement: int = 0
     history: list[EpochRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    lr_decay_epochs: list[int] = field(default_factory=list)
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Optimizer, generator: torch.Generator,
@@ -59,6 +60,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Optimizer, ge
         "evals_without_improvement": state.evals_without_improvement,
         "history": [record.to_dict() for record in state.history],
         "notes": state.notes,
+        "lr_decay_epochs": state.lr_decay_epochs,
         "sampling": sampling,
         "sampler_generator": None if sampler_generator is None else sampler_generator.get_state(),
     }
@@ -88,4 +90,5 @@ def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Optimizer, ge
         epoch=payload["epoch"], train_seconds=payload["train_seconds"], best_value=payload["best_value"],
         best_epoch=payload["best_epoch"], best_valid=payload["best_valid"], best_state=payload["best_state"],
         evals_without_improvement=payload["evals_without_improvement"],
-        history=[EpochRecord(**record) for record in payload["history"]], notes=list(payload.get("notes", [])))
+        history=[EpochRecord(**record) for record in payload["history"]], notes=list(payload.get("notes", [])),
+        lr_decay_epochs=list(payload.get("lr_decay_epochs", [])))

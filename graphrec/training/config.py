@@ -67,6 +67,10 @@ class TrainConfig:
     #: term per negative, all from the same propagation: with full-graph training the propagation
     #: dominates a step's cost, so extra negatives add gradient signal almost for free.
     num_negatives: int = 1
+    #: The refit protocol: after model selection on validation (the best epoch and its learning-rate
+    #: schedule, or a closed-form model's hyperparameters), train the selected configuration again on
+    #: train + valid and report test from that model. Training takes about twice as long.
+    refit: bool = False
 
     def __post_init__(self) -> None:
         import torch

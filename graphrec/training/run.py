@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 from graphrec.data.dataset import Dataset, load_dataset
-from graphrec.data.holdout import ensure_validation_split
+from graphrec.data.holdout import ensure_validation_split, merge_validation_into_training
 from graphrec.data.storage import atomic_file, write_json
 from graphrec.device import resolve_device
 from graphrec.errors import GraphrecError
@@ -34,7 +35,8 @@ from graphrec.models import MODELS, ModelConfig, Recommender, build_model
 from graphrec.training.config import TrainConfig
 from graphrec.training.distributed import finish as finish_distributed
 from graphrec.training.plots import plot_training_curves
-from graphrec.training.trainer import TrainResult, fit
+from graphrec.training.selection import Selection, select_on_validation
+from graphrec.training.trainer import TrainResult, fit, refit
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Run:
     train_config: TrainConfig
     path: Path | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
+    #: The model was refit on train + valid (the refit protocol): its dataset has no validation split left.
+    refit: bool = False
 
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,6 +71,9 @@ class Run:
 
     def evaluate(self, split: str = "test", protocol: str = "warm", ks: tuple[int, ...] | None = None,
                  beyond_accuracy: bool = True) -> dict[str, float]:
+        if split == "valid" and self.refit:
+            raise GraphrecError("this run was refit on train + valid, so its model has seen the validation split; "
+                                "the validation metrics of the selected model are in its metrics.json")
         return evaluate_model(self.model, self.dataset, split, EvalConfig(
             ks=ks or self.train_config.eval_ks, batch_size=self.train_config.eval_batch_size, protocol=protocol,
             beyond_accuracy=beyond_accuracy))
@@ -111,7 +118,9 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     if carve_note:
         log(f"note: {carve_note}")
     torch.manual_seed(config.seed)
+    started = time.perf_counter()
     recommender = build_model(model_config, dataset, seed=config.seed)
+    build_seconds = time.perf_counter() - started
     out_path = Path(out) if out is not None else None
     if out_path is not None and is_main:
         out_path.mkdir(parents=True, exist_ok=True)
@@ -127,16 +136,28 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     def validate(model_: Recommender, dataset_: Dataset, split: str) -> dict[str, float]:
         return evaluate_model(model_, dataset_, split, eval_config)
 
+    selection = None
     if recommender.trained_by_gradient:
         result = fit(recommender, dataset, config, validate,
                      checkpoint_path=out_path / "last.pt" if out_path is not None else None,
                      resume=resume, log=log)
     else:
         recommender.to(device)
-        result = TrainResult(model=recommender, dataset=dataset, stopped_reason="nothing to train",
-                             best_valid=validate(recommender, dataset, "valid"))
-    run = Run(model=result.model, dataset=result.dataset, model_config=model_config, train_config=config,
-              path=out_path)
+        if recommender.selects_on_validation:
+            selection = select_on_validation(recommender, dataset, model_config.options, eval_config,
+                                             config.select_metric, device, log)
+            model_config = ModelConfig(model_config.name, dataclasses.replace(model_config.options,
+                                                                              **selection.chosen))
+            if out_path is not None and is_main:
+                _record_selected_options(out_path, model_config)
+        result = TrainResult(model=recommender, dataset=dataset, best_valid=validate(recommender, dataset, "valid"),
+                             stopped_reason="closed form" + (": options selected on validation" if selection else ""),
+                             train_seconds=build_seconds + (selection.seconds if selection else 0.0))
+    selected = Run(model=result.model, dataset=result.dataset, model_config=model_config, train_config=config,
+                   path=out_path)
+    run, refitted = selected, None
+    if config.refit:
+        run, refitted = _refit(selected, result, log)
     if not result.is_main:
         finish_distributed()
         return run
@@ -144,8 +165,8 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
         result.notes.insert(0, carve_note)
     if out_path is not None:
         with atomic_file(out_path / "model.pt") as tmp:
-            torch.save(result.model.state_dict(), tmp)
-    run.metrics = _final_metrics(run, result)
+            torch.save(run.model.state_dict(), tmp)
+    run.metrics = _final_metrics(run, result, selected if config.refit else None, refitted, selection)
     if out_path is not None:
         write_json(out_path / "metrics.json", run.metrics)
         if config.plot and result.history:
@@ -158,14 +179,47 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     return run
 
 
-def _final_metrics(run: Run, result: TrainResult) -> dict[str, Any]:
+def _refit(selected: Run, result: TrainResult, log: Callable[[str], None]) -> tuple[Run, TrainResult | None]:
+    """The refit protocol: the selected configuration (the best epoch and its learning-rate schedule,
+    or the chosen options) trained again on train + valid. Returns the refit run and, for a model
+    trained by gradient descent, its training record."""
+    merged = merge_validation_into_training(selected.dataset)
+    config = selected.train_config
+    model = build_model(selected.model_config, merged, seed=config.seed)
+    log(f"refit on train + valid ({merged.split_counts()['train']:,} interactions) with the selected configuration")
+    refitted = None
+    if model.trained_by_gradient:
+        refitted = refit(model, merged, config, result.best_epoch, result.lr_decay_epochs, log=log)
+    else:
+        model.to(resolve_device(config.device))
+        if model.selects_on_validation:
+            model.select({})  # every option is fixed by now
+    return Run(model=model, dataset=merged, model_config=selected.model_config, train_config=config,
+               path=selected.path, refit=True), refitted
+
+
+def _final_metrics(run: Run, result: TrainResult, selected: Run | None = None, refitted: TrainResult | None = None,
+                   selection: Selection | None = None) -> dict[str, Any]:
+    """``metrics.json``. With the refit protocol, ``run`` is the refit model and ``selected`` the one
+    chosen on validation: validation metrics are the selected model's (the refit one has trained on
+    the validation split), test metrics the refit model's, beside the selected model's for reference."""
     metrics: dict[str, Any] = {
         "model": run.model_config.name,
         "dataset": run.dataset.name,
-        "valid": run.evaluate("valid"),
+        "protocol": "refit on train + valid" if selected is not None else "selected on validation",
+        "valid": (selected or run).evaluate("valid"),
     }
+    if selection is not None:
+        metrics["selection"] = selection.to_dict()
+    if selected is not None:
+        metrics["refit"] = {"train_interactions": run.dataset.split_counts()["train"],
+                            "epochs": [record.to_dict() for record in refitted.history] if refitted else [],
+                            "lr_decay_epochs": refitted.lr_decay_epochs if refitted else [],
+                            "train_seconds": refitted.train_seconds if refitted else 0.0}
     if run.dataset.split_counts()["test"]:
         metrics["test"] = run.evaluate("test")
+        if selected is not None:
+            metrics["test_without_refit"] = selected.evaluate("test")
         cold = cold_items(run.dataset)
         if len(cold) and run.dataset.csr("test")[:, cold].nnz > 0:
             # Ranking N cold items among themselves, a list of K >= N finds every one: no information.
@@ -208,6 +262,8 @@ def load_run(path: str | Path, dataset: Dataset | None = None) -> Run:
         dataset = load_dataset(spec["dataset"])
     if spec.get("carved_validation") and dataset.split_counts()["valid"] == 0:
         dataset, _ = ensure_validation_split(dataset, train_config.seed)
+    if train_config.refit:
+        dataset = merge_validation_into_training(dataset)
     model_config = _check_features(path, spec, model_config, dataset)
     model = build_model(model_config, dataset, seed=train_config.seed)
     weights = path / "model.pt"
@@ -217,7 +273,7 @@ def load_run(path: str | Path, dataset: Dataset | None = None) -> Run:
     metrics_path = path / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     return Run(model=model, dataset=dataset, model_config=model_config, train_config=train_config, path=path,
-               metrics=metrics)
+               metrics=metrics, refit=train_config.refit)
 
 
 def evaluate_run(path: str | Path, split: str = "test", protocol: str = "warm",
@@ -232,8 +288,17 @@ RUN_FILES = ("model.pt", "last.pt", "metrics.json", "curves.png")
 
 
 #: Training options a resume may change: how long and how it is watched, not what is trained.
-RESUMABLE_CHANGES = ("epochs", "max_minutes", "patience", "progress", "plot", "device", "sample_on",
+RESUMABLE_CHANGES = ("epochs", "max_minutes", "patience", "progress", "plot", "device", "sample_on", "refit",
                      "eval_batch_size")
+
+
+def _record_selected_options(out: Path, model_config: ModelConfig) -> None:
+    """run.json records the options selection chose, so that loading the run rebuilds exactly that
+    model (without selecting again); what was searched stays beside it."""
+    spec = json.loads((out / "run.json").read_text())
+    spec["searched_model"] = spec["model"]
+    spec["model"] = model_config.to_dict()
+    write_json(out / "run.json", spec)
 
 
 def _clear_previous_run(out: Path, log: Callable[[str], None]) -> None:
@@ -252,6 +317,7 @@ def _write_run_json(out: Path, dataset: Dataset, model_config: ModelConfig, conf
     existing = out / "run.json"
     if resume and existing.is_file():
         previous = json.loads(existing.read_text())
+        previous["model"] = previous.get("searched_model", previous["model"])
         with contextlib.suppress(KeyError, TypeError, GraphrecError):  # an unreadable model differs anyway
             previous["model"] = json.loads(json.dumps(ModelConfig.from_dict(previous["model"]).to_dict()))
         keys = ("model", "dataset")

@@ -25,7 +25,7 @@ import contextlib
 import copy
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,8 @@ class TrainResult:
     sampling: str = "full"
     distributed: dict[str, Any] | None = None
     is_main: bool = True
+    #: Epochs after which the learning rate decayed, up to the best epoch: the schedule a refit repeats.
+    lr_decay_epochs: list[int] = field(default_factory=list)
 
 
 def fit(model: Recommender, dataset: Dataset, config: TrainConfig, evaluate_fn: EvaluateFn,
@@ -80,14 +82,8 @@ def fit(model: Recommender, dataset: Dataset, config: TrainConfig, evaluate_fn: 
                             f"(so that a graph model's edges exclude it), as graphrec.training.run.train does")
     device = resolve_device(config.device)
     with _deterministic(config.deterministic, device):
-        ctx = context_from_env(device)
+        ctx, generator, batches, forward, optimizer = _setup(model, dataset, config, device, log)
         log = log if ctx.is_main else _silent
-        model.to(ctx.device)
-        torch.manual_seed(config.seed)
-        generator = torch.Generator(device="cpu").manual_seed(config.seed)
-        batches = _batch_source(model, dataset, config, ctx, log)
-        forward = _distribute(model, ctx, config, log)
-        optimizer = _optimizer(model, config, batches, ctx, log)
         state = LoopState()
         if resume and checkpoint_path is not None and checkpoint_path.exists():
             state = load_checkpoint(checkpoint_path, model, optimizer, generator, batches.sampler_generator,
@@ -126,7 +122,53 @@ def fit(model: Recommender, dataset: Dataset, config: TrainConfig, evaluate_fn: 
     return TrainResult(model=model, dataset=dataset, history=state.history, best_epoch=state.best_epoch,
                        best_valid=state.best_valid, stopped_reason=stopped_reason,
                        train_seconds=state.train_seconds, notes=state.notes, sampling=batches.sampling,
-                       distributed=distributed, is_main=ctx.is_main)
+                       distributed=distributed, is_main=ctx.is_main,
+                       lr_decay_epochs=[epoch for epoch in state.lr_decay_epochs if epoch <= state.best_epoch])
+
+
+def refit(model: Recommender, dataset: Dataset, config: TrainConfig, epochs: int,
+          lr_decay_epochs: Sequence[int] = (), log: Log = print) -> TrainResult:
+    """Train ``model`` on all of ``dataset``'s training split for a fixed schedule chosen before (on
+    validation, by :func:`fit`): ``epochs`` epochs, the learning rate scaled by ``lr_decay_factor``
+    after each of ``lr_decay_epochs``. Nothing is evaluated and nothing stops it early: the refit
+    protocol runs it on train + valid, where no validation split is left to select on."""
+    if not model.trained_by_gradient:
+        raise GraphrecError(f"model {model.name!r} is not trained by gradient descent: it is ready once built")
+    device = resolve_device(config.device)
+    with _deterministic(config.deterministic, device):
+        ctx, generator, batches, forward, optimizer = _setup(model, dataset, config, device, log)
+        log = log if ctx.is_main else _silent
+        history: list[EpochRecord] = []
+        notes: list[str] = []
+        for epoch in range(1, epochs + 1):
+            started = time.perf_counter()
+            loss, _ = train_one_epoch(model, forward, optimizer, batches.epoch(generator), config)
+            history.append(EpochRecord(epoch=epoch, seconds=time.perf_counter() - started, loss=ctx.mean(loss)))
+            if epoch in lr_decay_epochs:
+                notes.append(f"learning rate decayed to {scale_learning_rate(optimizer, config.lr_decay_factor):.3g} "
+                             f"after epoch {epoch}")
+        distributed = _compare_ranks(model, ctx, notes)
+        set_sparse_embeddings(model, False)
+    log(f"refit: {epochs} epochs on {dataset.split_counts()['train']:,} interactions")
+    return TrainResult(model=model, dataset=dataset, history=history, best_epoch=epochs,
+                       stopped_reason=f"refit for the selected {epochs} epochs",
+                       train_seconds=sum(record.seconds for record in history), notes=notes,
+                       sampling=batches.sampling, distributed=distributed, is_main=ctx.is_main,
+                       lr_decay_epochs=list(lr_decay_epochs))
+
+
+def _setup(model: Recommender, dataset: Dataset, config: TrainConfig, device: torch.device, log: Log,
+           ) -> tuple[DistributedContext, torch.Generator, BatchSource, Callable[..., Any], Optimizer]:
+    """What both :func:`fit` and :func:`refit` train with, seeded the same way."""
+    ctx = context_from_env(device)
+    log = log if ctx.is_main else _silent
+    model.to(ctx.device)
+    torch.manual_seed(config.seed)
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    batches = _batch_source(model, dataset, config, ctx, log)
+    forward = _distribute(model, ctx, config, log)
+    optimizer = _optimizer(model, config, batches, ctx, log)
+    return ctx, generator, batches, forward, optimizer
 
 
 def train_one_epoch(model: Recommender, forward: Callable[..., Any], optimizer: Optimizer,
@@ -255,6 +297,7 @@ def _end_epoch(record: EpochRecord, state: LoopState, model: Recommender, optimi
         log(f"epoch {epoch}: no validation improvement in {state.evals_without_improvement} "
             f"evaluations; learning rate now {lr:.3g}")
         state.notes.append(f"learning rate decayed to {lr:.3g} after epoch {epoch}")
+        state.lr_decay_epochs.append(epoch)
     state.history.append(record)
     state.epoch = epoch
 
@@ -296,5 +339,5 @@ def _silent(_: str) -> None:
     """Log sink of ranks other than 0."""
 
 
-__all__ = ["EpochRecord", "EvaluateFn", "TrainConfig", "TrainResult", "ensure_validation_split", "fit",
+__all__ = ["EpochRecord", "EvaluateFn", "TrainConfig", "TrainResult", "ensure_validation_split", "fit", "refit",
            "train_one_epoch"]
