@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
+from graphrec.data.convert import ConvertConfig
 from graphrec.errors import ConfigError, GraphrecError
 from graphrec.training.config import TrainConfig
 
@@ -31,6 +32,21 @@ warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", ca
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="graphrec: multimodal recommendation with graph neural networks.")
+
+
+class _Defaults:
+    """A dataclass's field defaults as attributes, read without constructing (and so checking) one."""
+
+    def __init__(self, cls: type) -> None:
+        self._values = {field.name: field.default for field in dataclasses.fields(cls)}
+
+    def __getattr__(self, name: str) -> Any:
+        return self._values[name]
+
+
+#: Defaults of the CLI's options, from the dataclasses that define them.
+_TRAIN = _Defaults(TrainConfig)
+_CONVERT = _Defaults(ConvertConfig)
 
 
 def _parse_key_values(pairs: list[str], flag: str) -> dict[str, str]:
@@ -58,13 +74,17 @@ def convert(
     src: Annotated[str, typer.Argument(help="source file or directory ('-' for synthetic)")],
     dst: Annotated[Path, typer.Argument(help="dataset directory to create")],
     min_rating: Annotated[float | None, typer.Option("--min-rating", help="keep rating >= T")] = None,
-    dedupe: Annotated[bool, typer.Option("--dedupe/--no-dedupe", help="remove repeated pairs (reported)")] = True,
-    kcore: Annotated[int, typer.Option("--kcore", help="iterative k-core filtering of users and items")] = 0,
-    split: Annotated[str, typer.Option("--split", help="auto, random, temporal, leave-last or given")] = "auto",
+    dedupe: Annotated[bool, typer.Option("--dedupe/--no-dedupe", help="remove repeated pairs (reported)")]
+        = _CONVERT.dedupe,
+    kcore: Annotated[int, typer.Option("--kcore", help="iterative k-core filtering of users and items")]
+        = _CONVERT.kcore,
+    split: Annotated[str, typer.Option("--split", help="auto, random, temporal, leave-last or given")]
+        = _CONVERT.split,
     ratios: Annotated[str | None, typer.Option("--ratios", help="random/temporal split: train,valid,test "
                                                                "shares (default 0.8,0.1,0.1)")] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 2020,
-    cold_items: Annotated[float, typer.Option("--cold-items", help="share of items held out of training")] = 0.0,
+    seed: Annotated[int, typer.Option("--seed")] = _CONVERT.seed,
+    cold_items: Annotated[float, typer.Option("--cold-items", help="share of items held out of training")]
+        = _CONVERT.cold_items,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing DST")] = False,
     name: Annotated[str | None, typer.Option("--name", help="dataset name (default: DST's name; "
                                                                "'synthetic' for the synthetic format)")] = None,
@@ -194,17 +214,6 @@ def _parse_ks(text: str) -> tuple[int, ...]:
     return ks
 
 
-class _Defaults:
-    """A dataclass's field defaults as attributes, read without constructing (and so checking) one."""
-
-    def __init__(self, cls: type) -> None:
-        self._values = {field.name: field.default for field in dataclasses.fields(cls)}
-
-    def __getattr__(self, name: str) -> Any:
-        return self._values[name]
-
-
-_TRAIN = _Defaults(TrainConfig)
 
 
 def _comma_list(text: str) -> tuple[str, ...]:
