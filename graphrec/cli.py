@@ -229,9 +229,8 @@ def _model_option_parameters() -> list[inspect.Parameter]:
     parameters = [inspect.Parameter("model", inspect.Parameter.KEYWORD_ONLY, default="lightgcn", annotation=Annotated[
         str, typer.Option("--model", help=f"one of {', '.join(MODELS)}")])]
     for option, owners in MODELS.option_fields().items():
-        hints = typing.get_type_hints(MODELS[owners[0][0]].Options)
-        kind = hints[option]
-        cli_type: type = kind if kind in (int, float, str, bool) else str  # tuples and optionals: comma lists
+        kind = _plain_type(typing.get_type_hints(MODELS[owners[0][0]].Options)[option])
+        cli_type: type = kind if kind in (int, float, str, bool) else str  # tuples: comma lists
         defaults = ", ".join(f"{model} {_show_default(declared.default)}" for model, declared in owners)
         help_text = f"{owners[0][1].metadata.get('help', option)} (for {defaults})"
         flag = "--" + option.replace("_", "-")
@@ -240,6 +239,14 @@ def _model_option_parameters() -> list[inspect.Parameter]:
         parameters.append(inspect.Parameter(option, inspect.Parameter.KEYWORD_ONLY, default=None,
                                             annotation=Annotated[cli_type | None, declaration]))
     return parameters
+
+
+def _plain_type(kind: Any) -> Any:
+    """``X`` for ``X | None`` (``None``: the model's default, or a search on validation), else ``kind``."""
+    arguments = [argument for argument in typing.get_args(kind) if argument is not type(None)]
+    if type(None) in typing.get_args(kind) and len(arguments) == 1:
+        return arguments[0]
+    return kind
 
 
 def _show_default(value: object) -> str:
@@ -259,8 +266,8 @@ def _model_values(given: dict[str, object]) -> dict[str, object]:
         if value is None:
             continue
         owner = MODELS[MODELS.option_fields()[option][0][0]].Options
-        kind = typing.get_type_hints(owner)[option]
-        values[option] = _comma_list(value) if isinstance(value, str) and kind not in (str,) else value
+        kind = _plain_type(typing.get_type_hints(owner)[option])
+        values[option] = _comma_list(value) if isinstance(value, str) and kind is not str else value
     return values
 
 

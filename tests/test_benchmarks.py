@@ -32,6 +32,8 @@ QUICK_OUTPUTS = {
     "convert.py": ["convert.json"],
     "gowalla_lightgcn.py": ["gowalla_lightgcn.json", "gowalla_lightgcn_curves.png"],
     "gpu_gowalla.py": ["gpu_gowalla.json"],
+    "graph_filter_kernels.py": ["graph_filter_kernels.json"],
+    "graph_filters.py": ["graph_filters.json", "graph_filters.md"],
     "lazy_adam.py": ["lazy_adam.json"],
     "multimodal.py": ["multimodal.json", "multimodal.md", "multimodal.png"],
     "recbole_compare.py": ["recbole_compare.json"],

@@ -1,5 +1,5 @@
-"""Recommenders: MF-BPR, LightGCN, VBPR and the modality-attention GAT, the popularity and random
-floors, and the fusion strategies.
+"""Recommenders: MF-BPR, LightGCN, VBPR and the modality-attention GAT, the training-free graph filters
+GF-CF and BSPM, the popularity and random floors, and the fusion strategies.
 
 Every model is a :class:`~graphrec.models.base.Recommender` registered in :data:`MODELS`, which
 maps the names used in configurations and on the command line to the classes. Each class
@@ -9,7 +9,9 @@ declares its options dataclass (``Options``) and builds itself from a dataset wi
 
 from graphrec.models.base import EMBEDDING_INIT_STD, ModelOptions, Recommender, ScoreFn
 from graphrec.models.baselines import Popularity, PopularityOptions, RandomOptions, RandomScores
+from graphrec.models.bspm import BSPM, BSPMOptions
 from graphrec.models.fusion import FUSION_STRATEGIES, Fusion, masked_softmax
+from graphrec.models.gfcf import GFCF, GFCFOptions
 from graphrec.models.lightgcn import LightGCN, LightGCNOptions
 from graphrec.models.mf import MF, MFOptions
 from graphrec.models.modality_gat import DEFAULT_ENTITIES, ModalityGAT, ModalityGATOptions
@@ -17,13 +19,17 @@ from graphrec.models.registry import MODELS, ModelConfig, ModelRegistry, build_m
 from graphrec.models.vbpr import VBPR, VBPROptions
 
 __all__ = [
+    "BSPM",
     "DEFAULT_ENTITIES",
     "EMBEDDING_INIT_STD",
     "FUSION_STRATEGIES",
+    "GFCF",
     "MF",
     "MODELS",
     "VBPR",
+    "BSPMOptions",
     "Fusion",
+    "GFCFOptions",
     "LightGCN",
     "LightGCNOptions",
     "MFOptions",

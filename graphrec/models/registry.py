@@ -26,6 +26,8 @@ from graphrec.errors import ConfigError
 from graphrec.graph.hetero import chosen_modalities
 from graphrec.models.base import ModelOptions, Recommender
 from graphrec.models.baselines import Popularity, RandomScores
+from graphrec.models.bspm import BSPM
+from graphrec.models.gfcf import GFCF
 from graphrec.models.lightgcn import LightGCN
 from graphrec.models.mf import MF
 from graphrec.models.modality_gat import ModalityGAT
@@ -118,6 +120,8 @@ MODELS = ModelRegistry([
     LightGCN,
     VBPR,
     ModalityGAT,
+    GFCF,
+    BSPM,
 ])
 
 

@@ -6,6 +6,7 @@ kept (the first of equals, in grid order). The test split is never read here.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ import torch
 from graphrec.data.dataset import Dataset
 from graphrec.evaluation import EvalConfig, evaluate_many
 from graphrec.models.base import ModelOptions, Recommender
+
+#: Memory for the score matrices of all settings of one batch of users (float32).
+SCORES_BUDGET_BYTES = 1 << 30
 
 
 @dataclass
@@ -41,7 +45,10 @@ def select_on_validation(model: Recommender, dataset: Dataset, options: ModelOpt
     if settings == [{}]:
         model.select({})
         return Selection(chosen={}, metric=metric, seconds=time.perf_counter() - started)
-    results = evaluate_many(model.setting_scorer(settings), len(settings), dataset, "valid", config, device=device)
+    # One score matrix per setting for every user of a batch: the batch shrinks with the settings.
+    batch = max(1, min(config.batch_size, SCORES_BUDGET_BYTES // (4 * len(settings) * dataset.num_items)))
+    results = evaluate_many(model.setting_scorer(settings), len(settings), dataset, "valid",
+                            dataclasses.replace(config, batch_size=batch), device=device)
     table = [{**setting, **{key: result.metrics[key] for key in result.metrics if key.endswith("@20") or key == metric}}
              for setting, result in zip(settings, results, strict=True)]
     best = max(range(len(settings)), key=lambda index: (results[index].metrics[metric], -index))
