@@ -60,13 +60,13 @@ from torch import Tensor
 
 from graphrec.data.dataset import Dataset
 from graphrec.errors import ConfigError
-from graphrec.models.base import ModelOptions, Recommender, ScoreFn
+from graphrec.models.base import Recommender, ScoreFn
 from graphrec.models.gfcf import (
     ItemGraph,
     LowPassBasis,
+    LowPassOptions,
     check_choice,
     check_chosen,
-    check_low_pass_options,
     check_number,
     chunked,
     grid_metadata,
@@ -95,7 +95,7 @@ def ode_polynomial(method: str, time: float, steps: int, scale: float, shift: fl
 
 
 @dataclass(frozen=True)
-class BSPMOptions(ModelOptions):
+class BSPMOptions(LowPassOptions):
     T_b: float = field(default=1.0, metadata={"help": "blurring time T_b (0: no blurring)"})
     K_b: int = field(default=1, metadata={"help": "blurring steps (step size T_b / K_b)"})
     solver_b: str = field(default="euler", metadata={"help": "blurring ODE solver: euler or rk4"})
@@ -109,15 +109,6 @@ class BSPMOptions(ModelOptions):
                 f"{DEFAULT_K}, or as many as the training graph has)"})
     final_sharpening: bool = field(default=True, metadata={
         "help": "add the ideal low-pass term before sharpening (on) or after it (off)"})
-    solver: str = field(default="auto", metadata={"help": "truncated SVD: randomized, arpack, dense (exact; small "
-                                                          "graphs) or auto"})
-    oversampling: int = field(default=16, metadata={"help": "randomized SVD: random directions beyond k"})
-    power_iterations: int = field(default=4, metadata={"help": "randomized SVD: power iterations"})
-    item_graph: str = field(default="auto", metadata={
-        "help": "item–item graph: materialise it, or compute it on_the_fly from the interactions (auto: "
-                "materialise it when its estimated size fits item_graph_budget_mb)"})
-    item_graph_budget_mb: float = field(default=2048.0, metadata={
-        "help": "memory the materialised item–item graph may take (MiB), for item_graph=auto"})
 
     def __post_init__(self) -> None:
         check_number(self, "T_b")
@@ -130,7 +121,7 @@ class BSPMOptions(ModelOptions):
         check_number(self, "k", minimum=0, integer=True, strict=True)
         if not isinstance(self.final_sharpening, bool):
             raise ConfigError(f"must be true or false, got {self.final_sharpening!r}", field="final_sharpening")
-        check_low_pass_options(self)
+        super().__post_init__()
         for time in (self.T_s,) if self.T_s is not None else self.searched()["T_s"]:
             size = np.abs(self.score_polynomial(time)).sum()
             if size > MAX_COEFFICIENTS:

@@ -116,11 +116,10 @@ def grid_metadata(help_text: str, grid: tuple[Any, ...]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class GFCFOptions(ModelOptions):
-    alpha: float | None = field(default=None, metadata=grid_metadata("weight α of the ideal low-pass filter",
-                                                             (0.0, 0.1, 0.3, 0.6, 1.0)))
-    k: int | None = field(default=None, metadata=grid_metadata("singular vectors of the ideal low-pass filter, fewer "
-                                                       "than the items and users", (64, 128, 256, 448)))
+class LowPassOptions(ModelOptions):
+    """The options GF-CF and BSPM share: how the truncated SVD is solved and how the item–item graph
+    is held. Subclasses check their own fields, then call ``super().__post_init__()``."""
+
     solver: str = field(default="auto", metadata={"help": "truncated SVD: randomized, arpack, dense (exact; small "
                                                           "graphs) or auto"})
     oversampling: int = field(default=16, metadata={"help": "randomized SVD: random directions beyond k"})
@@ -132,21 +131,26 @@ class GFCFOptions(ModelOptions):
         "help": "memory the materialised item–item graph may take (MiB), for item_graph=auto"})
 
     def __post_init__(self) -> None:
+        check_choice(self, "solver", SVD_SOLVERS)
+        check_number(self, "oversampling", integer=True)
+        check_number(self, "power_iterations", integer=True)
+        check_non_negative(self, "oversampling", "power_iterations")
+        check_choice(self, "item_graph", ITEM_GRAPHS)
+        check_number(self, "item_graph_budget_mb")
+        check_positive(self, "item_graph_budget_mb")
+
+
+@dataclass(frozen=True)
+class GFCFOptions(LowPassOptions):
+    alpha: float | None = field(default=None, metadata=grid_metadata("weight α of the ideal low-pass filter",
+                                                             (0.0, 0.1, 0.3, 0.6, 1.0)))
+    k: int | None = field(default=None, metadata=grid_metadata("singular vectors of the ideal low-pass filter, fewer "
+                                                       "than the items and users", (64, 128, 256, 448)))
+
+    def __post_init__(self) -> None:
         check_number(self, "alpha")
         check_number(self, "k", minimum=0, integer=True, strict=True)
-        check_low_pass_options(self)
-
-
-def check_low_pass_options(options: ModelOptions) -> None:
-    """Checks of the options GF-CF and BSPM share: ``solver``, ``oversampling``, ``power_iterations``,
-    ``item_graph`` and ``item_graph_budget_mb``."""
-    check_choice(options, "solver", SVD_SOLVERS)
-    check_number(options, "oversampling", integer=True)
-    check_number(options, "power_iterations", integer=True)
-    check_non_negative(options, "oversampling", "power_iterations")
-    check_choice(options, "item_graph", ITEM_GRAPHS)
-    check_number(options, "item_graph_budget_mb")
-    check_positive(options, "item_graph_budget_mb")
+        super().__post_init__()
 
 
 # ------------------------------------------------------------------------------------------ the graph

@@ -150,7 +150,8 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
                                                                               **selection.chosen))
             if out_path is not None and is_main:
                 _record_selected_options(out_path, model_config)
-        result = TrainResult(model=recommender, dataset=dataset, best_valid=validate(recommender, dataset, "valid"),
+        # no validation pass here: metrics.json evaluates validation once, with the full metrics
+        result = TrainResult(model=recommender, dataset=dataset,
                              stopped_reason="closed form" + (": options selected on validation" if selection else ""),
                              train_seconds=build_seconds + (selection.seconds if selection else 0.0))
     selected = Run(model=result.model, dataset=result.dataset, model_config=model_config, train_config=config,
