@@ -1,4 +1,5 @@
-"""Graphs built from a dataset: the heterogeneous PyG graph and the normalised adjacency."""
+"""Graphs built from a dataset: the heterogeneous PyG graph, the normalised adjacency and the item–item
+content graphs."""
 
 from graphrec.graph.adjacency import (
     SymmetricPropagation,
@@ -8,6 +9,7 @@ from graphrec.graph.adjacency import (
     propagate_weighted,
     symmetric_csr_pattern,
 )
+from graphrec.graph.content import content_graph, content_graphs, knn_cosine_graph, symmetric_normalize
 from graphrec.graph.hetero import (
     ENTITY_NODE_TYPES,
     INTERACTS,
@@ -30,14 +32,18 @@ __all__ = [
     "WeightedPropagation",
     "build_graph",
     "chosen_modalities",
+    "content_graph",
+    "content_graphs",
     "entity_node_types",
     "graph_statistics",
     "item_entities",
     "item_modalities",
+    "knn_cosine_graph",
     "modality_node_types",
     "normalized_adjacency",
     "propagate",
     "propagate_weighted",
     "symmetric_csr_pattern",
+    "symmetric_normalize",
     "to_networkx",
 ]
