@@ -71,12 +71,15 @@ def knn_cosine_graph(features: np.ndarray, k: int, mask: np.ndarray | None = Non
     return adjacency
 
 
-def symmetric_normalize(adjacency: sp.spmatrix) -> sp.csr_matrix:
+def symmetric_normalize(adjacency: sp.csr_matrix) -> sp.csr_matrix:
     r""":math:`D^{-1/2} A D^{-1/2}` with :math:`D` the row sums of ``adjacency`` (empty rows stay empty)."""
-    adjacency = sp.csr_matrix(adjacency, dtype=np.float32)
+    adjacency = adjacency.tocsr().astype(np.float32)
     degree = np.asarray(adjacency.sum(axis=1)).reshape(-1)
     scale = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1e-12)), 0.0).astype(np.float32)
-    return sp.csr_matrix(sp.diags(scale) @ adjacency @ sp.diags(scale), dtype=np.float32)
+    normalized = adjacency.copy()
+    rows = np.repeat(np.arange(adjacency.shape[0]), np.diff(adjacency.indptr))
+    normalized.data = (adjacency.data * scale[rows] * scale[adjacency.indices]).astype(np.float32)
+    return normalized
 
 
 def content_graph(dataset: Dataset, modality: str, k: int, weighted: bool = False,
@@ -106,7 +109,7 @@ def weighted_sum(graphs: Mapping[str, sp.csr_matrix], weights: Mapping[str, floa
         raise ConfigError(f"no content graph for {', '.join(unknown)} (there are {', '.join(graphs)})",
                           field="modality_weights")
     shape = next(iter(graphs.values())).shape
-    total = sp.csr_matrix(shape, dtype=np.float32)
+    total = sp.csr_array(shape, dtype=np.float32)
     for name, weight in weights.items():
         if weight:
             total = total + float(weight) * graphs[name]
