@@ -440,7 +440,8 @@ def recommend(
                 if why.modality_weights:
                     line += "  attention " + ", ".join(f"{m} {w:.2f}" for m, w in why.modality_weights.items())
                 if why.because_of:
-                    line += "  because of " + ", ".join(f"{i} ({s:.2f})" for i, s in why.because_of)
+                    measure = "" if why.because_of_measure == "cosine" else "contribution "
+                    line += "  because of " + ", ".join(f"{i} ({measure}{s:.3g})" for i, s in why.because_of)
             typer.echo(line)
 
 

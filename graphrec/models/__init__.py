@@ -14,6 +14,7 @@ from graphrec.models.fusion import FUSION_STRATEGIES, Fusion, masked_softmax
 from graphrec.models.gfcf import GFCF, GFCFOptions
 from graphrec.models.lightgcn import LightGCN, LightGCNOptions
 from graphrec.models.mf import MF, MFOptions
+from graphrec.models.mmgf import MultimodalGraphFilter, MultimodalGraphFilterOptions
 from graphrec.models.modality_gat import DEFAULT_ENTITIES, ModalityGAT, ModalityGATOptions
 from graphrec.models.registry import MODELS, ModelConfig, ModelRegistry, build_model, make_options
 from graphrec.models.vbpr import VBPR, VBPROptions
@@ -38,6 +39,8 @@ __all__ = [
     "ModelConfig",
     "ModelOptions",
     "ModelRegistry",
+    "MultimodalGraphFilter",
+    "MultimodalGraphFilterOptions",
     "Popularity",
     "PopularityOptions",
     "RandomOptions",

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
@@ -116,6 +117,10 @@ class Recommender(torch.nn.Module, abc.ABC):
     #: Chooses the options its ``Options`` leave ``None`` on the validation split, through
     #: :meth:`setting_scorer` and :meth:`select` (closed-form models, which nothing else tunes).
     selects_on_validation: ClassVar[bool] = False
+    #: Scores are a linear function of the user's interaction row: :meth:`score_histories` scores
+    #: any rows (a new user folded in without retraining), and an item's score is a sum of
+    #: contributions of the user's items, which explanations show.
+    linear_in_history: ClassVar[bool] = False
 
     #: Width of the layer-0 embeddings (0: none), for memory planning.
     dim: int = 0
@@ -204,6 +209,19 @@ class Recommender(torch.nn.Module, abc.ABC):
         """Fix the searched options to ``setting`` (one of ``options.settings()``); :meth:`scorer`
         then scores with them."""
         raise GraphrecError(f"model {self.name!r} does not choose its options on the validation split")
+
+    def score_histories(self, rows: sp.csr_matrix) -> Tensor:
+        """Scores ``[B, num_items]`` of the interaction rows ``rows`` ``[B, num_items]`` (sparse, of any
+        users, new ones too), when :attr:`linear_in_history`."""
+        raise GraphrecError(f"model {self.name!r} scores only the users it was built for")
+
+    def selection_stage(self, options: ModelOptions, stage: int,
+                        best: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """The settings to try at ``stage`` of the selection on validation, given the ``best`` setting
+        of the stages before (``{}`` at stage 0), or ``None`` when the search is done. The default is
+        one stage: every combination of ``options.settings()``, which suits a few options. A model
+        whose search would multiply out (a weight per modality of the dataset) searches in stages."""
+        return options.settings() if stage == 0 else None
 
     def regularization(self, users: Tensor, pos_items: Tensor, neg_items: Tensor) -> Tensor:
         """Batch L2 of the layer-0 parameters (see the module docstring)."""

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from numpy.polynomial import Polynomial
 from torch import Tensor
@@ -155,6 +156,7 @@ class BSPM(Recommender):
     trained_by_gradient = False
     has_embeddings = False
     selects_on_validation = True
+    linear_in_history = True
 
     def __init__(self, graph: ItemGraph, basis: LowPassBasis, options: BSPMOptions) -> None:
         super().__init__(graph.num_users, graph.num_items)
@@ -211,8 +213,16 @@ class BSPM(Recommender):
                     sums[time].add_(signal, alpha=float(c[power]))
         self._sharpened.update(sums)
 
+    @torch.no_grad()
+    def score_histories(self, rows: sp.csr_matrix) -> Tensor:
+        check_chosen(self, self.options)
+        self._sharpen_ideal({_setting(self.options)[0]})
+        return self._row_scores(self.graph.history_rows(rows), [self.options])[0]
+
     def _scores(self, users: np.ndarray, settings: Sequence[BSPMOptions]) -> list[Tensor]:
-        rows = self.graph.rows(users)
+        return self._row_scores(self.graph.rows(users), settings)
+
+    def _row_scores(self, rows: sp.csr_matrix, settings: Sequence[BSPMOptions]) -> list[Tensor]:
         chosen = [_setting(options) for options in settings]
         polynomials = {time: self.search.score_polynomial(time) for time, _ in chosen}
         sums: dict[float, Tensor] = {}
@@ -237,7 +247,7 @@ class BSPM(Recommender):
         wanted = set(chosen)
         unique: dict[tuple[float, float], Tensor] = {}
         for time in polynomials:
-            base = sums.pop(time) if time in sums else torch.zeros(len(users), self.num_items)
+            base = sums.pop(time) if time in sums else torch.zeros(rows.shape[0], self.num_items)
             right = self._sharpened[time] if self.search.final_sharpening else self.basis.right
             betas = sorted({beta for t, beta in wanted if t == time and beta != 0})
             if len(betas) == 1 and (time, 0.0) not in wanted:  # one weight: its ideal term goes in place

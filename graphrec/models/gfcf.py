@@ -212,6 +212,16 @@ class ItemGraph:
         rows.data[:] = 1.0
         return rows
 
+    def history_rows(self, rows: sp.csr_matrix) -> sp.csr_matrix:
+        """``rows`` ``[B, N]`` of interactions (any users, new ones too) as binary float32 rows."""
+        if rows.ndim != 2 or rows.shape[1] != self.num_items:
+            raise GraphrecError(f"histories must be rows over the {self.num_items:,} items, got shape {rows.shape}")
+        binary = sp.csr_matrix(rows, dtype=np.float32, copy=True)
+        binary.sum_duplicates()
+        binary.data[:] = 1.0
+        binary.eliminate_zeros()
+        return binary
+
     def linear(self, rows: sp.csr_matrix) -> Tensor:
         r""":math:`r \tilde{P}` of sparse ``rows`` ``[B, N]``, dense."""
         product = rows @ self.item_item if self.item_item is not None else (rows @ self.norm_t) @ self.norm
@@ -370,6 +380,7 @@ class GFCF(Recommender):
     trained_by_gradient = False
     has_embeddings = False
     selects_on_validation = True
+    linear_in_history = True
 
     def __init__(self, graph: ItemGraph, basis: LowPassBasis, options: GFCFOptions) -> None:
         super().__init__(graph.num_users, graph.num_items)
@@ -405,8 +416,15 @@ class GFCF(Recommender):
         options = [self.options]
         return lambda users: chunked(lambda ids: self._scores(ids, options)[0], users, self.num_items)
 
+    @torch.no_grad()
+    def score_histories(self, rows: sp.csr_matrix) -> Tensor:
+        check_chosen(self, self.options)
+        return self._row_scores(self.graph.history_rows(rows), [self.options])[0]
+
     def _scores(self, users: np.ndarray, settings: Sequence[GFCFOptions]) -> list[Tensor]:
-        rows = self.graph.rows(users)
+        return self._row_scores(self.graph.rows(users), settings)
+
+    def _row_scores(self, rows: sp.csr_matrix, settings: Sequence[GFCFOptions]) -> list[Tensor]:
         linear = self.graph.linear(rows)
         chosen = [_alpha_k(options) for options in settings]
         with_ideal = sorted({(alpha, k) for alpha, k in chosen if alpha != 0})

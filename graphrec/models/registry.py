@@ -30,6 +30,7 @@ from graphrec.models.bspm import BSPM
 from graphrec.models.gfcf import GFCF
 from graphrec.models.lightgcn import LightGCN
 from graphrec.models.mf import MF
+from graphrec.models.mmgf import MultimodalGraphFilter
 from graphrec.models.modality_gat import ModalityGAT
 from graphrec.models.vbpr import VBPR
 
@@ -107,6 +108,8 @@ def check_model_class(model: type[Recommender]) -> None:
         needed.append("scorer")
     if model.selects_on_validation:
         needed += ["setting_scorer", "select"]
+    if model.linear_in_history:
+        needed.append("score_histories")
     problems += [f"`{method}` (its flags require it)" for method in needed if not overrides(method)]
     if problems:
         raise TypeError(f"model class {model.__name__} cannot be registered: it needs " + "; ".join(problems))
@@ -122,6 +125,7 @@ MODELS = ModelRegistry([
     ModalityGAT,
     GFCF,
     BSPM,
+    MultimodalGraphFilter,
 ])
 
 

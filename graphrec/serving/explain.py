@@ -14,6 +14,12 @@ Two kinds of evidence, both read off the trained model rather than invented afte
   :math:`\mathbf{u}` points towards :math:`\mathbf{v}_i`, and a graph model puts
   :math:`\mathbf{u}` near the items the user interacted with, so these are the items
   that "pulled" :math:`i` up.
+* **Contributing training items** (graph filters, whose scores are linear in the user's row:
+  :attr:`~graphrec.models.base.Recommender.linear_in_history`). Their score is
+  :math:`s_{ui} = \sum_{j \in \mathcal{H}_u} s_{e_j, i}`, the sum of what each training item
+  :math:`j` alone (the one-hot row :math:`e_j`) gives item :math:`i`, so the items of
+  :math:`\mathcal{H}_u` with the largest :math:`s_{e_j, i}` are exactly those the score came from.
+  ``because_of`` then carries these contributions, not cosines (``because_of_measure``).
 * **Source weights.** For a model with modality attention
   (:meth:`graphrec.models.ModalityGAT.modality_attention`), the weights
   :math:`\alpha_{i,s}` with which each source (text, image, genre, ...) entered the item's
@@ -43,17 +49,22 @@ class Explanation:
 
     ``modality_weights`` maps each source of the model's modality attention to its
     weight for this item (``None`` for models without one); ``because_of`` lists the
-    user's training items most similar to it, with their cosine similarity, best first.
+    user's training items behind it, best first, with their cosine similarity in the embedding
+    space (``because_of_measure`` ``"cosine"``) or, for graph filters, their contribution to the
+    score (``"contribution"``).
     """
 
     item_id: str
     modality_weights: dict[str, float] | None
     because_of: list[tuple[str, float]]
+    because_of_measure: str = "cosine"
 
     def to_dict(self) -> dict[str, Any]:
+        key = "similarity" if self.because_of_measure == "cosine" else "contribution"
         return {"item_id": self.item_id,
                 "modality_weights": None if self.modality_weights is None else dict(self.modality_weights),
-                "because_of": [{"item_id": item, "similarity": similarity} for item, similarity in self.because_of]}
+                "because_of_measure": self.because_of_measure,
+                "because_of": [{"item_id": item, key: value} for item, value in self.because_of]}
 
 
 def modality_weights(model: Recommender) -> tuple[list[str], np.ndarray] | None:
@@ -127,17 +138,71 @@ def nearest_history_items(item_emb: Tensor, history: sp.csr_matrix, items: np.nd
     return indices, similarities
 
 
-def explain_items(model: Recommender, item_emb: Tensor, item_ids: Sequence[str] | np.ndarray,
+def contributing_history_items(model: Recommender, history: sp.csr_matrix, items: np.ndarray,
+                               top: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """For each ``items[b, j]``, the ``top`` items of ``history`` row ``b`` that contribute most to its
+    score under a model whose scores are linear in the user's row (see the module docstring).
+
+    Same arguments and returns as :func:`nearest_history_items`, with contributions in place of
+    cosine similarities. Each history item is scored alone, as a one-hot row, in blocks of
+    rows whose ``[rows, num_items]`` scores stay bounded.
+    """
+    items = np.asarray(items, dtype=np.int64)
+    if items.ndim != 2 or history.shape[0] != items.shape[0]:
+        raise ValueError(f"items must be [B, k] with one history row each, got items {items.shape} and "
+                         f"history {history.shape}")
+    batch, k = items.shape
+    indices = np.full((batch, k, top), -1, dtype=np.int64)
+    values = np.full((batch, k, top), np.nan, dtype=np.float32)
+    history = history.tocsr()
+    if top <= 0 or k == 0 or history.nnz == 0:
+        return indices, values
+    num_items = history.shape[1]
+    rows_per_block = max(1, _BLOCK_ELEMENTS // max(num_items, 1))
+    for row in range(batch):
+        mine = history.indices[history.indptr[row]:history.indptr[row + 1]]
+        wanted = items[row]
+        if len(mine) == 0:
+            continue
+        parts = []
+        for start in range(0, len(mine), rows_per_block):
+            block = mine[start:start + rows_per_block]
+            one_hot = sp.csr_matrix((np.ones(len(block), dtype=np.float32), (np.arange(len(block)), block)),
+                                    shape=(len(block), num_items))
+            parts.append(model.score_histories(one_hot)[:, torch.from_numpy(wanted.clip(min=0))])
+        contributions = torch.cat(parts).t()  # [k, H]
+        usable = torch.from_numpy(mine[None, :] != wanted[:, None])
+        contributions = contributions.masked_fill(~usable, float("-inf"))
+        width = min(top, len(mine))
+        best, positions = torch.topk(contributions, width, dim=1)
+        found = torch.isfinite(best) & torch.from_numpy(wanted >= 0)[:, None]
+        indices[row, :, :width] = torch.where(found, torch.from_numpy(mine)[positions], -1).numpy()
+        values[row, :, :width] = torch.where(found, best, float("nan")).numpy()
+    return indices, values
+
+
+def explain_items(model: Recommender, item_emb: Tensor | None, item_ids: Sequence[str] | np.ndarray,
                   history: sp.csr_matrix, items: np.ndarray, top: int = 3) -> list[list[Explanation]]:
     """Explanations of the recommended ``items`` ``[B, k]`` (``-1`` = empty slot, skipped).
 
     ``history`` holds each row's training items (``[B, num_items]``); ``model`` supplies
-    modality attention when it has one (see :func:`modality_weights`).
+    modality attention when it has one (see :func:`modality_weights`). Models with ``item_emb``
+    are explained by cosine (:func:`nearest_history_items`), graph filters (``item_emb`` ``None``,
+    :attr:`~graphrec.models.base.Recommender.linear_in_history`) by contribution
+    (:func:`contributing_history_items`).
     """
     item_ids = np.asarray(item_ids, dtype=object)
     items = np.asarray(items, dtype=np.int64)
-    nearest, similarity = nearest_history_items(item_emb, history, items, top=top)
-    attention = modality_weights(model)
+    if item_emb is not None:
+        nearest, similarity = nearest_history_items(item_emb, history, items, top=top)
+        measure = "cosine"
+    elif model.linear_in_history:
+        nearest, similarity = contributing_history_items(model, history, items, top=top)
+        measure = "contribution"
+    else:
+        raise ValueError(f"model {model.name!r} has neither item embeddings nor scores linear in the user's "
+                         f"items: nothing to explain its recommendations by")
+    attention = modality_weights(model) if item_emb is not None else None
     out: list[list[Explanation]] = []
     for row in range(items.shape[0]):
         explanations = []
@@ -151,7 +216,7 @@ def explain_items(model: Recommender, item_emb: Tensor, item_ids: Sequence[str] 
                 names, matrix = attention
                 weights = dict(zip(names, matrix[item].astype(float).tolist()))
             explanations.append(Explanation(item_id=str(item_ids[item]), modality_weights=weights,
-                                            because_of=because))
+                                            because_of=because, because_of_measure=measure))
         out.append(explanations)
     return out
 
@@ -167,4 +232,4 @@ def _padded_rows(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return padded, padded >= 0
 
 
-__all__ = ["Explanation", "explain_items", "modality_weights", "nearest_history_items"]
+__all__ = ["Explanation", "contributing_history_items", "explain_items", "modality_weights", "nearest_history_items"]

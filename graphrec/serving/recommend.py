@@ -66,8 +66,9 @@ def recommend(run: Run, user_ids: Sequence[str], k: int = 20, explain: bool = Tr
 
     With ``exclude_seen`` every item the user interacted with in the dataset (train,
     valid and test) is left out, so a user may get fewer than ``k`` items. With
-    ``explain``, each item carries an :class:`~graphrec.serving.explain.Explanation` (which needs
-    item embeddings: a model without them, ``has_embeddings = False``, gives no explanations).
+    ``explain``, each item carries an :class:`~graphrec.serving.explain.Explanation`: from item
+    embeddings, or, for graph filters, from each training item's contribution to the score (a model
+    with neither, such as popularity, gives no explanations).
 
     Raises:
         GraphrecError: an id is not a user of the run's dataset (the message names it and
@@ -89,7 +90,8 @@ def recommend(run: Run, user_ids: Sequence[str], k: int = 20, explain: bool = Tr
     item_ids = dataset.items["item_id"].astype(str).to_numpy()
     known_user_ids = dataset.users["user_id"].astype(str).to_numpy()
     seen = dataset.csr(list(SPLITS)) if exclude_seen else None
-    history = dataset.csr("train") if explain and item_emb is not None else None
+    explainable = item_emb is not None or run.model.linear_in_history
+    history = dataset.csr("train") if explain and explainable else None
     out: list[Recommendation] = []
     for start in range(0, len(users), batch_size):
         batch = users[start:start + batch_size]
@@ -98,7 +100,7 @@ def recommend(run: Run, user_ids: Sequence[str], k: int = 20, explain: bool = Tr
         excluded = None if seen is None else seen[batch]
         values, columns = rank(scores, k, excluded)
         explanations = (explain_items(run.model, item_emb, item_ids, history[batch], columns)
-                        if history is not None and item_emb is not None else [None] * len(batch))
+                        if history is not None else [None] * len(batch))
         for user, user_values, user_columns, user_explanations in zip(batch, values, columns, explanations):
             keep = user_columns >= 0
             out.append(Recommendation(user_id=str(known_user_ids[user]),
