@@ -36,6 +36,7 @@ QUICK_OUTPUTS = {
     "graph_filters.py": ["graph_filters.json", "graph_filters.md"],
     "lazy_adam.py": ["lazy_adam.json"],
     "multimodal.py": ["multimodal.json", "multimodal.md", "multimodal.png"],
+    "multimodal_graph_filter.py": ["multimodal_graph_filter.json"],
     "recbole_compare.py": ["recbole_compare.json"],
     "scale.py": ["scale.json", "scale.md", "scale.png"],
 }

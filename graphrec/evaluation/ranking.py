@@ -249,7 +249,11 @@ def evaluate_many(score_fn: Callable[[Tensor], Sequence[Tensor]], count: int, da
                   device: torch.device | str = "cpu") -> list[EvaluationResult]:
     """:func:`evaluate` of ``count`` scorings in one pass over the users: ``score_fn(users)`` returns
     ``count`` score matrices ``[B, num_items]``, one per candidate (say, per hyperparameter setting
-    of a closed-form model), and each is ranked and measured as :func:`evaluate` would."""
+    of a closed-form model), and each is ranked and measured as :func:`evaluate` would.
+
+    The matrices must be fresh tensors of this call, which the evaluator masks in place; one tensor
+    may stand for several candidates (it is then copied for all but its last). The masks and ground
+    truth of a batch are gathered once for all candidates."""
     device = torch.device(device)
     targets = _targets(dataset, split, config.protocol)
     accumulators = [_Accumulator(targets, dataset, split, config, item_features, device) for _ in range(count)]
@@ -259,8 +263,13 @@ def evaluate_many(score_fn: Callable[[Tensor], Sequence[Tensor]], count: int, da
             all_scores = list(score_fn(torch.as_tensor(users, dtype=torch.long, device=device)))
         if len(all_scores) != count:
             raise GraphrecError(f"score_fn returned {len(all_scores)} score matrices; expected {count}")
-        for accumulator, scores in zip(accumulators, all_scores, strict=True):
-            accumulator.add(users, _checked_scores(scores, users, dataset.num_items, device, owns_scores=False))
+        batch = accumulators[0].prepare(users)
+        last_use = {id(scores): position for position, scores in enumerate(all_scores)}
+        for position, (accumulator, scores) in enumerate(zip(accumulators, all_scores, strict=True)):
+            owned = last_use[id(scores)] == position
+            accumulator.add(users, _checked_scores(scores, users, dataset.num_items, device, owns_scores=owned),
+                            batch)
+        del all_scores
     return [accumulator.result() for accumulator in accumulators]
 
 
@@ -273,6 +282,15 @@ def _evaluate(score_fn: ScoreFn, dataset: Dataset, split: str, config: EvalConfi
         users = targets.users[start:start + config.batch_size]
         accumulator.add(users, _score_batch(score_fn, users, dataset.num_items, device, owns_scores))
     return accumulator.result()
+
+
+@dataclass
+class _Batch:
+    """The masked entries (``seen_rows``, ``seen_columns``) and dense ground truth of a batch of users."""
+
+    seen_rows: Tensor
+    seen_columns: Tensor
+    relevant: Tensor
 
 
 class _Accumulator:
@@ -293,13 +311,21 @@ class _Accumulator:
                                          else targets.candidates, train_counts, features, device)
         self.collected: dict[str, list[Tensor]] = {}
 
-    def add(self, users: np.ndarray, scores: Tensor) -> None:
-        """Measure one batch: ``scores`` ``[B, num_items]`` of ``users``, which masking overwrites."""
+    def prepare(self, users: np.ndarray) -> _Batch:
+        """What measuring a batch of ``users`` needs besides the scores: their masked entries and
+        ground truth (the same for every scoring of the batch)."""
+        seen = self.targets.seen[users].tocoo()
+        return _Batch(torch.as_tensor(seen.row, dtype=torch.long, device=self.device),
+                      torch.as_tensor(seen.col, dtype=torch.long, device=self.device),
+                      _rows_dense(self.targets.ground_truth, users, self.device))
+
+    def add(self, users: np.ndarray, scores: Tensor, batch: _Batch | None = None) -> None:
+        """Measure one batch: ``scores`` ``[B, num_items]`` of ``users``, which masking overwrites
+        (``batch``: :meth:`prepare` of ``users``, made here when not given)."""
         targets, config, device = self.targets, self.config, self.device
-        seen = targets.seen[users].tocoo()
-        scores[torch.as_tensor(seen.row, dtype=torch.long, device=device),
-               torch.as_tensor(seen.col, dtype=torch.long, device=device)] = float("-inf")
-        relevant = _rows_dense(targets.ground_truth, users, device)
+        batch = self.prepare(users) if batch is None else batch
+        scores[batch.seen_rows, batch.seen_columns] = float("-inf")
+        relevant = batch.relevant
         if self.candidates is not None:
             scores, relevant = scores[:, self.candidates], relevant[:, self.candidates]
         top_scores, top_columns = top_k(scores, max(config.ks))
@@ -307,10 +333,10 @@ class _Accumulator:
         recommended = top_scores != float("-inf")
         hits = relevant.gather(1, top_columns) & recommended
         num_relevant = torch.as_tensor(np.diff(targets.ground_truth.indptr)[users], device=device)
-        batch = ranking_metrics(hits, num_relevant, config.ks)
+        measured = ranking_metrics(hits, num_relevant, config.ks)
         if config.full_mrr:
-            batch["mrr"] = reciprocal_rank(scores, relevant, top_hits=hits)
-        for name, values in batch.items():
+            measured["mrr"] = reciprocal_rank(scores, relevant, top_hits=hits)
+        for name, values in measured.items():
             self.collected.setdefault(name, []).append(values.cpu())
         if self.beyond is not None:
             items = top_columns if self.candidates is None else self.candidates[top_columns]

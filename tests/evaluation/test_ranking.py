@@ -13,7 +13,7 @@ import torch
 
 from graphrec.data.dataset import SPLIT_DTYPE, Dataset
 from graphrec.errors import GraphrecError
-from graphrec.evaluation import EvalConfig, cold_items, evaluate, evaluate_embeddings, top_k
+from graphrec.evaluation import EvalConfig, cold_items, evaluate, evaluate_embeddings, evaluate_many, top_k
 from graphrec.evaluation.ranking import metric_names
 
 
@@ -159,6 +159,25 @@ def test_matches_reference_on_tie_free_scores(seed):
     expected, skipped = reference_evaluate(scores, dataset, "test", ks)
     assert_same_metrics(result.metrics, expected)
     assert result.num_skipped_users == skipped
+
+
+@pytest.mark.parametrize("protocol", ["warm", "cold"])
+def test_evaluate_many_equals_evaluate_of_each_even_when_scorings_share_a_tensor(protocol):
+    """One pass over the users for several scorings, one tensor standing for two of them (as the graph
+    filters return it for settings that come to the same scores): each is measured as evaluate would."""
+    dataset = random_dataset(7, cold_fraction=0.2 if protocol == "cold" else 0.0)
+    rng = np.random.default_rng(3)
+    tables = [torch.as_tensor(rng.normal(size=(dataset.num_users, dataset.num_items)).astype(np.float32))
+              for _ in range(2)]
+    config = EvalConfig(ks=(5, 20), batch_size=9, protocol=protocol, beyond_accuracy=False)
+
+    def score_fn(users):
+        first, second = tables[0][users].clone(), tables[1][users].clone()
+        return [first, second, first]  # the first scoring twice, as one tensor
+
+    many = evaluate_many(score_fn, 3, dataset, "test", config)
+    single = [evaluate(lambda users, t=table: t[users], dataset, "test", config).metrics for table in tables]
+    assert many[0].metrics == single[0] and many[2].metrics == single[0] and many[1].metrics == single[1]
 
 
 def test_batch_size_does_not_change_results():
