@@ -61,8 +61,8 @@ def mmgf_reference(dataset: Dataset, alpha: float, k: int, weights: dict[str, fl
 
 
 def test_mmgf_equals_the_dense_reference_and_reaches_cold_items(dataset):
-    options = MultimodalGraphFilterOptions(alpha=0.3, k=12, solver="dense", neighbours=4,
-                                           modality_weights=("text=0.5", "image=2"))
+    options = MultimodalGraphFilterOptions(alpha=0.3, k=12, solver="dense", neighbours=4, map_ridge=0.3,
+                                           map_share=0.0, modality_weights=("text=0.5", "image=2"))
     model = MultimodalGraphFilter.from_dataset(dataset, options)
     model.select({})
     scores = model.scorer()(torch.arange(NUM_USERS)).numpy()
@@ -77,8 +77,44 @@ def test_mmgf_equals_the_dense_reference_and_reaches_cold_items(dataset):
                                gfcf_reference(dense_filters(dataset), 0.3, 12), rtol=1e-4, atol=1e-5)
 
 
+def map_reference(dataset: Dataset, ridge: float) -> np.ndarray:
+    """R X W X^T with W = G^-1 X_w^T P~_ww X_w G^-1, G = X_w^T X_w + ridge I, densely, before its scale."""
+    f = dense_filters(dataset)
+    blocks = []
+    for feature in dataset.features.values():
+        values = feature.values.astype(np.float64)
+        norms = np.linalg.norm(values, axis=1, keepdims=True)
+        blocks.append(np.divide(values, norms, out=np.zeros_like(values), where=norms > 0))
+    x = np.concatenate(blocks, axis=1)
+    warm = f["r"].sum(0) > 0
+    xw = x[warm]
+    inverse = np.linalg.inv(xw.T @ xw + ridge * np.eye(x.shape[1]))
+    w = inverse @ xw.T @ f["p"][np.ix_(warm, warm)] @ xw @ inverse
+    return f["r"] @ x @ w @ x.T
+
+
+def test_the_content_map_equals_the_dense_reference_and_scores_cold_items(dataset):
+    options = MultimodalGraphFilterOptions(alpha=0.3, k=12, solver="dense", map_ridge=0.5, map_share=0.4,
+                                           modality_weights=("text=0",))
+    model = MultimodalGraphFilter.from_dataset(dataset, options)
+    model.select({})
+    scores = model.scorer()(torch.arange(NUM_USERS)).numpy()
+    f = dense_filters(dataset)
+    mapped = map_reference(dataset, 0.5)
+    trained = f["r"].sum(1) > 0
+    scale = np.linalg.norm((f["r"] @ f["p"])[trained]) / np.linalg.norm(mapped[trained])
+    expected = 0.6 * gfcf_reference(f, 0.3, 12) + 0.4 * scale * mapped
+    np.testing.assert_allclose(scores, expected, rtol=1e-3, atol=1e-4)
+    assert (np.abs(scores[:, COLD_ITEM]) > 0).mean() > 0.5
+    # content alone (share 1): the map's scores, whatever the filter
+    alone = MultimodalGraphFilter.from_dataset(dataset, dataclasses.replace(options, map_share=1.0))
+    alone.select({})
+    np.testing.assert_allclose(alone.scorer()(torch.arange(NUM_USERS)).numpy(), scale * mapped, rtol=1e-3, atol=1e-4)
+
+
 def test_score_histories_of_a_users_row_equal_its_scores(dataset):
-    model = build_model(ModelConfig("mmgf", alpha=0.3, k=10, modality_weights=("text=1",)), dataset)
+    model = build_model(ModelConfig("mmgf", alpha=0.3, k=10, map_ridge=0.3, map_share=0.5,
+                                    modality_weights=("text=1",)), dataset)
     model.select({})
     rows = dataset.csr("train")[[3, 11]]
     np.testing.assert_allclose(model.score_histories(rows).numpy(), model.scorer()(torch.tensor([3, 11])).numpy(),
@@ -101,15 +137,17 @@ def test_selection_is_staged_and_never_reads_the_test_split(dataset):
         selection = select_on_validation(model, data, options, config, "recall@20", torch.device("cpu"), logged.append)
         chosen.append(selection.chosen)
         stages = {row["stage"] for row in selection.table}
-        assert stages == {0, 1}
-        assert len(selection.table) == 20 + 3 ** 2  # GF-CF's grid, then every pair of weights
-        assert all(row["modality_weights"] == ("text=0", "image=0") for row in selection.table if row["stage"] == 0)
-        assert "in 2 stages" in logged[0]
+        assert stages == {0, 1, 2}
+        assert len(selection.table) == 20 + 15 + 3 ** 2  # GF-CF's grid, the content map's, every pair of weights
+        assert all(row["modality_weights"] == ("text=0", "image=0") and row["map_share"] == 0
+                   for row in selection.table if row["stage"] == 0)
+        assert "in 3 stages" in logged[0]
     assert chosen[0] == chosen[1] == chosen[2]
 
 
 def test_many_modalities_are_searched_one_at_a_time(dataset):
-    options = MultimodalGraphFilterOptions(alpha=0.3, k=8, weight_grid=tuple(float(w) for w in range(9)))
+    options = MultimodalGraphFilterOptions(alpha=0.3, k=8, map_ridge=0.3, map_share=0.5,
+                                           weight_grid=tuple(float(w) for w in range(9)))
     model = MultimodalGraphFilter.from_dataset(dataset, options)
     assert model.selection_stage(options, 0, {}) == [{"modality_weights": ("text=0", "image=0")}]
     first = model.selection_stage(options, 1, {"modality_weights": ("text=0", "image=0")})
@@ -120,7 +158,8 @@ def test_many_modalities_are_searched_one_at_a_time(dataset):
 
 
 def test_explanations_are_the_largest_contributions(dataset):
-    model = build_model(ModelConfig("mmgf", alpha=0.3, k=10, modality_weights=("text=1", "image=0.5")), dataset)
+    model = build_model(ModelConfig("mmgf", alpha=0.3, k=10, map_ridge=0.3, map_share=0.5,
+                                    modality_weights=("text=1", "image=0.5")), dataset)
     model.select({})
     history = dataset.csr("train")[[0, 1]]
     items = np.array([[COLD_ITEM, 2, -1], [4, 9, 12]])
@@ -151,6 +190,9 @@ def test_explanations_are_the_largest_contributions(dataset):
     ({"modality_weights": ("text=1", "text=2")}, "given twice"),
     ({"weight_grid": ("a",)}, "weight_grid: weights must be numbers"),
     ({"weight_grid": ()}, "weight_grid: needs at least one weight"),
+    ({"map_ridge": 0.0}, "map_ridge: must be > 0"),
+    ({"map_share": 1.5}, "map_share: must be at most 1"),
+    ({"map_share": -0.1}, "map_share: must be >= 0"),
 ])
 def test_bad_options_are_refused(values, message):
     with pytest.raises(ConfigError, match=message):
@@ -164,7 +206,8 @@ def test_unknown_or_missing_modalities_are_refused(dataset):
         MultimodalGraphFilter.from_dataset(dataset, MultimodalGraphFilterOptions(modalities=("audio",)))
     with pytest.raises(GraphrecError, match="needs modality features"):
         MultimodalGraphFilter.from_dataset(random_dataset(), MultimodalGraphFilterOptions())
-    model = MultimodalGraphFilter.from_dataset(dataset, MultimodalGraphFilterOptions(alpha=0.3, k=8))
+    model = MultimodalGraphFilter.from_dataset(dataset, MultimodalGraphFilterOptions(alpha=0.3, k=8, map_ridge=1.0,
+                                                                                     map_share=0.0))
     with pytest.raises(GraphrecError, match="still to choose"):
         model.scorer()
 
