@@ -87,7 +87,7 @@ class MultimodalGraphFilterOptions(GFCFOptions):
     modalities: tuple[str, ...] | None = field(default=None, metadata={
         "help": "modalities to read, comma-separated (all: every one the dataset has)"})
     map_ridge: float | None = field(default=None, metadata=grid_metadata(
-        "content map: ridge λ of the least-squares map from features to the item–item graph", (0.03, 0.3, 3.0)))
+        "content map: ridge λ of the least-squares map from features to the item–item graph", (0.01, 0.1, 1.0, 10.0)))
     map_share: float | None = field(default=None, metadata=grid_metadata(
         "content map: its share β of the score (1: content alone)", (0.0, 0.25, 0.5, 0.75, 1.0)))
     neighbours: int = field(default=10, metadata={"help": "content graph: nearest neighbours of each item by the "

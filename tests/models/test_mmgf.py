@@ -138,7 +138,7 @@ def test_selection_is_staged_and_never_reads_the_test_split(dataset):
         chosen.append(selection.chosen)
         stages = {row["stage"] for row in selection.table}
         assert stages == {0, 1, 2}
-        assert len(selection.table) == 20 + 15 + 3 ** 2  # GF-CF's grid, the content map's, every pair of weights
+        assert len(selection.table) == 20 + 20 + 3 ** 2  # GF-CF's grid, the content map's, every pair of weights
         assert all(row["modality_weights"] == ("text=0", "image=0") and row["map_share"] == 0
                    for row in selection.table if row["stage"] == 0)
         assert "in 3 stages" in logged[0]
