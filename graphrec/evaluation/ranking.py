@@ -251,9 +251,9 @@ def evaluate_many(score_fn: Callable[[Tensor], Sequence[Tensor]], count: int, da
     ``count`` score matrices ``[B, num_items]``, one per candidate (say, per hyperparameter setting
     of a closed-form model), and each is ranked and measured as :func:`evaluate` would.
 
-    The matrices must be fresh tensors of this call, which the evaluator masks in place; one tensor
-    may stand for several candidates (it is then copied for all but its last). The masks and ground
-    truth of a batch are gathered once for all candidates."""
+    The matrices must be fresh tensors of this call, which the evaluator masks in place. One tensor
+    may stand for several candidates (settings that come to the same scores): it is ranked once and
+    its measures repeated. The masks and ground truth of a batch are gathered once for all candidates."""
     device = torch.device(device)
     targets = _targets(dataset, split, config.protocol)
     accumulators = [_Accumulator(targets, dataset, split, config, item_features, device) for _ in range(count)]
@@ -264,10 +264,13 @@ def evaluate_many(score_fn: Callable[[Tensor], Sequence[Tensor]], count: int, da
         if len(all_scores) != count:
             raise GraphrecError(f"score_fn returned {len(all_scores)} score matrices; expected {count}")
         batch = accumulators[0].prepare(users)
-        last_use = {id(scores): position for position, scores in enumerate(all_scores)}
-        for position, (accumulator, scores) in enumerate(zip(accumulators, all_scores, strict=True)):
-            owned = last_use[id(scores)] == position
-            accumulator.add(users, _checked_scores(scores, users, dataset.num_items, device, owns_scores=owned),
+        ranked: dict[int, _Accumulator] = {}
+        for accumulator, scores in zip(accumulators, all_scores, strict=True):
+            if id(scores) in ranked and accumulator.beyond is None:
+                accumulator.repeat_last(ranked[id(scores)])
+                continue
+            ranked[id(scores)] = accumulator
+            accumulator.add(users, _checked_scores(scores, users, dataset.num_items, device, owns_scores=True),
                             batch)
         del all_scores
     return [accumulator.result() for accumulator in accumulators]
@@ -341,6 +344,11 @@ class _Accumulator:
         if self.beyond is not None:
             items = top_columns if self.candidates is None else self.candidates[top_columns]
             self.beyond.update(items, recommended)
+
+    def repeat_last(self, other: _Accumulator) -> None:
+        """Take ``other``'s measures of its last batch as this scoring's (the same scores)."""
+        for name, values in other.collected.items():
+            self.collected.setdefault(name, []).append(values[-1])
 
     def result(self) -> EvaluationResult:
         config, targets = self.config, self.targets
