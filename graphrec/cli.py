@@ -272,7 +272,9 @@ def _model_values(given: dict[str, object]) -> dict[str, object]:
 
 
 def train(
-    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    ctx: typer.Context,
+    dataset: Annotated[Path | None, typer.Argument(help="dataset directory (default: the recipe's dataset)")]
+        = None,
     model: Annotated[str, typer.Option("--model", help="the model (graphrec train --help lists them)")]
         = "lightgcn",
     out: Annotated[Path, typer.Option("--out", help="run directory to write")] = Path("runs/latest"),
@@ -321,24 +323,59 @@ def train(
         "--sparse-embeddings/--dense-embeddings",
         help="update only the embedding rows a batch touched (default: on for --sampling neighbor)")]
         = _TRAIN.sparse_embeddings,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="recipe file (YAML or TOML) with the model, its options and the training options; "
+                         "flags given here override it")] = None,
+    print_config: Annotated[bool, typer.Option(
+        "--print-config", help="print the merged recipe as YAML and exit without training")] = False,
+    tensorboard: Annotated[Path | None, typer.Option(
+        "--tensorboard", help="write TensorBoard event files (loss, validation metrics, lr, epoch time) here")]
+        = None,
+    mlflow: Annotated[str | None, typer.Option("--mlflow", help="MLflow tracking URI to log the run to "
+                                                                "(e.g. file:./mlruns)")] = None,
     **model_options: object,
 ) -> None:
     """Train a model with BPR, select on validation, test, and write RUN/metrics.json."""
-    from graphrec.models import ModelConfig
+    from graphrec.training.recipes import merge_recipe, read_recipe_file
     from graphrec.training.run import train as run_train
+    from graphrec.training.tracking import tracked
 
-    model_config = ModelConfig(model, _model_values(model_options))
-    train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, seed=seed, device=device,
-                               eval_every=eval_every, patience=patience, select_metric=metric,
-                               eval_ks=_parse_ks(ks), max_minutes=max_minutes, progress=progress, plot=plot,
-                               deterministic=deterministic, contrastive_weight=contrastive_weight,
-                               contrastive_temperature=contrastive_temperature, sampling=sampling,
-                               fanout=_parse_fanout(fanout), sample_on=sample_on,
-                               lr_decay_patience=lr_decay_patience, lr_decay_factor=lr_decay_factor,
-                               sparse_embeddings=sparse_embeddings, num_negatives=num_negatives, refit=refit)
-    run_train(dataset, model_config, train_config, out=out, resume=resume, log=typer.echo)
+    flags = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "reg": reg, "seed": seed, "device": device,
+             "eval_every": eval_every, "patience": patience, "select_metric": metric, "eval_ks": ks,
+             "max_minutes": max_minutes, "progress": progress, "plot": plot, "deterministic": deterministic,
+             "contrastive_weight": contrastive_weight, "contrastive_temperature": contrastive_temperature,
+             "sampling": sampling, "fanout": fanout, "sample_on": sample_on, "lr_decay_patience": lr_decay_patience,
+             "lr_decay_factor": lr_decay_factor, "sparse_embeddings": sparse_embeddings,
+             "num_negatives": num_negatives, "refit": refit}
+    parameter = {"select_metric": "metric", "eval_ks": "ks"}
+    given = {key: value for key, value in flags.items()
+             if config is None or _given_on_command_line(ctx, parameter.get(key, key))}
+    if "eval_ks" in given:
+        given["eval_ks"] = _parse_ks(str(given["eval_ks"]))
+    if "fanout" in given:
+        given["fanout"] = _parse_fanout(str(given["fanout"]))
+    recipe = merge_recipe(read_recipe_file(config) if config is not None else None, config,
+                          model=model if config is None or _given_on_command_line(ctx, "model") else None,
+                          model_options=_model_values(model_options), train=given,
+                          tracking={"tensorboard": None if tensorboard is None else str(tensorboard),
+                                    "mlflow": mlflow}, dataset=dataset)
+    if print_config:
+        typer.echo(recipe.to_yaml(), nl=False)
+        return
+    if recipe.dataset is None:
+        raise GraphrecError("give a DATASET directory (or a recipe with a dataset)")
+    with tracked(recipe.tracking, run_name=out.name, params=recipe.to_dict()) as trackers:
+        run = run_train(recipe.dataset, recipe.model, recipe.train, out=out, resume=resume, log=typer.echo,
+                        observers=trackers.observers)
+        trackers.finish(run.metrics, out)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(f"wrote {out / 'metrics.json'}")
+
+
+def _given_on_command_line(ctx: typer.Context, parameter: str) -> bool:
+    """Whether ``parameter`` was set by a flag (or its environment variable), not left at its default."""
+    source = ctx.get_parameter_source(parameter)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
 def _train_command(with_model_options: bool) -> typing.Callable[..., None]:
