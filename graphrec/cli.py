@@ -514,6 +514,42 @@ def index(
     typer.echo(json.dumps({"index": str(path), **stats}, indent=2, default=str))
 
 
+@app.command()
+def serve(
+    run: Annotated[Path, typer.Argument(help="run directory written by graphrec train")],
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="uvicorn worker processes, each with the run in "
+                                                           "memory")] = 1,
+    max_k: Annotated[int, typer.Option("--max-k", help="largest k answered; larger ones are capped, with a "
+                                                       "note")] = 100,
+    use_index: Annotated[bool, typer.Option("--index/--exact", help="use RUN/index when graphrec index built "
+                                                                    "one, or always search exactly")] = True,
+) -> None:
+    """Serve recommendations over HTTP (FastAPI on uvicorn): /recommend, /recommend/new-user, /similar-items,
+    /health, /info; the OpenAPI schema at /docs."""
+    from graphrec.serving.server import ServerConfig
+    from graphrec.serving.server import serve as run_serve
+
+    run_serve(ServerConfig(run=str(run), host=host, port=port, workers=workers, max_k=max_k, use_index=use_index))
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from graphrec import __version__
+
+        typer.echo(f"graphrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print graphrec's version and exit")] = False,
+) -> None:
+    """graphrec: multimodal recommendation with graph neural networks."""
+
+
 def _is_click_error(error: BaseException, name: str) -> bool:
     """Whether ``error`` is an instance of a class called ``name`` from click or typer's own click."""
     return any(cls.__name__ == name and cls.__module__.split(".")[0] in ("click", "typer")
