@@ -534,6 +534,51 @@ def serve(
     run_serve(ServerConfig(run=str(run), host=host, port=port, workers=workers, max_k=max_k, use_index=use_index))
 
 
+@app.command()
+def tune(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    study_dir: Annotated[Path, typer.Option("--study-dir", help="where the study (study.db), its trials, plots and "
+                                                                "best recipe go; the same DIR resumes or joins it")],
+    model: Annotated[str | None, typer.Option("--model", help="the model (default: the recipe's, else lightgcn)")]
+        = None,
+    space: Annotated[Path | None, typer.Option("--space", help="space.yaml narrowing or widening the model's "
+                                                               "search space")] = None,
+    trials: Annotated[int, typer.Option("--trials", help="finished trials the study should have")] = 20,
+    config: Annotated[Path | None, typer.Option("--config", help="recipe whose options every trial starts from")]
+        = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="epochs per trial (default: the recipe's)")] = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="validation metric to maximise")] = None,
+    refit: Annotated[bool, typer.Option("--refit", help="refit the best configuration on train + valid before "
+                                                        "testing it")] = False,
+    study_name: Annotated[str, typer.Option("--study-name")] = "graphrec",
+    seed: Annotated[int, typer.Option("--seed", help="seeds the sampler (with the trials so far and the process)")]
+        = 0,
+    startup_trials: Annotated[int, typer.Option("--startup-trials", help="random trials before TPE and pruning")]
+        = 5,
+    heartbeat: Annotated[int, typer.Option("--heartbeat", help="seconds between a trial's heartbeats; a trial silent "
+                                                               "for 3 times as long (killed) is failed")] = 10,
+) -> None:
+    """Search hyperparameters with Optuna (TPE, median pruning) on the validation split, in a resumable SQLite
+    study; then test the best trial once."""
+    from graphrec.training.recipes import merge_recipe, read_recipe_file
+    from graphrec.training.tune import TuneConfig, read_space_file, search_space
+    from graphrec.training.tune import tune as run_tune
+
+    train_values: dict[str, Any] = {"progress": False}
+    if epochs is not None:
+        train_values["epochs"] = epochs
+    if metric is not None:
+        train_values["select_metric"] = metric
+    base = merge_recipe(read_recipe_file(config) if config is not None else None, config, model=model,
+                        train=train_values, dataset=dataset)
+    overrides = read_space_file(space) if space is not None else None
+    dimensions = search_space(base.model.name, overrides, path=space)
+    tune_config = TuneConfig(trials=trials, study_name=study_name, seed=seed, startup_trials=startup_trials,
+                             heartbeat_seconds=heartbeat, refit=refit)
+    result = run_tune(dataset, base, dimensions, study_dir, tune_config, log=typer.echo)
+    typer.echo(f"best recipe: {result.files['best_recipe']}; tested run: {result.files['best_run']}")
+
+
 def _print_version(value: bool) -> None:
     if value:
         from graphrec import __version__

@@ -199,8 +199,9 @@ class RecommendationService:
             seen = self.seen[users]
             excluded = [set(seen.indices[seen.indptr[row]:seen.indptr[row + 1]].tolist()) if exclude[row] else set()
                         for row in range(len(users))]
-            scores, columns = self.index.search(self.user_emb[torch.from_numpy(users)].numpy(), k, exclude=excluded)
-            return np.where(columns >= 0, scores, np.nan), columns
+            found, columns = self.index.search(self.user_emb[torch.from_numpy(users)].numpy(), k, exclude=excluded)
+            return np.where(columns >= 0, found, np.nan), columns
+        scores: Tensor
         if self.user_emb is not None and self.item_emb is not None:
             scores = self.user_emb[torch.from_numpy(users)] @ self.item_emb.t()
         else:

@@ -82,9 +82,16 @@ class Recipe:
 
 def read_recipe_file(path: str | Path) -> dict[str, Any]:
     """The raw contents of a recipe file, its top-level sections checked."""
+    raw = read_mapping_file(path, what="recipe")
+    _check_keys(raw, SECTIONS, Path(path), "")
+    return raw
+
+
+def read_mapping_file(path: str | Path, what: str = "recipe") -> dict[str, Any]:
+    """A YAML (or, by its suffix, TOML) file holding one mapping."""
     path = Path(path)
     if not path.is_file():
-        raise DataFormatError("no such recipe file", path=path)
+        raise DataFormatError(f"no such {what} file", path=path)
     text = path.read_text()
     try:
         if path.suffix.lower() == ".toml":
@@ -102,8 +109,7 @@ def read_recipe_file(path: str | Path) -> dict[str, Any]:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise DataFormatError(f"a recipe is a mapping of {', '.join(SECTIONS)}; got {type(raw).__name__}", path=path)
-    _check_keys(raw, SECTIONS, path, "")
+        raise DataFormatError(f"a {what} is a mapping; got {type(raw).__name__}", path=path)
     return raw
 
 
@@ -239,4 +245,4 @@ def _plain(value: Any) -> Any:
     return value
 
 
-__all__ = ["SECTIONS", "Recipe", "load_recipe", "merge_recipe", "read_recipe_file"]
+__all__ = ["SECTIONS", "Recipe", "load_recipe", "merge_recipe", "read_mapping_file", "read_recipe_file"]
