@@ -38,6 +38,7 @@ QUICK_OUTPUTS = {
     "multimodal.py": ["multimodal.json", "multimodal.md", "multimodal.png"],
     "recbole_compare.py": ["recbole_compare.json"],
     "scale.py": ["scale.json", "scale.md", "scale.png"],
+    "serve.py": ["serve.json"],
 }
 #: The benchmarks whose quick mode reads none of the real datasets.
 NO_DATA = {"lazy_adam.py"}

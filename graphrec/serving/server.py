@@ -396,13 +396,14 @@ def create_app(config: ServerConfig, service: RecommendationService | None = Non
         return service.info()
 
     @app.post("/recommend")
-    async def recommend(body: RecommendBody) -> dict[str, Any]:
+    async def recommend(body: RecommendBody) -> JSONResponse:
         notes: list[str] = []
         k = service.capped_k(body.k, notes)
         query = Query(users=service.user_indices([str(user) for user in body.users]), k=k,
                       exclude_seen=body.exclude_seen, explain=body.explain)
         results = await batcher.submit(query)
-        return {"k": k, "results": [result.to_dict() for result in results], "notes": notes}
+        # plain JSON types already: a JSONResponse skips FastAPI's per-field encoding of the answer
+        return JSONResponse({"k": k, "results": [result.to_dict() for result in results], "notes": notes})
 
     @app.post("/recommend/new-user")
     async def new_user(body: NewUserBody) -> dict[str, Any]:
