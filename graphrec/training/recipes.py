@@ -143,7 +143,7 @@ def merge_recipe(raw: Mapping[str, Any] | None, path: str | Path | None = None, 
                           f"({', '.join(file_options)}) would not apply; change the model in the recipe",
                           field="model")
     name = model if model is not None else file_model
-    if name not in MODELS:
+    if name not in list(MODELS):  # the registry raises ConfigError (naming --model) for an unknown name
         if model is None:
             raise DataFormatError(f"unknown model {name!r}{_closest(name, MODELS)}; choose one of "
                                   f"{', '.join(MODELS)}", path=where, field="model.name")
