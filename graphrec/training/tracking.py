@@ -10,10 +10,11 @@ stays the source of truth; these are views of it for the tools practitioners alr
   ``valid/METRIC@K``, and ``final/SPLIT/METRIC@K``.
 * MLflow: :class:`mlflow.MlflowClient` on a tracking URI (a local SQLite store such as
   ``sqlite:///mlflow.db``, which MLflow now recommends over its ``file:`` store, another database, or a
-  server); one MLflow run per training run, with the model and training options as parameters and
-  ``metrics.json`` as an artifact. MLflow's metric names cannot hold ``@``, so ``recall@20`` is
-  logged as ``recall_at_20``. The client is used rather than ``mlflow.start_run`` so that nothing
-  is kept in MLflow's process-global active run.
+  server); one MLflow run per training run, with the model and training options as parameters,
+  curves ``train_loss``, ``train_lr``, ``train_epoch_seconds``, ``valid_METRIC_at_K`` per epoch,
+  ``final_SPLIT_METRIC_at_K`` once, and ``metrics.json`` as an artifact. MLflow's metric names
+  cannot hold ``@``, so ``recall@20`` is logged as ``recall_at_20``. The client is used rather than
+  ``mlflow.start_run`` so that nothing is kept in MLflow's process-global active run.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ class MLflowTracker:
     def finish(self, metrics: Mapping[str, Any], run_dir: Path | None, failed: bool = False) -> None:
         for split in FINAL_SPLITS:
             for name, value in (metrics.get(split) or {}).items():
-                self.client.log_metric(self.run_id, f"{split}_{mlflow_name(name)}", value)
+                self.client.log_metric(self.run_id, f"final_{split}_{mlflow_name(name)}", value)
         if run_dir is not None and (run_dir / "metrics.json").is_file():
             self.client.log_artifact(self.run_id, str(run_dir / "metrics.json"))
         self.client.set_terminated(self.run_id, status="FAILED" if failed else "FINISHED")
