@@ -83,7 +83,8 @@ class MLflowTracker:
         try:
             self.client = MlflowClient(tracking_uri=tracking_uri)
             found = self.client.get_experiment_by_name(experiment)
-            experiment_id = found.experiment_id if found is not None else self.client.create_experiment(experiment)
+            experiment_id = found.experiment_id if found is not None else self.client.create_experiment(
+                experiment, artifact_location=_local_artifacts(tracking_uri))
             self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
         except Exception as error:  # mlflow.exceptions.MlflowException and the store's own errors
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -145,6 +146,16 @@ class Trackers:
         self.finished = True
         for tracker in self.trackers:
             tracker.finish(metrics, run_dir, failed=failed)
+
+
+def _local_artifacts(tracking_uri: str) -> str | None:
+    """For a SQLite store, artifacts beside its database file: MLflow's default is ``./mlruns`` in
+    whatever directory the command runs from."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    database = Path(tracking_uri[len(prefix):])
+    return (database.parent.resolve() / f"{database.stem}-artifacts").as_uri()
 
 
 def mlflow_name(metric: str) -> str:

@@ -269,16 +269,7 @@ def tune(dataset_path: str | Path, base: Recipe, space: Mapping[str, Dimension],
         recipe = trial_recipe(base, {name: dimension.suggest(trial) for name, dimension in space.items()}, space)
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("pid", os.getpid())
-
-        def prune(report: EpochReport) -> None:
-            if report.valid is None:
-                return
-            trial.report(report.valid[metric], step=report.epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"validation {metric} {report.valid[metric]:.4f} at epoch {report.epoch} "
-                                         f"is below the median of earlier trials")
-
-        value = validation_score(dataset, recipe, [prune])
+        value = validation_score(dataset, recipe, [pruning_observer(trial, metric)])
         log(f"trial {trial.number}: validation {metric} = {value:.4f}  "
             + " ".join(f"{name}={trial.params[name]}" for name in space))
         return value
@@ -296,6 +287,23 @@ def tune(dataset_path: str | Path, base: Recipe, space: Mapping[str, Dimension],
     else:
         log(f"study {config.study_name!r} already has {done} finished trials")
     return _finish(study, base, study_dir, config, log)
+
+
+def pruning_observer(trial: Any, metric: str) -> Callable[[EpochReport], None]:
+    """An observer of :func:`~graphrec.training.trainer.fit` that reports each validation ``metric`` to
+    ``trial`` (step = epoch) and stops training, raising :class:`optuna.TrialPruned`, when the study's
+    pruner says so."""
+    optuna = _import_optuna()
+
+    def observe(report: EpochReport) -> None:
+        if report.valid is None:
+            return
+        trial.report(report.valid[metric], step=report.epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"validation {metric} {report.valid[metric]:.4f} at epoch {report.epoch} "
+                                     f"is below the median of earlier trials")
+
+    return observe
 
 
 def open_study(study_dir: str | Path, config: TuneConfig) -> Any:
@@ -427,5 +435,5 @@ def _silent(_: str) -> None:
     """Trials train quietly: the study logs one line per trial."""
 
 
-__all__ = ["TRAIN_SPACE", "Dimension", "TuneConfig", "TuneResult", "open_study", "read_space_file", "search_space",
-           "trial_recipe", "tune", "validation_score"]
+__all__ = ["TRAIN_SPACE", "Dimension", "TuneConfig", "TuneResult", "open_study", "pruning_observer", "read_space_file",
+           "search_space", "trial_recipe", "tune", "validation_score"]

@@ -83,10 +83,14 @@ def test_mlflow_run_in_a_local_store_holds_params_curves_final_metrics_and_metri
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "run"
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
     completed = subprocess.run([sys.executable, "-m", "graphrec", "train", synthetic.path, "--model", "mf", "--dim",
                                 "8", "--epochs", str(EPOCHS), "--no-progress", "--out", out, "--mlflow", uri],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, cwd=elsewhere)
     assert completed.returncode == 0, completed.stderr
+    assert list(elsewhere.iterdir()) == [], "nothing is written where the command runs (MLflow's ./mlruns)"
+    assert (tmp_path / "mlflow-artifacts").is_dir()
     metrics = json.loads((out / "metrics.json").read_text())
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("graphrec")
@@ -103,6 +107,6 @@ def test_mlflow_run_in_a_local_store_holds_params_curves_final_metrics_and_metri
 def test_a_tracking_store_that_cannot_be_used_is_a_clear_error(synthetic, tmp_path):
     completed = subprocess.run([sys.executable, "-m", "graphrec", "train", synthetic.path, "--model", "pop",
                                 "--out", tmp_path / "run", "--mlflow", "nosuchscheme://x"],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, cwd=tmp_path)
     assert completed.returncode == 2 and "error: --mlflow nosuchscheme://x:" in completed.stderr, completed.stderr
     assert "Traceback" not in completed.stderr

@@ -61,7 +61,7 @@ def test_space_file_narrows_widens_fixes_and_drops(tmp_path):
     assert search_space("gfcf")["alpha"].choices == MODELS["gfcf"].Options.__dataclass_fields__["alpha"].metadata[
         "grid"], "options the model selects on validation are searched over their grid"
     path = tmp_path / "space.yaml"
-    with pytest.raises(DataFormatError, match=r"space.yaml: field 'layer': .*did you mean 'layers'"):
+    with pytest.raises(DataFormatError, match=r"space.yaml, field 'layer': .*did you mean 'layers'"):
         search_space("lightgcn", {"layer": [1, 2]}, path=path)
     with pytest.raises(DataFormatError, match="low <= high"):
         search_space("lightgcn", {"lr": {"low": 1e-2, "high": 1e-3}}, path=path)
@@ -85,6 +85,29 @@ def test_trials_train_on_validation_only_and_the_trial_recipe_is_what_trains(syn
     without_test = dataclasses.replace(dataset, interactions=dataset.interactions[
         dataset.interactions["split"] != "test"].reset_index(drop=True))
     assert validation_score(without_test, recipe, []) == pytest.approx(value, abs=1e-6)
+
+
+def test_a_trial_below_the_median_curve_is_pruned_during_training(synthetic):
+    from graphrec.data.dataset import load_dataset
+    from graphrec.training.trainer import EpochReport
+    from graphrec.training.tune import pruning_observer
+
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    good = study.ask()
+    observe = pruning_observer(good, "recall@20")
+    for epoch in (1, 2, 3):
+        observe(EpochReport(epoch=epoch, loss=0.5, lr=1e-3, seconds=0.1, valid={"recall@20": 0.9}))
+        observe(EpochReport(epoch=epoch, loss=0.5, lr=1e-3, seconds=0.1))  # unevaluated epochs are not reported
+    study.tell(good, 0.9)
+    assert good.storage.get_trial(good._trial_id).intermediate_values == {1: 0.9, 2: 0.9, 3: 0.9}
+    # a real training run whose validation curve lies below the first trial's is stopped at its first evaluation
+    bad = study.ask()
+    base = Recipe(model=ModelConfig("mf", dim=8), train=TrainConfig(epochs=5, progress=False))
+    with pytest.raises(optuna.TrialPruned, match="epoch 1"):
+        validation_score(load_dataset(synthetic), base, [pruning_observer(bad, "recall@20")])
+    study.tell(bad, state=optuna.trial.TrialState.PRUNED)
+    assert list(study.trials[1].intermediate_values) == [1]
 
 
 def test_a_model_with_nothing_to_search_is_a_clear_error(synthetic, tmp_path):
