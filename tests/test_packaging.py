@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -40,7 +41,13 @@ def test_extras_are_declared_kept_out_of_core_and_installed_for_the_tests():
 
 
 def test_the_wheel_declares_the_extras(tmp_path):
-    completed = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+    # built from a copy: setuptools leaves build/ and an egg-info beside the sources it builds
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "graphrec", source / "graphrec", ignore=shutil.ignore_patterns("__pycache__"))
+    completed = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                                 "-q", "-w", str(tmp_path)], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
     (wheel,) = tmp_path.glob("graphrec-*.whl")
