@@ -363,7 +363,7 @@ def train(
         typer.echo(recipe.to_yaml(), nl=False)
         return
     if recipe.dataset is None:
-        raise GraphrecError("give a DATASET directory (or a recipe with a dataset)")
+        raise GraphrecError("Missing argument 'dataset': give a DATASET directory, or a --config recipe that names one")
     with tracked(recipe.tracking, run_name=out.name, params=recipe.to_dict()) as trackers:
         run = run_train(recipe.dataset, recipe.model, recipe.train, out=out, resume=resume, log=typer.echo,
                         observers=trackers.observers)
