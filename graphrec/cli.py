@@ -338,7 +338,7 @@ def train(
     """Train a model with BPR, select on validation, test, and write RUN/metrics.json."""
     from graphrec.training.recipes import merge_recipe, read_recipe_file
     from graphrec.training.run import train as run_train
-    from graphrec.training.tracking import tracked
+    from graphrec.training.tracking import TrackingConfig, tracked
 
     flags = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "reg": reg, "seed": seed, "device": device,
              "eval_every": eval_every, "patience": patience, "select_metric": metric, "eval_ks": ks,
@@ -364,11 +364,14 @@ def train(
         return
     if recipe.dataset is None:
         raise GraphrecError("Missing argument 'dataset': give a DATASET directory, or a --config recipe that names one")
-    with tracked(recipe.tracking, run_name=out.name, params=recipe.to_dict()) as trackers:
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    # under torchrun only rank 0 tracks, as only it evaluates and writes the run directory
+    tracking = recipe.tracking if is_main else TrackingConfig()
+    with tracked(tracking, run_name=out.name, params=recipe.to_dict()) as trackers:
         run = run_train(recipe.dataset, recipe.model, recipe.train, out=out, resume=resume, log=typer.echo,
                         observers=trackers.observers)
         trackers.finish(run.metrics, out)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main:
         typer.echo(f"wrote {out / 'metrics.json'}")
 
 
