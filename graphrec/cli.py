@@ -272,7 +272,9 @@ def _model_values(given: dict[str, object]) -> dict[str, object]:
 
 
 def train(
-    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    ctx: typer.Context,
+    dataset: Annotated[Path | None, typer.Argument(help="dataset directory (default: the recipe's dataset)")]
+        = None,
     model: Annotated[str, typer.Option("--model", help="the model (graphrec train --help lists them)")]
         = "lightgcn",
     out: Annotated[Path, typer.Option("--out", help="run directory to write")] = Path("runs/latest"),
@@ -321,24 +323,62 @@ def train(
         "--sparse-embeddings/--dense-embeddings",
         help="update only the embedding rows a batch touched (default: on for --sampling neighbor)")]
         = _TRAIN.sparse_embeddings,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="recipe file (YAML or TOML) with the model, its options and the training options; "
+                         "flags given here override it")] = None,
+    print_config: Annotated[bool, typer.Option(
+        "--print-config", help="print the merged recipe as YAML and exit without training")] = False,
+    tensorboard: Annotated[Path | None, typer.Option(
+        "--tensorboard", help="write TensorBoard event files (loss, validation metrics, lr, epoch time) here")]
+        = None,
+    mlflow: Annotated[str | None, typer.Option("--mlflow", help="MLflow tracking URI to log the run to "
+                                                                "(e.g. file:./mlruns)")] = None,
     **model_options: object,
 ) -> None:
     """Train a model with BPR, select on validation, test, and write RUN/metrics.json."""
-    from graphrec.models import ModelConfig
+    from graphrec.training.recipes import merge_recipe, read_recipe_file
     from graphrec.training.run import train as run_train
+    from graphrec.training.tracking import TrackingConfig, tracked
 
-    model_config = ModelConfig(model, _model_values(model_options))
-    train_config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, reg=reg, seed=seed, device=device,
-                               eval_every=eval_every, patience=patience, select_metric=metric,
-                               eval_ks=_parse_ks(ks), max_minutes=max_minutes, progress=progress, plot=plot,
-                               deterministic=deterministic, contrastive_weight=contrastive_weight,
-                               contrastive_temperature=contrastive_temperature, sampling=sampling,
-                               fanout=_parse_fanout(fanout), sample_on=sample_on,
-                               lr_decay_patience=lr_decay_patience, lr_decay_factor=lr_decay_factor,
-                               sparse_embeddings=sparse_embeddings, num_negatives=num_negatives, refit=refit)
-    run_train(dataset, model_config, train_config, out=out, resume=resume, log=typer.echo)
-    if int(os.environ.get("RANK", "0")) == 0:
+    flags = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "reg": reg, "seed": seed, "device": device,
+             "eval_every": eval_every, "patience": patience, "select_metric": metric, "eval_ks": ks,
+             "max_minutes": max_minutes, "progress": progress, "plot": plot, "deterministic": deterministic,
+             "contrastive_weight": contrastive_weight, "contrastive_temperature": contrastive_temperature,
+             "sampling": sampling, "fanout": fanout, "sample_on": sample_on, "lr_decay_patience": lr_decay_patience,
+             "lr_decay_factor": lr_decay_factor, "sparse_embeddings": sparse_embeddings,
+             "num_negatives": num_negatives, "refit": refit}
+    parameter = {"select_metric": "metric", "eval_ks": "ks"}
+    given = {key: value for key, value in flags.items()
+             if config is None or _given_on_command_line(ctx, parameter.get(key, key))}
+    if "eval_ks" in given:
+        given["eval_ks"] = _parse_ks(str(given["eval_ks"]))
+    if "fanout" in given:
+        given["fanout"] = _parse_fanout(str(given["fanout"]))
+    recipe = merge_recipe(read_recipe_file(config) if config is not None else None, config,
+                          model=model if config is None or _given_on_command_line(ctx, "model") else None,
+                          model_options=_model_values(model_options), train=given,
+                          tracking={"tensorboard": None if tensorboard is None else str(tensorboard),
+                                    "mlflow": mlflow}, dataset=dataset)
+    if print_config:
+        typer.echo(recipe.to_yaml(), nl=False)
+        return
+    if recipe.dataset is None:
+        raise GraphrecError("Missing argument 'dataset': give a DATASET directory, or a --config recipe that names one")
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    # under torchrun only rank 0 tracks, as only it evaluates and writes the run directory
+    tracking = recipe.tracking if is_main else TrackingConfig()
+    with tracked(tracking, run_name=out.name, params=recipe.to_dict()) as trackers:
+        run = run_train(recipe.dataset, recipe.model, recipe.train, out=out, resume=resume, log=typer.echo,
+                        observers=trackers.observers)
+        trackers.finish(run.metrics, out)
+    if is_main:
         typer.echo(f"wrote {out / 'metrics.json'}")
+
+
+def _given_on_command_line(ctx: typer.Context, parameter: str) -> bool:
+    """Whether ``parameter`` was set by a flag (or its environment variable), not left at its default."""
+    source = ctx.get_parameter_source(parameter)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
 def _train_command(with_model_options: bool) -> typing.Callable[..., None]:
@@ -476,6 +516,87 @@ def index(
     path, stats = build_index(run, out=out, backend=backend, nlist=nlist, nprobe=nprobe,
                               target_recall=target_recall, overwrite=overwrite)
     typer.echo(json.dumps({"index": str(path), **stats}, indent=2, default=str))
+
+
+@app.command()
+def serve(
+    run: Annotated[Path, typer.Argument(help="run directory written by graphrec train")],
+    host: Annotated[str, typer.Option("--host", help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="uvicorn worker processes, each with the run in "
+                                                           "memory")] = 1,
+    max_k: Annotated[int, typer.Option("--max-k", help="largest k answered; larger ones are capped, with a "
+                                                       "note")] = 100,
+    use_index: Annotated[bool, typer.Option("--index/--exact", help="use RUN/index when graphrec index built "
+                                                                    "one, or always search exactly")] = True,
+) -> None:
+    """Serve recommendations over HTTP (FastAPI on uvicorn): /recommend, /recommend/new-user, /similar-items,
+    /health, /info; the OpenAPI schema at /docs."""
+    from graphrec.serving.server import ServerConfig
+    from graphrec.serving.server import serve as run_serve
+
+    run_serve(ServerConfig(run=str(run), host=host, port=port, workers=workers, max_k=max_k, use_index=use_index))
+
+
+@app.command()
+def tune(
+    dataset: Annotated[Path, typer.Argument(help="dataset directory")],
+    study_dir: Annotated[Path, typer.Option("--study-dir", help="where the study (study.db), its trials, plots and "
+                                                                "best recipe go; the same DIR resumes or joins it")],
+    model: Annotated[str | None, typer.Option("--model", help="the model (default: the recipe's, else lightgcn)")]
+        = None,
+    space: Annotated[Path | None, typer.Option("--space", help="space.yaml narrowing or widening the model's "
+                                                               "search space")] = None,
+    trials: Annotated[int, typer.Option("--trials", help="finished trials the study should have")] = 20,
+    config: Annotated[Path | None, typer.Option("--config", help="recipe whose options every trial starts from")]
+        = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", help="epochs per trial (default: the recipe's)")] = None,
+    metric: Annotated[str | None, typer.Option("--metric", help="validation metric to maximise")] = None,
+    refit: Annotated[bool, typer.Option("--refit", help="refit the best configuration on train + valid before "
+                                                        "testing it")] = False,
+    study_name: Annotated[str, typer.Option("--study-name")] = "graphrec",
+    seed: Annotated[int, typer.Option("--seed", help="seeds the sampler (with the trials so far and the process)")]
+        = 0,
+    startup_trials: Annotated[int, typer.Option("--startup-trials", help="random trials before TPE and pruning")]
+        = 5,
+    heartbeat: Annotated[int, typer.Option("--heartbeat", help="seconds between a trial's heartbeats; a trial silent "
+                                                               "for 3 times as long (killed) is failed")] = 10,
+) -> None:
+    """Search hyperparameters with Optuna (TPE, median pruning) on the validation split, in a resumable SQLite
+    study; then test the best trial once."""
+    from graphrec.training.recipes import merge_recipe, read_recipe_file
+    from graphrec.training.tune import TuneConfig, read_space_file, search_space
+    from graphrec.training.tune import tune as run_tune
+
+    train_values: dict[str, Any] = {"progress": False}
+    if epochs is not None:
+        train_values["epochs"] = epochs
+    if metric is not None:
+        train_values["select_metric"] = metric
+    base = merge_recipe(read_recipe_file(config) if config is not None else None, config, model=model,
+                        train=train_values, dataset=dataset)
+    overrides = read_space_file(space) if space is not None else None
+    dimensions = search_space(base.model.name, overrides, path=space)
+    tune_config = TuneConfig(trials=trials, study_name=study_name, seed=seed, startup_trials=startup_trials,
+                             heartbeat_seconds=heartbeat, refit=refit)
+    result = run_tune(dataset, base, dimensions, study_dir, tune_config, log=typer.echo)
+    typer.echo(f"best recipe: {result.files['best_recipe']}; tested run: {result.files['best_run']}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from graphrec import __version__
+
+        typer.echo(f"graphrec {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print graphrec's version and exit")] = False,
+) -> None:
+    """graphrec: multimodal recommendation with graph neural networks."""
 
 
 def _is_click_error(error: BaseException, name: str) -> bool:

@@ -39,6 +39,7 @@ QUICK_OUTPUTS = {
     "multimodal_graph_filter.py": ["multimodal_graph_filter.json"],
     "recbole_compare.py": ["recbole_compare.json"],
     "scale.py": ["scale.json", "scale.md", "scale.png"],
+    "serve.py": ["serve.json"],
 }
 #: The benchmarks whose quick mode reads none of the real datasets.
 NO_DATA = {"lazy_adam.py"}

@@ -48,7 +48,12 @@ class ModelOptions:
 
     A model that chooses hyperparameters on the validation split itself (``selects_on_validation``)
     marks each such field with ``metadata["grid"]``, the values it tries, and defaults it to
-    ``None``: ``None`` means "choose from the grid on validation", a value fixes it."""
+    ``None``: ``None`` means "choose from the grid on validation", a value fixes it.
+
+    ``metadata["space"]`` is the documented range that ``graphrec tune`` searches for a field:
+    ``{"low": L, "high": H}`` (``"log": True`` for a log scale; ints stay ints) or
+    ``{"choices": (...)}``; a field with a grid is searched over its grid (see
+    :mod:`graphrec.training.tune`)."""
 
     def searched(self) -> dict[str, tuple[Any, ...]]:
         """The fields left to choose on validation (``None`` and with a grid), with their grids."""

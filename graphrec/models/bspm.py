@@ -97,7 +97,8 @@ def ode_polynomial(method: str, time: float, steps: int, scale: float, shift: fl
 
 @dataclass(frozen=True)
 class BSPMOptions(LowPassOptions):
-    T_b: float = field(default=1.0, metadata={"help": "blurring time T_b (0: no blurring)"})
+    T_b: float = field(default=1.0, metadata={"help": "blurring time T_b (0: no blurring)",
+                                              "space": {"low": 0.0, "high": 2.0}})
     K_b: int = field(default=1, metadata={"help": "blurring steps (step size T_b / K_b)"})
     solver_b: str = field(default="euler", metadata={"help": "blurring ODE solver: euler or rk4"})
     T_s: float | None = field(default=None, metadata=grid_metadata("sharpening time T_s", (1.5, 2.0, 2.5, 3.0)))

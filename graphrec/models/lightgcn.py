@@ -53,8 +53,8 @@ from graphrec.models.base import (
 
 @dataclass(frozen=True)
 class LightGCNOptions(ModelOptions):
-    dim: int = field(default=64, metadata={"help": "embedding width"})
-    layers: int = field(default=3, metadata={"help": "propagation layers L"})
+    dim: int = field(default=64, metadata={"help": "embedding width", "space": {"choices": (32, 64, 128)}})
+    layers: int = field(default=3, metadata={"help": "propagation layers L", "space": {"low": 1, "high": 4}})
 
     def __post_init__(self) -> None:
         check_positive(self, "dim")

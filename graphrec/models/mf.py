@@ -25,7 +25,7 @@ from graphrec.models.base import EMBEDDING_INIT_STD, ModelOptions, Recommender, 
 
 @dataclass(frozen=True)
 class MFOptions(ModelOptions):
-    dim: int = field(default=64, metadata={"help": "embedding width"})
+    dim: int = field(default=64, metadata={"help": "embedding width", "space": {"choices": (32, 64, 128)}})
 
     def __post_init__(self) -> None:
         check_positive(self, "dim")

@@ -100,12 +100,14 @@ GAT_FUSIONS = tuple(strategy for strategy in FUSION_STRATEGIES if strategy != "l
 
 @dataclass(frozen=True)
 class ModalityGATOptions(ModelOptions):
-    dim: int = field(default=64, metadata={"help": "embedding width"})
-    layers: int = field(default=3, metadata={"help": "propagation layers L"})
-    heads: int = field(default=1, metadata={"help": "attention heads per layer"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout on the attention coefficients"})
+    dim: int = field(default=64, metadata={"help": "embedding width", "space": {"choices": (32, 64, 128)}})
+    layers: int = field(default=3, metadata={"help": "propagation layers L", "space": {"low": 1, "high": 3}})
+    heads: int = field(default=1, metadata={"help": "attention heads per layer", "space": {"choices": (1, 2, 4)}})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the attention coefficients",
+                                                  "space": {"low": 0.0, "high": 0.5}})
     fusion: str = field(default="attention", metadata={"help": "how an item's sources combine: "
-                                                                + ", ".join(GAT_FUSIONS)})
+                                                                + ", ".join(GAT_FUSIONS),
+                                                        "space": {"choices": GAT_FUSIONS}})
     entities: tuple[str, ...] = field(default=DEFAULT_ENTITIES, metadata={
         "help": "item columns that become side-entity nodes"})
     modalities: tuple[str, ...] | None = field(default=None, metadata={

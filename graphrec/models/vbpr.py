@@ -43,7 +43,8 @@ from graphrec.models.base import EMBEDDING_INIT_STD, ModelOptions, Recommender, 
 
 @dataclass(frozen=True)
 class VBPROptions(ModelOptions):
-    dim: int = field(default=64, metadata={"help": "width of the id and of the projected content embeddings"})
+    dim: int = field(default=64, metadata={"help": "width of the id and of the projected content embeddings",
+                                           "space": {"choices": (32, 64, 128)}})
     modalities: tuple[str, ...] | None = field(default=None, metadata={
         "help": "modalities to read, comma-separated (all: every one the dataset has)"})
 

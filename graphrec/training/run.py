@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from graphrec.training.config import TrainConfig
 from graphrec.training.distributed import finish as finish_distributed
 from graphrec.training.plots import plot_training_curves
 from graphrec.training.selection import Selection, select_on_validation
-from graphrec.training.trainer import TrainResult, fit, refit
+from graphrec.training.trainer import Observer, TrainResult, fit, refit
 
 
 @dataclass
@@ -101,11 +101,12 @@ def _model_device(model: Recommender) -> torch.device:
 
 def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
           config: TrainConfig = TrainConfig(), out: str | Path | None = None, resume: bool = False,
-          log: Callable[[str], None] = print) -> Run:
+          log: Callable[[str], None] = print, observers: Sequence[Observer] = ()) -> Run:
     """Train a model on a dataset, pick the best validation epoch, and test it.
 
     With ``out``, the run directory is written (see the module docstring) and
-    ``resume=True`` continues from ``out/last.pt`` to the identical result.
+    ``resume=True`` continues from ``out/last.pt`` to the identical result. ``observers`` receive
+    every epoch's report (see :func:`~graphrec.training.trainer.fit`).
     """
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
@@ -140,7 +141,7 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     if recommender.trained_by_gradient:
         result = fit(recommender, dataset, config, validate,
                      checkpoint_path=out_path / "last.pt" if out_path is not None else None,
-                     resume=resume, log=log)
+                     resume=resume, log=log, observers=observers)
     else:
         recommender.to(device)
         if recommender.selects_on_validation:

@@ -50,6 +50,25 @@ Log = Callable[[str], None]
 EvaluateFn = Callable[[Recommender, Dataset, str], dict[str, float]]
 
 
+@dataclass(frozen=True)
+class EpochReport:
+    """What :func:`fit` tells its observers after each epoch: the epoch's mean loss, its wall time,
+    the learning rate it trained with, and the validation metrics when it was evaluated (``None``
+    otherwise). Experiment tracking (:mod:`~graphrec.training.tracking`) and pruning of search
+    trials (:mod:`~graphrec.training.tune`) read these; neither lives in the loop."""
+
+    epoch: int
+    loss: float
+    lr: float
+    seconds: float
+    valid: dict[str, float] | None = None
+
+
+#: Called by :func:`fit` on the main process after every epoch. It may raise to stop training
+#: (a pruned search trial does); the exception propagates out of :func:`fit`.
+Observer = Callable[[EpochReport], None]
+
+
 @dataclass
 class TrainResult:
     model: Recommender
@@ -68,11 +87,13 @@ class TrainResult:
 
 
 def fit(model: Recommender, dataset: Dataset, config: TrainConfig, evaluate_fn: EvaluateFn,
-        checkpoint_path: Path | None = None, resume: bool = False, log: Log = print) -> TrainResult:
+        checkpoint_path: Path | None = None, resume: bool = False, log: Log = print,
+        observers: Sequence[Observer] = ()) -> TrainResult:
     """Train ``model`` with BPR on ``dataset``'s training split, selecting on validation.
 
     ``evaluate_fn(model, dataset, split)`` returns the metrics dict of one split; it is
     called with ``"valid"`` only. The returned model holds the best validation weights.
+    Each of ``observers`` receives an :class:`EpochReport` after every epoch (main process only).
     """
     if not model.trained_by_gradient:
         raise GraphrecError(f"model {model.name!r} is not trained by gradient descent: it is ready once built")
@@ -105,6 +126,11 @@ def fit(model: Recommender, dataset: Dataset, config: TrainConfig, evaluate_fn: 
             record = EpochRecord(epoch=state.epoch + 1, seconds=time.perf_counter() - started, loss=ctx.mean(loss))
             _end_epoch(record, state, model, optimizer, dataset, config, evaluate_fn, ctx, log, out_of_time)
             _report(record, state, config, progress, log)
+            if ctx.is_main:
+                report = EpochReport(epoch=record.epoch, loss=record.loss, lr=_learning_rate(optimizer),
+                                     seconds=record.seconds, valid=record.valid)
+                for observer in observers:
+                    observer(report)
             if checkpoint_path is not None and ctx.is_main:
                 save_checkpoint(checkpoint_path, model, optimizer, generator, state, batches.sampler_generator,
                                 batches.sampling)
@@ -316,6 +342,10 @@ def _report(record: EpochRecord, state: LoopState, config: TrainConfig, progress
     progress.set_postfix(postfix)
 
 
+def _learning_rate(optimizer: Optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
+
+
 def _compare_ranks(model: Recommender, ctx: DistributedContext, notes: list[str]) -> dict[str, Any] | None:
     """With several processes: whether every rank ended with the same parameters."""
     if not ctx.enabled:
@@ -339,5 +369,5 @@ def _silent(_: str) -> None:
     """Log sink of ranks other than 0."""
 
 
-__all__ = ["EpochRecord", "EvaluateFn", "TrainConfig", "TrainResult", "ensure_validation_split", "fit", "refit",
-           "train_one_epoch"]
+__all__ = ["EpochRecord", "EpochReport", "EvaluateFn", "Observer", "TrainConfig", "TrainResult",
+           "ensure_validation_split", "fit", "refit", "train_one_epoch"]
