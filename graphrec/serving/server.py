@@ -31,14 +31,16 @@ their own scorer.
 **Fold-in of a new user** from its items :math:`\mathcal{H}`: for models with embeddings, the
 mean of those items' final embeddings,
 :math:`\mathbf{u}_{\text{new}} = \frac{1}{|\mathcal{H}|} \sum_{i \in \mathcal{H}} \mathbf{v}_i`
-(:func:`~graphrec.serving.recommend.new_user_recommend`); for models without, the normalised
-item–item filter of GF-CF (Shen et al., *How Powerful is Graph Convolution for Recommendation?*,
-CIKM 2021), :math:`\mathbf{s} = \mathbf{r}\,\tilde{\mathbf{R}}^\top \tilde{\mathbf{R}}` with
+(:func:`~graphrec.serving.recommend.new_user_recommend`); for the graph filters (GF-CF, BSPM, mmgf:
+:attr:`~graphrec.models.base.Recommender.linear_in_history`), the model's own filter applied to the
+new user's binary row (:meth:`~graphrec.models.base.Recommender.score_histories`), which is exact:
+their scores are functions of a user's row alone. Any other model without embeddings falls back to
+GF-CF's linear item–item filter (Shen et al., CIKM 2021),
+:math:`\mathbf{s} = \mathbf{r}\,\tilde{\mathbf{R}}^\top \tilde{\mathbf{R}}` with
 :math:`\tilde{\mathbf{R}} = \mathbf{D}_U^{-1/2} \mathbf{R} \mathbf{D}_I^{-1/2}` of the training
-interactions and :math:`\mathbf{r}` the new user's binary row: the linear term that GF-CF and
-BSPM share (their ideal low-pass term needs the SVD basis of users the model was built on, and is
-left out). ``/similar-items`` ranks by the cosine of item embeddings, or by the same item–item
-filter for models without embeddings.
+interactions. ``/similar-items`` ranks by the cosine of item embeddings, or by the same filter of the
+item's one-hot row for models without embeddings. Explanations for the graph filters are the training
+items that contribute most to a score (:mod:`graphrec.serving.explain`).
 """
 
 
@@ -142,6 +144,8 @@ class RecommendationService:
         else:
             self._scorer = self.model.scorer()
         self._item_filter: tuple[sp.csr_matrix, sp.csr_matrix] | None = None
+        #: Explanations come from item embeddings, or from a graph filter's contributions.
+        self.explainable = self.item_emb is not None or self.model.linear_in_history
         self.index = self._load_index() if use_index else None
         self.spec = json.loads((self.path / "run.json").read_text())
 
@@ -185,7 +189,7 @@ class RecommendationService:
             stop = start + len(query.users)
             rows_values, rows_columns = values[start:stop, :query.k], columns[start:stop, :query.k]
             explanations: list[Any] = [None] * len(query.users)
-            if query.explain and self.item_emb is not None:
+            if query.explain and self.explainable:
                 explanations = explain_items(self.model, self.item_emb, self.item_ids, self.history[query.users],
                                              rows_columns)
             out.append([self._recommendation(self.user_ids[user], row_values, row_columns, why)
@@ -230,7 +234,7 @@ class RecommendationService:
             scores = self._filter_scores(history)
         values, columns = rank(scores, k, history)
         explanations = None
-        if explain and self.item_emb is not None:
+        if explain and self.explainable:
             explanations = explain_items(self.model, self.item_emb, self.item_ids, history, columns)[0]
         return self._recommendation("new user", values[0], columns[0], explanations)
 
@@ -249,6 +253,11 @@ class RecommendationService:
         return self._recommendation(str(item_id), values[0], columns[0], None)
 
     def _filter_scores(self, rows: sp.csr_matrix) -> Tensor:
+        if self.model.linear_in_history:  # the model's own filter, for any rows
+            return self.model.score_histories(rows)
+        return self._linear_filter_scores(rows)
+
+    def _linear_filter_scores(self, rows: sp.csr_matrix) -> Tensor:
         """:math:`\\mathbf{r} \\tilde{R}^\\top \\tilde{R}` of binary item rows (see the module docstring)."""
         if self._item_filter is None:
             train = self.history
@@ -274,7 +283,8 @@ class RecommendationService:
             "search": ("exact" if self.index is None else
                        {"index": self.index.kind, "backend": self.index.backend, "metric": self.index.metric,
                         "nprobe": self.index.nprobe}),
-            "fold_in": "mean of item embeddings" if self.item_emb is not None else "GF-CF item-item filter",
+            "fold_in": ("mean of item embeddings" if self.item_emb is not None else
+                        "the model's own filter" if self.model.linear_in_history else "GF-CF item-item filter"),
             "max_k": self.max_k,
             "valid": {key: value for key, value in (self.run.metrics.get("valid") or {}).items()
                       if key.endswith("@20")},

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import torch
 
 from graphrec.data.convert import convert
 from graphrec.serving import build_index, new_user_recommend, recommend
@@ -150,24 +151,25 @@ def test_new_user_and_similar_items(runs, lightgcn_server):
     assert similar["items"] == [items[i] for i in np.argsort(-cosine, kind="stable")[:5]]
 
 
-def test_graph_filter_scores_through_its_scorer_and_folds_in_by_the_item_filter(runs):
+def test_graph_filter_scores_through_its_scorer_and_folds_in_by_its_own_filter(runs):
     run = runs["gfcf"]
     users = run.dataset.users["user_id"].astype(str).tolist()[:3]
-    expected = recommend(run, users, k=10, explain=False)
+    expected = recommend(run, users, k=10, explain=True)
     train_rows = run.dataset.csr("train")
     with server(run.path) as client:
-        body = client.post("/recommend", json={"users": users, "k": 10}).json()
+        body = client.post("/recommend", json={"users": users, "k": 10, "explain": True}).json()
         assert [r["items"] for r in body["results"]] == [r.items for r in expected]
-        # the new user with user 0's training items gets user 0's linear-filter ranking
+        # explained by the training items that contribute most, as in-process
+        assert [r["explanations"] for r in body["results"]] == [
+            [e.to_dict() for e in r.explanations] for r in expected]
+        assert body["results"][0]["explanations"][0]["because_of_measure"] == "contribution"
+        # the new user with user 0's training items gets user 0's own GF-CF ranking (the filter is a
+        # function of the user's row alone)
         item_ids = run.dataset.items["item_id"].astype(str).to_numpy()
         history = item_ids[train_rows[0].indices].tolist()
         folded = client.post("/recommend/new-user", json={"items": history, "k": 10}).json()
-        assert client.get("/info").json()["fold_in"] == "GF-CF item-item filter"
-    degree_u = np.asarray(train_rows.sum(axis=1)).ravel()
-    degree_i = np.asarray(train_rows.sum(axis=0)).ravel()
-    norm = np.diag(1 / np.sqrt(np.maximum(degree_u, 1))) @ train_rows.toarray() @ np.diag(
-        np.where(degree_i > 0, 1 / np.sqrt(np.maximum(degree_i, 1)), 0))
-    scores = train_rows[0].toarray()[0] @ norm.T @ norm
+        assert client.get("/info").json()["fold_in"] == "the model's own filter"
+    scores = run.model.scorer()(torch.tensor([0]))[0].numpy().copy()
     scores[train_rows[0].indices] = -np.inf
     assert folded["result"]["items"][:5] == item_ids[np.argsort(-scores, kind="stable")[:5]].tolist()
 
