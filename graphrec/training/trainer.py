@@ -88,6 +88,7 @@ def fit(model: Recommender, dataset: Dataset, config: TrainConfig, evaluate_fn: 
         progress = _progress_bar(config, initial=state.epoch) if ctx.is_main else None
         stopped_reason = "completed all epochs"
         budget = None if config.max_minutes is None else config.max_minutes * 60.0
+        saved_epoch = state.epoch  # what the checkpoint on disk holds
         try:
             while state.epoch < config.epochs:
                 stop = _stop_reason(state, config, budget, ctx)
@@ -101,8 +102,8 @@ def fit(model: Recommender, dataset: Dataset, config: TrainConfig, evaluate_fn: 
                     loss, out_of_time = train_one_epoch(model, forward, optimizer, batches.epoch(generator), config,
                                                         budget_left)
                 except TrainingDiverged as exc:
-                    raise TrainingDiverged(f"epoch {state.epoch + 1}: {exc}; {_kept(checkpoint_path, state)}; lower "
-                                           f"the learning rate (it is {config.lr:g})") from None
+                    raise TrainingDiverged(f"epoch {state.epoch + 1}: {exc}; {_kept(checkpoint_path, saved_epoch)}; "
+                                           f"lower the learning rate (it is {config.lr:g})") from None
                 record = EpochRecord(epoch=state.epoch + 1, seconds=time.perf_counter() - started,
                                      loss=ctx.mean(loss))
                 _end_epoch(record, state, model, optimizer, dataset, config, evaluate_fn, ctx, log, out_of_time)
@@ -110,14 +111,16 @@ def fit(model: Recommender, dataset: Dataset, config: TrainConfig, evaluate_fn: 
                 if checkpoint_path is not None and ctx.is_main:
                     save_checkpoint(checkpoint_path, model, optimizer, generator, state, batches.sampler_generator,
                                     batches.sampling)
+                    saved_epoch = state.epoch
                 if out_of_time:
                     stopped_reason = f"time budget of {config.max_minutes:g} minutes reached"
                     break
         except KeyboardInterrupt:
             if progress is not None:
                 progress.close()
-            raise Interrupted(f"training interrupted during epoch {state.epoch + 1}", _kept(checkpoint_path, state),
-                              resumable=checkpoint_path is not None and state.epoch > 0) from None
+            raise Interrupted(f"training interrupted during epoch {saved_epoch + 1}",
+                              _kept(checkpoint_path, saved_epoch),
+                              resumable=checkpoint_path is not None and saved_epoch > 0) from None
         if progress is not None:
             progress.close()
         distributed = _compare_ranks(model, ctx, state.notes)
@@ -154,12 +157,12 @@ def check_trainable(model: Recommender, dataset: Dataset, config: TrainConfig) -
                             "embedding tables, whose gradients are dense")
 
 
-def _kept(checkpoint_path: Path | None, state: LoopState) -> str:
+def _kept(checkpoint_path: Path | None, saved_epoch: int) -> str:
     if checkpoint_path is None:
         return "nothing was saved (no checkpoint path)"
-    if state.epoch == 0:
+    if saved_epoch == 0:
         return "no epoch had finished, so there is no checkpoint"
-    return f"{checkpoint_path} holds epoch {state.epoch}"
+    return f"{checkpoint_path} holds epoch {saved_epoch}"
 
 
 def refit(model: Recommender, dataset: Dataset, config: TrainConfig, epochs: int,

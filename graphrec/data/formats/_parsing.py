@@ -46,6 +46,8 @@ def require_file(path: Path, what: str | None = None) -> Path:
     """Return ``path`` if it is a file, else raise an error naming the expected file."""
     if not path.is_file():
         detail = f" ({what})" if what else ""
+        if path.exists():  # a FIFO would block the read forever, a device (/dev/zero) never end
+            raise DataFormatError(f"is not a regular file{detail}: a directory, FIFO or device is not read", path=path)
         raise DataFormatError(f"required file {path.name!r} is missing{detail}", path=path)
     return path
 
