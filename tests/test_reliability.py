@@ -338,8 +338,10 @@ def test_defect_14_damaged_or_crafted_checkpoints_are_clear_errors(dataset, fini
         data = (run / name).read_bytes()
         (run / name).write_bytes({"truncated": data[: len(data) // 2], "garbage": os.urandom(4096),
                                   "code": _crafted_pickle(marker)}[damage])
-    needle = ("nothing in it was executed" if damage == "code" else "is not a readable graphrec model file"
-              if damage == "truncated" else "model.pt: is not a")
+    needle = {"code": "it is a pickle of Python objects beyond tensors (it may carry code); it was opened with "
+                      "weights_only=True, so nothing in it was executed",
+              "truncated": "model.pt: is not a readable graphrec model file (truncated or damaged",
+              "garbage": "model.pt: is not a graphrec model file (damaged, or another kind of file"}[damage]
     assert_clean_error(graphrec("evaluate", run), 2, needle)
     resumed = graphrec("train", dataset, "--model", "mf", "--dim", "8", "--epochs", "3", "--batch-size", "256",
                        "--ks", "10,20", "--no-progress", "--out", run, "--resume")

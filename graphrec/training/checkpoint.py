@@ -92,12 +92,14 @@ def load_tensors(path: Path, what: str = "checkpoint") -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
-            raise DataFormatError(f"is not a graphrec {what}: it holds Python objects beyond tensors (it may carry "
-                                  f"code); it was opened with weights_only=True, so nothing in it was executed",
+        with open(path, "rb") as handle:
+            is_pickle = handle.read(1) == b"\x80"  # the protocol opcode every pickle since protocol 2 starts with
+        if is_pickle and "Weights only load failed" in str(exc):
+            raise DataFormatError(f"is not a graphrec {what}: it is a pickle of Python objects beyond tensors (it may "
+                                  f"carry code); it was opened with weights_only=True, so nothing in it was executed",
                                   path=path) from None
-        raise DataFormatError(f"is not a graphrec {what} (damaged or another kind of file: "
-                              f"{_first_line(exc)})", path=path) from None
+        raise DataFormatError(f"is not a graphrec {what} (damaged, or another kind of file; nothing in it was "
+                              f"executed)", path=path) from None
     # a truncated zip or pickle fails in the reader (EOFError, RuntimeError) or in its parsing
     except (EOFError, RuntimeError, OSError, ValueError, TypeError, KeyError, AttributeError, MemoryError) as exc:
         raise DataFormatError(f"is not a readable graphrec {what} (truncated or damaged: {_first_line(exc)})",
