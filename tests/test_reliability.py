@@ -112,6 +112,11 @@ def test_defect_02_a_second_writer_is_refused_naming_the_holder(dataset, tmp_pat
         blocked = graphrec("convert", "synthetic", "-", run, "--users", "20", "--items", "40")
         assert_clean_error(blocked, 2, f"pid {os.getpid()}")
     assert not run.exists()
+    before = tree_digest(dataset)
+    with directory_lock(dataset):
+        encoding = graphrec("encode", dataset, "--modality", "image", "--model", "resnet18")
+        assert_clean_error(encoding, 2, f"{dataset} is being written by another graphrec process (pid {os.getpid()}")
+    assert tree_digest(dataset) == before
 
 
 def test_defect_02_a_stale_lock_of_a_dead_process_is_taken_over(dataset, tmp_path):
