@@ -128,6 +128,7 @@ def test_defect_02_a_stale_lock_of_a_dead_process_is_taken_over(dataset, tmp_pat
     assert (tmp_path / "R" / "metrics.json").is_file() and not (tmp_path / ".R.lock").exists()
 
 
+@pytest.mark.slow
 def test_defect_03_no_output_replaces_the_run_it_reads(finished_run, tmp_path):
     run = _copy_run(finished_run, tmp_path)
     before = tree_digest(tmp_path)
@@ -152,6 +153,7 @@ def test_defect_04_overwrite_replaces_only_what_graphrec_wrote(tmp_path):
     assert load_dataset(tmp_path / "ds").num_users == 30
 
 
+@pytest.mark.slow
 def test_defect_05_train_refuses_to_replace_a_finished_run(dataset, finished_run, tmp_path):
     run = _copy_run(finished_run, tmp_path)
     before = tree_digest(run)
@@ -354,6 +356,7 @@ def test_defect_14_damaged_or_crafted_checkpoints_are_clear_errors(dataset, fini
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_defect_14_write_failures_are_one_line_errors_and_leave_things_as_they_were(dataset, tmp_path):
     (tmp_path / "file").write_text("not a directory\n")
     before = tree_digest(tmp_path)
@@ -376,6 +379,7 @@ def test_defect_14_write_failures_are_one_line_errors_and_leave_things_as_they_w
         assert_clean_error(converted, 1, f"cannot create {read_only / 'ds'}")
 
 
+@pytest.mark.slow
 def test_defect_15_small_items(dataset, finished_run, tmp_path):
     from graphrec.data.formats import get_reader
     from graphrec.models import build_model
