@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         options = {"dim": args.dim} if "dim" in MODELS.option_names(name) else {}  # the popularity floor has none
         options.update({"gat": {"layers": 1}, "lightgcn": {"layers": 2}}.get(name, {}))
         model = ModelConfig(name, options)
-        runs[name] = run = train(dataset, model, config, out=args.out / name, log=print)
+        runs[name] = run = train(dataset, model, config, out=args.out / name, overwrite=True, log=print)
         rows.append({"model": name, "best_epoch": run.metrics["best_epoch"],
                      "valid recall@20": run.metrics["valid"]["recall@20"],
                      "test recall@20": run.metrics["test"]["recall@20"],

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                str(args.nproc_per_node), "-m", "graphrec", "train", str(dataset_dir), "--out", str(run_dir),
                "--model", args.model, "--epochs", str(args.epochs), "--dim", str(args.dim), "--layers",
                str(args.layers), "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--seed",
-               str(args.seed), "--device", "cpu", "--no-progress", "--plot"]
+               str(args.seed), "--device", "cpu", "--no-progress", "--plot", "--overwrite"]
     print("\n== launching: " + " ".join(command), flush=True)
     completed = subprocess.run(command)
     if completed.returncode != 0:

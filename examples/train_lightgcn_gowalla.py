@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                          device=args.device, eval_every=args.eval_every, patience=args.patience,
                          max_minutes=args.max_minutes, progress=False, plot=True, sampling=args.sampling,
                          fanout=tuple(int(f) for f in args.fanout.split(",")))
-    run = train(dataset_dir, model, config, out=args.out / f"lightgcn-{args.sampling}", log=print)
+    run = train(dataset_dir, model, config, out=args.out / f"lightgcn-{args.sampling}", overwrite=True, log=print)
 
     metrics = run.metrics
     print(f"\n== result ({metrics['stopped_reason']}; best validation epoch {metrics['best_epoch']}, "

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, model in models.items():
         print(f"\n== training {name}")
-        runs[name] = run = train(dataset, model, config, out=args.out / name, log=print)
+        runs[name] = run = train(dataset, model, config, out=args.out / name, overwrite=True, log=print)
         metrics = run.metrics
         rows.append({"model": name, "best_epoch": metrics["best_epoch"], "s/epoch": metrics["seconds_per_epoch"],
                      "valid recall@20": metrics["valid"]["recall@20"], "valid ndcg@20": metrics["valid"]["ndcg@20"],

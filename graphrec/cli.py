@@ -10,9 +10,11 @@ everything, for tools that read the whole CLI (``make docs``).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import inspect
 import json
+import math
 import os
 import sys
 import typing
@@ -23,7 +25,8 @@ from typing import Annotated, Any
 import typer
 
 from graphrec.data.convert import ConvertConfig
-from graphrec.errors import ConfigError, GraphrecError
+from graphrec.data.storage import DEFAULT_MAX_BYTES, describe_os_error
+from graphrec.errors import ConfigError, GraphrecError, InputWarning, Interrupted, StorageError
 from graphrec.training.config import TrainConfig
 
 # PyG scripts some of its modules with torch.jit at import, which torch now warns about on every
@@ -169,6 +172,9 @@ def encode(
     num_workers: Annotated[int, typer.Option("--num-workers", help="image: loader processes")] = 0,
     name: Annotated[str | None, typer.Option("--name", help="modality name (default: --modality)")] = None,
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="feature cache")] = None,
+    max_image_mb: Annotated[float, typer.Option("--max-image-mb", help="image: larger files are not read (the item "
+                                                                       "is reported and marked missing)")]
+        = DEFAULT_MAX_BYTES / 2**20,
 ) -> None:
     """Encode item text or images with a pretrained model and add the features to the dataset."""
     from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig
@@ -187,8 +193,10 @@ def encode(
     elif modality == "image":
         if fields is not None or max_length is not None:
             raise GraphrecError("--fields and --max-length apply to text encoders")
+        if not math.isfinite(max_image_mb) or max_image_mb <= 0:
+            raise GraphrecError(f"--max-image-mb must be a positive number, got {max_image_mb}")
         config = ImageEncoderConfig(model=model, weights=weights, batch_size=batch_size, device=device,
-                                    num_workers=num_workers)
+                                    num_workers=num_workers, max_image_bytes=max(1, round(max_image_mb * 2**20)))
     else:
         raise GraphrecError(f"--modality must be text or image, got {modality!r}")
     features = run_encode(dataset, modality, config, name=name, cache_dir=cache_dir, log=typer.echo)
@@ -292,6 +300,7 @@ def train(
     max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="training time budget")]
         = _TRAIN.max_minutes,
     resume: Annotated[bool, typer.Option("--resume", help="continue from RUN/last.pt")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the run already in RUN")] = False,
     plot: Annotated[bool, typer.Option("--plot", help="save RUN/curves.png")] = _TRAIN.plot,
     progress: Annotated[bool, typer.Option("--progress/--no-progress")] = _TRAIN.progress,
     deterministic: Annotated[bool, typer.Option("--deterministic",
@@ -368,8 +377,8 @@ def train(
     # under torchrun only rank 0 tracks, as only it evaluates and writes the run directory
     tracking = recipe.tracking if is_main else TrackingConfig()
     with tracked(tracking, run_name=out.name, params=recipe.to_dict()) as trackers:
-        run = run_train(recipe.dataset, recipe.model, recipe.train, out=out, resume=resume, log=typer.echo,
-                        observers=trackers.observers)
+        run = run_train(recipe.dataset, recipe.model, recipe.train, out=out, resume=resume,
+                        overwrite=overwrite, log=typer.echo, observers=trackers.observers)
         trackers.finish(run.metrics, out)
     if is_main:
         typer.echo(f"wrote {out / 'metrics.json'}")
@@ -472,17 +481,27 @@ def recommend(
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
         return
     for result in results:
-        typer.echo(f"user {result.user_id}")
+        typer.echo(f"user {_escaped(result.user_id)}")
+        if len(result.items) < k:
+            typer.echo(f"note: user {_escaped(result.user_id)} has {len(result.items)} items left to recommend "
+                       f"(every item not seen in training, validation or test), fewer than -k {k}: all are listed",
+                       err=True)
         for rank, (item, score) in enumerate(zip(result.items, result.scores), start=1):
-            line = f"  {rank:>3}. {item:<24} score {score:8.4f}"
+            line = f"  {rank:>3}. {_escaped(item):<24} score {score:8.4f}"
             if result.explanations:
                 why = result.explanations[rank - 1]
                 if why.modality_weights:
                     line += "  attention " + ", ".join(f"{m} {w:.2f}" for m, w in why.modality_weights.items())
                 if why.because_of:
                     measure = "" if why.because_of_measure == "cosine" else "contribution "
-                    line += "  because of " + ", ".join(f"{i} ({measure}{s:.3g})" for i, s in why.because_of)
+                    line += "  because of " + ", ".join(f"{_escaped(i)} ({measure}{s:.3g})" for i, s in why.because_of)
             typer.echo(line)
+
+
+def _escaped(text: object) -> str:
+    """An id as JSON writes it inside its quotes: a line break, tab or other control character in an
+    id is escaped, so that it cannot break or forge lines of the output."""
+    return json.dumps(str(text), ensure_ascii=False)[1:-1]
 
 
 @app.command("export-embeddings")
@@ -611,23 +630,48 @@ def __getattr__(name: str) -> typer.Typer:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+#: Commands that write nothing, so an interrupt loses nothing.
+_READ_ONLY = ("info", "evaluate", "recommend")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``graphrec`` console script; returns the exit code."""
+    """Entry point of the ``graphrec`` console script; returns the exit code.
+
+    Exit codes: 0 success; 2 a usage, configuration or input error (one line, ``error: ...``);
+    1 an output that could not be written (a full disk, a read-only file system); 130 interrupted
+    (one line saying what was interrupted and what was kept).
+    """
     args = sys.argv[1:] if argv is None else list(argv)
     command = next((arg for arg in args if not arg.startswith("-")), None)
     try:
-        _with_train(app, with_model_options=command == "train")
-        app(args=args, standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", InputWarning)
+            warnings.showwarning = _show_warning
+            _run(args, command)
+    except Interrupted as interrupted:
+        hint = "; resume with --resume" if interrupted.resumable else ""
+        typer.echo(f"interrupted: {interrupted.what}; {interrupted.kept}{hint}", err=True)
+        return 130
+    except KeyboardInterrupt:
+        kept = ("it writes nothing" if command in _READ_ONLY else
+                "nothing was replaced: outputs are written to a temporary path and renamed into place only when "
+                "complete")
+        typer.echo(f"interrupted: graphrec {command or ''}; {kept}", err=True)
+        return 130
     except ConfigError as error:
         where = FLAGS.get(error.field or "", "--" + (error.field or "").replace("_", "-"))
         typer.echo(f"error: {where}: {error.reason}" if error.field else f"error: {error}", err=True)
         return 2
+    except StorageError as error:
+        typer.echo(f"error: {error}", err=True)
+        return 1
     except GraphrecError as error:
         typer.echo(f"error: {error}", err=True)
         return 2
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("aborted", err=True)
-        return 130
+    except OSError as error:  # an environment failure graphrec's own checks did not turn into a message
+        where = f"{error.filename}: " if error.filename else ""
+        typer.echo(f"error: {where}{describe_os_error(error)}", err=True)
+        return 1 if error.errno in _WRITE_ERRNOS else 2
     except Exception as error:
         # Usage errors: click's, or those of the click that typer vendors (typer._click, from typer
         # 0.2x on), which no longer derive from click's; both have show() and an exit_code.
@@ -636,8 +680,31 @@ def main(argv: list[str] | None = None) -> int:
             return int(error.exit_code)  # type: ignore[attr-defined]  # checked by _is_click_error
         if _is_click_error(error, "Exit"):
             return int(error.exit_code)  # type: ignore[attr-defined]  # checked by _is_click_error
+        if _is_click_error(error, "Abort"):
+            typer.echo("aborted", err=True)
+            return 1
         raise
     return 0
+
+
+#: Errors of a write that failed for want of room or permission (exit code 1, not a usage error).
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _run(args: list[str], command: str | None) -> None:
+    """Parse ``args`` and run the command, with click's own main loop left out: it turns
+    ``KeyboardInterrupt`` into an exit code and ``EOFError`` into "Aborted!", both of which must
+    reach :func:`main` as they are."""
+    _with_train(app, with_model_options=command == "train")
+    group = typer.main.get_command(app)
+    with group.make_context("graphrec", args) as context:
+        group.invoke(context)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: typing.TextIO | None = None, line: str | None = None) -> None:
+    """Warnings as one line each: ``warning: ...`` (the input's, and any library's)."""
+    typer.echo(f"warning: {message}", err=True)
 
 
 if __name__ == "__main__":

@@ -48,3 +48,50 @@ class ConfigError(GraphrecError, ValueError):
         self.field = field
         self.reason = message
         super().__init__(f"{field}: {message}" if field else message)
+
+
+class InputWarning(UserWarning):
+    """An input was read, but part of it deserves a look: a last line without a line break (perhaps
+    cut short), text that was not UTF-8 and was read with a fallback encoding. ``convert`` records
+    these in the dataset's notes; the CLI prints them."""
+
+
+class StorageError(GraphrecError):
+    """An output could not be written (a full disk, a read-only file system, a file size limit);
+    what was there before is left as it was."""
+
+
+class DirectoryLockedError(GraphrecError):
+    """Another process holds the writer's lock of a dataset or run directory."""
+
+
+class RunFailedError(GraphrecError):
+    """A run directory records a training that failed or was interrupted, so it holds no model to use."""
+
+
+class TrainingDiverged(GraphrecError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A ``KeyboardInterrupt`` that says what was interrupted and what was kept, for the front end to
+    print. ``resumable``: the interrupted work can be continued (a run's ``last.pt``)."""
+
+    def __init__(self, what: str, kept: str, resumable: bool = False) -> None:
+        self.what = what
+        self.kept = kept
+        self.resumable = resumable
+        super().__init__(f"{what}; {kept}")
+
+
+def check_finite_fields(config: object) -> None:
+    """Raise a :class:`ConfigError` naming the first float field of the dataclass ``config`` that
+    holds NaN or an infinity: comparisons with NaN are all false, so range checks let it through."""
+    import dataclasses
+    import math
+
+    for item in dataclasses.fields(config):  # type: ignore[arg-type]  # a dataclass instance, by contract
+        value = getattr(config, item.name)
+        values = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"must be a finite number, got {value}", field=item.name)

@@ -87,7 +87,7 @@ def run_quickstart(out: str | Path, config: QuickstartConfig = QuickstartConfig(
         run = train(dataset, ModelConfig(name, options),
                     TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                                 seed=config.seed, eval_every=2, patience=5, progress=False, plot=True),
-                    out=out / name, log=log)
+                    out=out / name, overwrite=True, log=log)
         row = {"model": name, "best_epoch": run.metrics["best_epoch"],
                "s/epoch": run.metrics["seconds_per_epoch"]}
         for split in ("valid", "test", "test_cold"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,8 +42,15 @@ from graphrec.data.splitting import (
     split_random,
     split_temporal,
 )
-from graphrec.data.storage import atomic_directory, would_replace
-from graphrec.errors import ConfigError, DataFormatError, DatasetExistsError, GraphrecError
+from graphrec.data.storage import atomic_directory
+from graphrec.errors import (
+    ConfigError,
+    DataFormatError,
+    DatasetExistsError,
+    GraphrecError,
+    InputWarning,
+    check_finite_fields,
+)
 
 DEFAULT_RATIOS = (0.8, 0.1, 0.1)
 #: The split protocols that take ``ratios``.
@@ -71,6 +79,7 @@ class ConvertConfig:
     name: str | None = None
 
     def __post_init__(self) -> None:
+        check_finite_fields(self)
         if self.split not in (*PROTOCOLS, "auto"):
             raise ConfigError(f"unknown split {self.split!r}; choose one of auto, {', '.join(PROTOCOLS)}",
                               field="split")
@@ -107,8 +116,6 @@ def convert(format: str, src: str | Path, dst: str | Path, config: ConvertConfig
         raise DatasetExistsError(f"{dst} already exists; pass --overwrite (overwrite=True) to replace it")
     if format != "synthetic" and not Path(src).exists():
         raise DataFormatError("source not found", path=src)
-    if format != "synthetic" and would_replace(dst, src):
-        raise GraphrecError(f"{dst} would replace the source it is converted from ({src}); choose another DST")
     options = dict(reader_options or {})
     parameters = inspect.signature(reader).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
@@ -119,10 +126,17 @@ def convert(format: str, src: str | Path, dst: str | Path, config: ConvertConfig
         if unknown:
             raise GraphrecError(f"format {format!r} does not take option(s) {', '.join(unknown)}; "
                                 f"it takes: {', '.join(a for a in accepted if a != 'workdir') or 'none'}")
-    with atomic_directory(dst, overwrite=overwrite) as workdir:
+    with atomic_directory(dst, overwrite=overwrite, reads=[src] if format != "synthetic" else []) as workdir:
         if "workdir" in parameters:
             options["workdir"] = workdir
-        raw = reader(Path(src) if format != "synthetic" else src, **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", InputWarning)
+            raw = reader(Path(src) if format != "synthetic" else src, **options)
+        for warning in caught:  # the reader's remarks on its input go into the summary and the manifest
+            if issubclass(warning.category, InputWarning):
+                raw.notes.append(str(warning.message))
+            else:
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
         options.pop("workdir", None)
         result = build_dataset(raw, config, name=config.name or (dst.name if format != "synthetic" else "synthetic"),
                                provenance={"format": format, "source": str(Path(src).resolve())

@@ -65,6 +65,16 @@ class ModalityFeatures:
         return int((~self.mask).sum())
 
 
+@dataclass(frozen=True)
+class ImageLocation:
+    """An item's image file: ``absolute`` when the dataset names it by an absolute path, and
+    ``problem`` when it may not be read."""
+
+    path: Path
+    absolute: bool = False
+    problem: str | None = None
+
+
 @dataclass
 class Dataset:
     """Interactions, item and user tables, and modality features of one dataset.
@@ -129,17 +139,31 @@ class Dataset:
         return matrix
 
     def image_paths(self) -> list[Path | None]:
-        """Absolute paths (or None) of each item's image, resolving paths relative to the dataset."""
+        """The path (or None) of each item's image: see :meth:`image_locations`; a relative path that
+        leads outside the dataset's folder is None here."""
+        return [None if location is None or location.problem else location.path
+                for location in self.image_locations()]
+
+    def image_locations(self) -> list[ImageLocation | None]:
+        """Where each item's image is (None: no local image). A relative path is resolved inside the
+        dataset's folder, and one that leads outside it (``../``, or a link out) is refused, with the
+        reason in ``problem``; an absolute path is allowed, as documented, and flagged ``absolute``."""
         if "image" not in self.items.columns:
             return [None] * self.num_items
-        root = self.path if self.path is not None else Path(".")
-        out: list[Path | None] = []
+        root = (self.path if self.path is not None else Path(".")).resolve()
+        out: list[ImageLocation | None] = []
         for value in self.items["image"].tolist():
             if not isinstance(value, str) or not value or value.startswith(("http://", "https://")):
                 out.append(None)
+                continue
+            candidate = Path(value)
+            if candidate.is_absolute():
+                out.append(ImageLocation(candidate, absolute=True))
+            elif not (root / candidate).resolve().is_relative_to(root):
+                out.append(ImageLocation(root / candidate, problem=f"is outside the dataset folder {root} "
+                                                                   f"(a relative path may not leave it); refused"))
             else:
-                candidate = Path(value)
-                out.append(candidate if candidate.is_absolute() else root / candidate)
+                out.append(ImageLocation(root / candidate))
         return out
 
     def with_features(self, features: ModalityFeatures) -> Dataset:
@@ -278,6 +302,9 @@ class Dataset:
             if mask.shape != (len(items),) or mask.dtype != bool:
                 raise DataFormatError(f"has shape {mask.shape} and dtype {mask.dtype}; expected bool "
                                       f"({len(items)},), one flag per item", path=path / spec["mask"], field=name)
+            if values.dtype.kind == "f" and not np.isfinite(values).all():
+                check_finite(values, path / spec["file"], name,
+                             items["item_id"].astype(str).tolist() if "item_id" in items.columns else None)
             features[name] = ModalityFeatures(name, values, mask, spec.get("encoder", {}))
         try:
             dataset = cls(name=manifest.get("name", path.name), interactions=inter, items=items, users=users,
@@ -312,12 +339,18 @@ def _read_parquet(file: Path, required: Sequence[str] = ()) -> pa.Table:
     return table
 
 
-def check_finite(values: np.ndarray, where: str | Path) -> None:
-    """Raise a DataFormatError naming the first row holding NaN or inf."""
+def check_finite(values: np.ndarray, where: str | Path, modality: str | None = None,
+                 item_ids: Sequence[str] | None = None) -> None:
+    """Raise a DataFormatError naming the modality, the first item (index and original id) and the
+    column holding NaN or inf."""
     if values.size and not np.isfinite(values).all():
-        bad_row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
-        raise DataFormatError("features contain NaN or inf", path=where, line=bad_row + 1,
-                              field=f"row {bad_row}")
+        rows, columns = np.nonzero(~np.isfinite(values.reshape(len(values), -1)))
+        row, column = int(rows[0]), int(columns[0])
+        item = f"item {row}" + (f" (id {item_ids[row]!r})" if item_ids is not None else "")
+        what = f"modality {modality!r} " if modality else "features "
+        raise DataFormatError(f"{what}holds {values.reshape(len(values), -1)[row, column]} at {item}, column "
+                              f"{column} ({len(rows):,} non-finite values in all); re-encode the modality",
+                              path=where, line=row + 1, field=modality or f"row {row}")
 
 
 def _with_index_column(frame: pd.DataFrame, column: str) -> pd.DataFrame:

@@ -27,10 +27,12 @@ import pandas as pd
 
 from graphrec.data.dataset import SPLITS, Dataset
 from graphrec.data.formats.mmrec import MASK_SUFFIX
-from graphrec.data.storage import atomic_directory, would_replace
+from graphrec.data.storage import atomic_directory, write_json
 from graphrec.errors import GraphrecError
 
 EXPORT_FORMATS = ("recbole", "mmrec", "lightgcn")
+#: Written beside the exported files: what was exported, from where.
+EXPORT_MARKER = "graphrec-export.json"
 _RECBOLE_SPLIT_FILES = {"train": "train", "valid": "valid", "test": "test"}
 
 
@@ -40,11 +42,11 @@ def export_dataset(dataset: Dataset, format: str, out: str | Path, overwrite: bo
     if format not in writers:
         raise GraphrecError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
     out = Path(out)
-    if dataset.path is not None and would_replace(out, Path(dataset.path)):
-        raise GraphrecError(f"the export {out} would replace the dataset it reads ({dataset.path}); "
-                            f"choose another output directory")
-    with atomic_directory(out, overwrite=overwrite) as tmp:
+    with atomic_directory(out, overwrite=overwrite, reads=[dataset.path]) as tmp:
         writers[format](dataset, tmp)
+        # the marker that lets a later export replace this one (graphrec replaces only what it wrote)
+        write_json(tmp / EXPORT_MARKER, {"format": format, "dataset": dataset.name,
+                                         "source": None if dataset.path is None else str(Path(dataset.path).resolve())})
     return out
 
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from graphrec.data.dataset import ModalityFeatures, check_finite, load_dataset
-from graphrec.data.storage import atomic_file, write_json
+from graphrec.data.storage import atomic_file, directory_lock, write_json
 from graphrec.encoders.image import ImageEncoder, ImageEncoderConfig, encode_images
 from graphrec.encoders.text import TextEncoder, TextEncoderConfig, encode_text
-from graphrec.errors import GraphrecError
+from graphrec.errors import DataFormatError, GraphrecError
 
 MODALITIES = ("text", "image")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -48,6 +48,14 @@ def encode(dataset_path: str | Path, modality: str,
         raise GraphrecError(f"invalid modality name {name!r}: use letters, digits, '_', '-' and '.', starting with a "
                             "letter or digit (not ending in '.mask')")
     root = Path(dataset_path)
+    if not root.is_dir():  # before the lock, which would create the parent folders
+        raise DataFormatError("not a graphrec dataset (no such directory)", path=root)
+    with directory_lock(root):  # one writer of the dataset at a time: another encode would lose this one's manifest
+        return _encode_into(root, name, config, cache_dir, log)
+
+
+def _encode_into(root: Path, name: str, config: TextEncoderConfig | ImageEncoderConfig | TextEncoder | ImageEncoder,
+                 cache_dir: str | Path | None, log: Callable[[str], None] | None) -> ModalityFeatures:
     dataset = load_dataset(root)
     if isinstance(config, (TextEncoderConfig, TextEncoder)):  # modality "text", as checked above
         features = encode_text(dataset, config, cache_dir=cache_dir, log=log)

@@ -41,6 +41,7 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from graphrec.data.dataset import Dataset, ModalityFeatures
+from graphrec.data.storage import DEFAULT_MAX_BYTES, read_regular_file
 from graphrec.device import resolve_device
 from graphrec.encoders.cache import (
     ENCODER_FORMAT_VERSION,
@@ -51,7 +52,7 @@ from graphrec.encoders.cache import (
     sha256_state_dict,
     utc_now,
 )
-from graphrec.errors import GraphrecError
+from graphrec.errors import ConfigError, GraphrecError
 
 #: Attributes that hold the classification head in torchvision's classifiers, in the order looked for.
 HEAD_ATTRIBUTES = ("fc", "heads", "head", "classifier")
@@ -68,7 +69,8 @@ class ImageEncoderConfig:
     ``model`` is any torchvision classification architecture name. ``weights`` is a
     file (a ``state_dict`` saved with ``torch.save``), a torchvision weights name
     (``"DEFAULT"``, ``"IMAGENET1K_V2"``, ...), or None for a random initialisation.
-    ``num_workers`` are DataLoader processes decoding images.
+    ``num_workers`` are DataLoader processes decoding images. An image file larger than
+    ``max_image_bytes`` is not read (its item is marked missing and reported).
     """
 
     model: str = "resnet50"
@@ -76,12 +78,15 @@ class ImageEncoderConfig:
     batch_size: int = 32
     device: str = "auto"
     num_workers: int = 0
+    max_image_bytes: int = DEFAULT_MAX_BYTES
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise GraphrecError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"must be >= 1, got {self.batch_size}", field="batch_size")
         if self.num_workers < 0:
-            raise GraphrecError(f"num_workers must be >= 0, got {self.num_workers}")
+            raise ConfigError(f"must be >= 0, got {self.num_workers}", field="num_workers")
+        if self.max_image_bytes < 1:
+            raise ConfigError(f"must be positive, got {self.max_image_bytes}", field="max_image_bytes")
 
 
 # ------------------------------------------------------------ architecture
@@ -370,7 +375,8 @@ def encode_images(dataset: Dataset, config: ImageEncoderConfig | ImageEncoder, c
     reported through ``log`` (item index, original id, path) and listed, with the pass'
     counts, in the returned features' ``encoder["run"]``.
     """
-    paths = dataset.image_paths()
+    locations = dataset.image_locations()
+    paths = [None if location is None else location.path for location in locations]
     if all(path is None for path in paths):  # checked before a model is loaded
         raise GraphrecError(f"dataset {dataset.name!r} has no local image for any of its {dataset.num_items:,} items "
                             f"(items.parquet needs an 'image' column of file paths); there is nothing to encode")
@@ -389,12 +395,18 @@ def encode_images(dataset: Dataset, config: ImageEncoderConfig | ImageEncoder, c
 
     problems: list[str] = []
     keys: list[str | None] = []
-    for position, path in enumerate(paths):
-        if path is None:
+    max_bytes = encoder.config.max_image_bytes
+    for position, (path, location) in enumerate(zip(paths, locations, strict=True)):
+        if path is None or location is None:
+            keys.append(None)
+            continue
+        if location.problem is not None:
+            problems.append(describe(position, location.problem))
             keys.append(None)
             continue
         try:
-            keys.append(cache.key(path.read_bytes()))
+            # a regular file under the size cap only: a FIFO would block, /dev/zero never ends
+            keys.append(cache.key(read_regular_file(path, max_bytes)))
         except FileNotFoundError:
             problems.append(describe(position, "does not exist"))
             keys.append(None)
@@ -419,7 +431,12 @@ def encode_images(dataset: Dataset, config: ImageEncoderConfig | ImageEncoder, c
                  for position, key in enumerate(keys) if key is not None and key in undecodable]
     stats = dataclasses.replace(stats, problems=tuple(problems))
     without_path = sum(path is None for path in paths)
+    absolute = [describe(position, "is an absolute path, outside the dataset folder")
+                for position, location in enumerate(locations) if location is not None and location.absolute]
     if log is not None:
+        if absolute:
+            log(f"image: {len(absolute)} items name their image by an absolute path, outside the dataset folder "
+                f"(first: {absolute[0]})")
         for problem in stats.problems:
             log(f"image: {problem}; the item is marked missing")
         if without_path:
@@ -427,7 +444,8 @@ def encode_images(dataset: Dataset, config: ImageEncoderConfig | ImageEncoder, c
                 "URL); they are marked missing")
         log(stats.summary("image"))
     # The manifest lists the first problems only; the log has them all.
-    run = {**stats.as_dict(), "without_path": without_path, "problem_items": list(stats.problems[:100])}
+    run = {**stats.as_dict(), "without_path": without_path, "problem_items": list(stats.problems[:100]),
+           "absolute_paths": len(absolute), "absolute_path_items": absolute[:100]}
     info = {**encoder.provenance(), "created": utc_now(), "run": run}
     return ModalityFeatures("image", values, mask, info)
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from graphrec.data.dataset import Dataset
-from graphrec.errors import ConfigError
+from graphrec.errors import ConfigError, check_finite_fields
 from graphrec.graph.hetero import chosen_modalities
 from graphrec.models.base import ModelOptions, Recommender
 from graphrec.models.baselines import Popularity, RandomScores
@@ -148,6 +148,7 @@ class ModelConfig:
             options = dataclasses.replace(options, **values) if values else options
         else:
             options = make_options(name, {**(options or {}), **values})
+        check_finite_fields(options)
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "options", options)
 

@@ -51,7 +51,7 @@ def export_embeddings(run: Run, out: str | Path, format: str = "parquet", overwr
     user_ids = run.dataset.users["user_id"].astype(str).to_numpy()
     item_ids = run.dataset.items["item_id"].astype(str).to_numpy()
     out = Path(out)
-    with atomic_directory(out, overwrite=overwrite) as tmp:
+    with atomic_directory(out, overwrite=overwrite, reads=[run.path, run.dataset.path]) as tmp:
         for kind, ids, values in (("user", user_ids, user_emb), ("item", item_ids, item_emb)):
             if format == "parquet":
                 _write_parquet(tmp / f"{kind}s.parquet", kind, ids, values)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from graphrec.data.storage import atomic_directory, write_json
+from graphrec.data.storage import atomic_directory, check_not_input, write_json
 from graphrec.errors import DataFormatError, GraphrecError
 from graphrec.evaluation import top_k
 from graphrec.serving.export import read_ids, write_ids
@@ -235,10 +235,12 @@ class EmbeddingIndex:
         return np.concatenate(scores), np.concatenate(indices)
 
     # ------------------------------------------------------------- on disk
-    def save(self, path: str | Path, overwrite: bool = False, stats: dict[str, Any] | None = None) -> Path:
-        """Write the index directory atomically (see the module docstring); ``stats`` go into index.json."""
+    def save(self, path: str | Path, overwrite: bool = False, stats: dict[str, Any] | None = None,
+             reads: Sequence[str | Path | None] = ()) -> Path:
+        """Write the index directory atomically (see the module docstring); ``stats`` go into index.json.
+        ``path`` may not replace any of ``reads`` (the inputs it was built from)."""
         path = Path(path)
-        with atomic_directory(path, overwrite=overwrite) as tmp:
+        with atomic_directory(path, overwrite=overwrite, reads=reads) as tmp:
             if self._faiss is not None:
                 _import_faiss().write_index(self._faiss, str(tmp / "index.faiss"))
             else:
@@ -315,6 +317,8 @@ def build_index(run_path: str | Path, out: str | Path | None = None, backend: st
         if nprobe is not None:
             raise GraphrecError("--target-recall tunes nprobe: give it or --nprobe, not both")
     run_path = Path(run_path)
+    out_path = Path(out) if out is not None else run_path / "index"
+    check_not_input(out_path, [run_path])  # before the run is loaded and searched
     run = load_run(run_path)
     user_emb, item_emb = (e.float().numpy() for e in run.embeddings())
     started = time.perf_counter()
@@ -340,8 +344,7 @@ def build_index(run_path: str | Path, out: str | Path | None = None, backend: st
              "num_queries": len(queries), f"recall@{k}": recall, "build_seconds": build_seconds,
              "ms_per_query": _ms_per_query(index.search, queries, k),
              "exact_ms_per_query": _ms_per_query(index.exact_search, queries, k)}
-    out_path = Path(out) if out is not None else run_path / "index"
-    index.save(out_path, overwrite=overwrite, stats=stats)
+    index.save(out_path, overwrite=overwrite, stats=stats, reads=[run_path, run.dataset.path])
     return out_path, stats
 
 

@@ -3,7 +3,9 @@ own state, written atomically after each epoch and loaded with ``weights_only=Tr
 
 from __future__ import annotations
 
+import io
 import math
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import torch
 
 from graphrec.data.storage import atomic_file
-from graphrec.errors import GraphrecError
+from graphrec.errors import DataFormatError, GraphrecError
 from graphrec.training.optim import Optimizer
 
 
@@ -42,6 +44,10 @@ class LoopState:
     lr_decay_epochs: list[int] = field(default_factory=list)
 
 
+#: What every ``last.pt`` holds (a file without them is some other checkpoint).
+_CHECKPOINT_KEYS = {"model", "optimizer", "generator", "torch_rng", "epoch", "history"}
+
+
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Optimizer, generator: torch.Generator,
                     state: LoopState, sampler_generator: torch.Generator | None, sampling: str) -> None:
     """Write the checkpoint atomically. ``sampler_generator`` is the neighbour sampler's own
@@ -64,14 +70,53 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: Optimizer, ge
         "sampling": sampling,
         "sampler_generator": None if sampler_generator is None else sampler_generator.get_state(),
     }
+    save_tensors(payload, path)
+
+
+def save_tensors(obj: Any, path: Path) -> None:
+    """``torch.save`` to ``path``, atomically. Serialised in memory first and written by Python, so
+    that a full disk or a file size limit is an ``OSError`` naming its cause (torch's own file writer
+    reports it as an unspecific ``RuntimeError``)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_file(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getbuffer())
+
+
+def load_tensors(path: Path, what: str = "checkpoint") -> Any:
+    """``torch.load`` with ``weights_only=True``, every way a file can fail to be one of graphrec's
+    checkpoints turned into a :class:`~graphrec.errors.DataFormatError` naming it: truncated or
+    garbage bytes, or a pickle that holds more than tensors (refused unexecuted)."""
+    if not path.is_file():
+        raise DataFormatError(f"the {what} is missing or not a file", path=path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        with open(path, "rb") as handle:
+            is_pickle = handle.read(1) == b"\x80"  # the protocol opcode every pickle since protocol 2 starts with
+        if is_pickle and "Weights only load failed" in str(exc):
+            raise DataFormatError(f"is not a graphrec {what}: it is a pickle of Python objects beyond tensors (it may "
+                                  f"carry code); it was opened with weights_only=True, so nothing in it was executed",
+                                  path=path) from None
+        raise DataFormatError(f"is not a graphrec {what} (damaged, or another kind of file; nothing in it was "
+                              f"executed)", path=path) from None
+    # a truncated zip or pickle fails in the reader (EOFError, RuntimeError) or in its parsing
+    except (EOFError, RuntimeError, OSError, ValueError, TypeError, KeyError, AttributeError, MemoryError) as exc:
+        raise DataFormatError(f"is not a readable graphrec {what} (truncated or damaged: {_first_line(exc)})",
+                              path=path) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: Optimizer, generator: torch.Generator,
                     sampler_generator: torch.Generator | None, sampling: str) -> LoopState:
     """Restore a checkpoint into ``model``, ``optimizer`` and the generators; returns the loop state."""
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = load_tensors(path)
+    if not isinstance(payload, dict) or not set(payload) >= _CHECKPOINT_KEYS:
+        raise DataFormatError("is not a graphrec training checkpoint (its contents are not a run's last.pt)", path=path)
     if payload.get("sampling", sampling) != sampling:
         raise GraphrecError(f"cannot resume from {path}: it was trained with {payload['sampling']} sampling and "
                             f"this run uses {sampling}")

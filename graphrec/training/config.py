@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphrec.errors import ConfigError
+from graphrec.errors import ConfigError, check_finite_fields
 
 SAMPLING_MODES = ("full", "neighbor", "auto")
 SAMPLE_ON = ("auto", "cpu", "device")
@@ -77,6 +77,7 @@ class TrainConfig:
 
         from graphrec.evaluation.metrics import RANKING_METRICS
 
+        check_finite_fields(self)
         for name in ("epochs", "batch_size", "eval_every", "patience", "eval_batch_size", "num_negatives"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"must be positive, got {getattr(self, name)}", field=name)

@@ -27,16 +27,23 @@ import torch
 
 from graphrec.data.dataset import Dataset, load_dataset
 from graphrec.data.holdout import ensure_validation_split, merge_validation_into_training
-from graphrec.data.storage import atomic_file, write_json
+from graphrec.data.storage import (
+    OUTPUT_MARKERS,
+    check_not_input,
+    check_replaceable,
+    directory_lock,
+    write_json,
+)
 from graphrec.device import resolve_device
-from graphrec.errors import GraphrecError
+from graphrec.errors import DataFormatError, DatasetExistsError, GraphrecError, Interrupted, RunFailedError
 from graphrec.evaluation import EvalConfig, cold_items, evaluate, evaluate_embeddings
 from graphrec.models import MODELS, ModelConfig, Recommender, build_model
+from graphrec.training.checkpoint import load_tensors, save_tensors
 from graphrec.training.config import TrainConfig
 from graphrec.training.distributed import finish as finish_distributed
 from graphrec.training.plots import plot_training_curves
 from graphrec.training.selection import Selection, select_on_validation
-from graphrec.training.trainer import Observer, TrainResult, fit, refit
+from graphrec.training.trainer import Observer, TrainResult, check_trainable, fit, refit
 
 
 @dataclass
@@ -101,15 +108,53 @@ def _model_device(model: Recommender) -> torch.device:
 
 def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
           config: TrainConfig = TrainConfig(), out: str | Path | None = None, resume: bool = False,
-          log: Callable[[str], None] = print, observers: Sequence[Observer] = ()) -> Run:
+          overwrite: bool = False, log: Callable[[str], None] = print, observers: Sequence[Observer] = ()) -> Run:
     """Train a model on a dataset, pick the best validation epoch, and test it.
 
     With ``out``, the run directory is written (see the module docstring) and
-    ``resume=True`` continues from ``out/last.pt`` to the identical result. ``observers`` receive
-    every epoch's report (see :func:`~graphrec.training.trainer.fit`).
+    ``resume=True`` continues from ``out/last.pt`` to the identical result. An existing run in
+    ``out`` is replaced only with ``overwrite=True``; ``out`` is locked against other writers while
+    training, and its ``run.json`` says ``status`` ``running``, ``finished``, ``failed`` or
+    ``interrupted`` (with the ``reason``). ``observers`` receive every epoch's report (see
+    :func:`~graphrec.training.trainer.fit`).
     """
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
+    out_path = Path(out) if out is not None else None
+    if out_path is None or int(os.environ.get("RANK", "0")) != 0:
+        return _train(dataset, model, config, out_path, resume, log, observers)
+    check_not_input(out_path, [dataset.path])
+    with directory_lock(out_path):
+        _check_run_directory(out_path, resume, overwrite, log)
+        return _train(dataset, model, config, out_path, resume, log, observers)
+
+
+def _check_run_directory(out: Path, resume: bool, overwrite: bool, log: Callable[[str], None]) -> None:
+    """``out`` may be trained into: absent, empty, or a run that is resumed or overwritten."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise GraphrecError(f"{out} exists and is not a directory; choose another run directory")
+    if not out.is_dir() or not any(out.iterdir()):
+        if resume:
+            log(f"note: {out} holds no run to resume; training starts from scratch")
+        return
+    if not (out / "run.json").is_file():
+        check_replaceable(out)  # another kind of graphrec directory may still not take a run's files
+        raise GraphrecError(f"{out} is a {_kind_of(out)}, not a run directory; choose another run directory")
+    if resume:
+        if not (out / "last.pt").is_file():
+            log(f"note: {out} has no last.pt to resume from; training starts from scratch")
+        return
+    if not overwrite:
+        raise DatasetExistsError(f"{out} already holds a run; resume it, or pass --overwrite (overwrite=True) "
+                                 f"to replace it")
+
+
+def _kind_of(directory: Path) -> str:
+    return next((kind for marker, kind in OUTPUT_MARKERS.items() if (directory / marker).is_file()), "directory")
+
+
+def _train(dataset: Dataset, model: ModelConfig | str, config: TrainConfig, out_path: Path | None, resume: bool,
+           log: Callable[[str], None], observers: Sequence[Observer] = ()) -> Run:
     model_config = ModelConfig(model) if isinstance(model, str) else model
     is_main = int(os.environ.get("RANK", "0")) == 0
     if not is_main:
@@ -122,12 +167,50 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     started = time.perf_counter()
     recommender = build_model(model_config, dataset, seed=config.seed)
     build_seconds = time.perf_counter() - started
-    out_path = Path(out) if out is not None else None
-    if out_path is not None and is_main:
+    if recommender.trained_by_gradient:
+        check_trainable(recommender, dataset, config)  # before the run directory is made
+    if out_path is None or not is_main:
+        return _fit_and_test(dataset, model_config, config, recommender, build_seconds, carve_note, out_path,
+                             resume, log, observers)
+    try:
         out_path.mkdir(parents=True, exist_ok=True)
-        _write_run_json(out_path, dataset, model_config, config, resume, carved=carve_note is not None)
-        if not resume:
-            _clear_previous_run(out_path, log)
+    except OSError as exc:
+        raise GraphrecError(f"cannot create the run directory {out_path}: {exc.strerror or exc}") from None
+    _write_run_json(out_path, dataset, model_config, config, resume, carved=carve_note is not None)
+    if not resume:
+        _clear_previous_run(out_path, log)
+    try:
+        run = _fit_and_test(dataset, model_config, config, recommender, build_seconds, carve_note, out_path,
+                            resume, log, observers)
+    except Interrupted as exc:
+        _set_status(out_path, "interrupted", str(exc))
+        raise
+    except KeyboardInterrupt:
+        _set_status(out_path, "interrupted", "interrupted after training, while testing")
+        raise Interrupted("interrupted after training, while testing", f"{out_path / 'last.pt'} holds the trained "
+                          f"epochs", resumable=(out_path / "last.pt").is_file()) from None
+    except BaseException as exc:
+        _set_status(out_path, "failed", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise
+    _set_status(out_path, "finished")
+    return run
+
+
+def _set_status(out: Path, status: str, reason: str | None = None) -> None:
+    """Record in run.json how the run ended; a failure to record must not hide the error being raised."""
+    with contextlib.suppress(OSError, ValueError):
+        spec = json.loads((out / "run.json").read_text())
+        spec["status"] = status
+        spec.pop("reason", None)
+        if reason is not None:
+            spec["reason"] = reason
+        write_json(out / "run.json", spec)
+
+
+def _fit_and_test(dataset: Dataset, model_config: ModelConfig, config: TrainConfig, recommender: Recommender,
+                  build_seconds: float, carve_note: str | None, out_path: Path | None, resume: bool,
+                  log: Callable[[str], None], observers: Sequence[Observer] = ()) -> Run:
+    is_main = int(os.environ.get("RANK", "0")) == 0
     device = resolve_device(config.device)
     log(f"training {model_config.name} on {dataset.name!r} ({dataset.num_users:,} users, {dataset.num_items:,} "
         f"items, {dataset.split_counts()['train']:,} training interactions) on {device}, sampling {config.sampling}")
@@ -166,8 +249,7 @@ def train(dataset: Dataset | str | Path, model: ModelConfig | str = "lightgcn",
     if carve_note:
         result.notes.insert(0, carve_note)
     if out_path is not None:
-        with atomic_file(out_path / "model.pt") as tmp:
-            torch.save(run.model.state_dict(), tmp)
+        save_tensors(run.model.state_dict(), out_path / "model.pt")
     run.metrics = _final_metrics(run, result, selected if config.refit else None, refitted, selection)
     if out_path is not None:
         write_json(out_path / "metrics.json", run.metrics)
@@ -254,7 +336,14 @@ def load_run(path: str | Path, dataset: Dataset | None = None) -> Run:
     spec_path = path / "run.json"
     if not spec_path.is_file():
         raise GraphrecError(f"{path} is not a graphrec run directory (run.json is missing)")
-    spec = json.loads(spec_path.read_text())
+    try:
+        spec = json.loads(spec_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFormatError(f"is not valid JSON ({exc})", path=spec_path) from None
+    if spec.get("status") in ("failed", "interrupted"):
+        raise RunFailedError(f"run {path} {spec['status']}: {spec.get('reason', 'no reason recorded')}; it holds "
+                             f"no model to use" + ("; resume it or train it again" if spec["status"] == "interrupted"
+                                                   else "; train it again"))
     try:
         model_config = ModelConfig.from_dict(spec["model"])
         train_config = TrainConfig(**_tuples(spec["train"]))
@@ -271,7 +360,12 @@ def load_run(path: str | Path, dataset: Dataset | None = None) -> Run:
     weights = path / "model.pt"
     if not weights.is_file():
         raise GraphrecError(f"{weights} is missing: the run has not finished training")
-    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    state = load_tensors(weights, "model file")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, KeyError, AttributeError) as exc:
+        raise DataFormatError(f"does not hold this run's {model_config.name} weights "
+                              f"({str(exc).strip().splitlines()[0]})", path=weights) from None
     metrics_path = path / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     return Run(model=model, dataset=dataset, model_config=model_config, train_config=train_config, path=path,
@@ -313,7 +407,7 @@ def _clear_previous_run(out: Path, log: Callable[[str], None]) -> None:
 
 def _write_run_json(out: Path, dataset: Dataset, model_config: ModelConfig, config: TrainConfig,
                     resume: bool, carved: bool) -> None:
-    spec = {"model": model_config.to_dict(), "train": asdict(config),
+    spec = {"status": "running", "model": model_config.to_dict(), "train": asdict(config),
             "dataset": str(Path(dataset.path).resolve()) if dataset.path else None,
             "carved_validation": carved, "features": _feature_fingerprints(model_config, dataset)}
     existing = out / "run.json"

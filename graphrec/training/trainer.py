@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +36,7 @@ import torch
 from graphrec.data.dataset import Dataset
 from graphrec.data.holdout import ensure_validation_split
 from graphrec.device import resolve_device
-from graphrec.errors import GraphrecError
+from graphrec.errors import GraphrecError, Interrupted, TrainingDiverged
 from graphrec.models.base import Recommender
 from graphrec.training.batches import BatchSource, SampledBatches, interaction_sampler
 from graphrec.training.checkpoint import EpochRecord, LoopState, load_checkpoint, save_checkpoint
@@ -95,12 +96,7 @@ def fit(model: Recommender, dataset: Dataset, config: TrainConfig, evaluate_fn: 
     called with ``"valid"`` only. The returned model holds the best validation weights.
     Each of ``observers`` receives an :class:`EpochReport` after every epoch (main process only).
     """
-    if not model.trained_by_gradient:
-        raise GraphrecError(f"model {model.name!r} is not trained by gradient descent: it is ready once built")
-    if dataset.split_counts()["valid"] == 0:
-        raise GraphrecError(f"dataset {dataset.name!r} has no validation split, which model selection needs; "
-                            f"carve one with ensure_validation_split(dataset, seed) before building the model "
-                            f"(so that a graph model's edges exclude it), as graphrec.training.run.train does")
+    check_trainable(model, dataset, config)
     device = resolve_device(config.device)
     with _deterministic(config.deterministic, device):
         ctx, generator, batches, forward, optimizer = _setup(model, dataset, config, device, log)
@@ -113,30 +109,44 @@ def fit(model: Recommender, dataset: Dataset, config: TrainConfig, evaluate_fn: 
         progress = _progress_bar(config, initial=state.epoch) if ctx.is_main else None
         stopped_reason = "completed all epochs"
         budget = None if config.max_minutes is None else config.max_minutes * 60.0
-        while state.epoch < config.epochs:
-            stop = _stop_reason(state, config, budget, ctx)
-            if stop:
-                stopped_reason = stop
-                break
-            # Ranks must run the same number of steps, so a mid-epoch time-out applies to one process only.
-            budget_left = None if budget is None or ctx.enabled else budget - state.train_seconds
-            started = time.perf_counter()
-            loss, out_of_time = train_one_epoch(model, forward, optimizer, batches.epoch(generator), config,
-                                                budget_left)
-            record = EpochRecord(epoch=state.epoch + 1, seconds=time.perf_counter() - started, loss=ctx.mean(loss))
-            _end_epoch(record, state, model, optimizer, dataset, config, evaluate_fn, ctx, log, out_of_time)
-            _report(record, state, config, progress, log)
-            if ctx.is_main:
-                report = EpochReport(epoch=record.epoch, loss=record.loss, lr=_learning_rate(optimizer),
-                                     seconds=record.seconds, valid=record.valid)
-                for observer in observers:
-                    observer(report)
-            if checkpoint_path is not None and ctx.is_main:
-                save_checkpoint(checkpoint_path, model, optimizer, generator, state, batches.sampler_generator,
-                                batches.sampling)
-            if out_of_time:
-                stopped_reason = f"time budget of {config.max_minutes:g} minutes reached"
-                break
+        saved_epoch = state.epoch  # what the checkpoint on disk holds
+        try:
+            while state.epoch < config.epochs:
+                stop = _stop_reason(state, config, budget, ctx)
+                if stop:
+                    stopped_reason = stop
+                    break
+                # Ranks must run the same number of steps, so a mid-epoch time-out applies to one process only.
+                budget_left = None if budget is None or ctx.enabled else budget - state.train_seconds
+                started = time.perf_counter()
+                try:
+                    loss, out_of_time = train_one_epoch(model, forward, optimizer, batches.epoch(generator), config,
+                                                        budget_left)
+                except TrainingDiverged as exc:
+                    raise TrainingDiverged(f"epoch {state.epoch + 1}: {exc}; {_kept(checkpoint_path, saved_epoch)}; "
+                                           f"lower the learning rate (it is {config.lr:g})") from None
+                record = EpochRecord(epoch=state.epoch + 1, seconds=time.perf_counter() - started,
+                                     loss=ctx.mean(loss))
+                _end_epoch(record, state, model, optimizer, dataset, config, evaluate_fn, ctx, log, out_of_time)
+                _report(record, state, config, progress, log)
+                if ctx.is_main:
+                    report = EpochReport(epoch=record.epoch, loss=record.loss, lr=_learning_rate(optimizer),
+                                         seconds=record.seconds, valid=record.valid)
+                    for observer in observers:
+                        observer(report)
+                if checkpoint_path is not None and ctx.is_main:
+                    save_checkpoint(checkpoint_path, model, optimizer, generator, state, batches.sampler_generator,
+                                    batches.sampling)
+                    saved_epoch = state.epoch
+                if out_of_time:
+                    stopped_reason = f"time budget of {config.max_minutes:g} minutes reached"
+                    break
+        except KeyboardInterrupt:
+            if progress is not None:
+                progress.close()
+            raise Interrupted(f"training interrupted during epoch {saved_epoch + 1}",
+                              _kept(checkpoint_path, saved_epoch),
+                              resumable=checkpoint_path is not None and saved_epoch > 0) from None
         if progress is not None:
             progress.close()
         distributed = _compare_ranks(model, ctx, state.notes)
@@ -150,6 +160,35 @@ def fit(model: Recommender, dataset: Dataset, config: TrainConfig, evaluate_fn: 
                        train_seconds=state.train_seconds, notes=state.notes, sampling=batches.sampling,
                        distributed=distributed, is_main=ctx.is_main,
                        lr_decay_epochs=[epoch for epoch in state.lr_decay_epochs if epoch <= state.best_epoch])
+
+
+def check_trainable(model: Recommender, dataset: Dataset, config: TrainConfig) -> None:
+    """Raise what :func:`fit` would refuse before its first step (no validation split, a model
+    that cannot sample, a fan-out that does not match the layers, sparse updates without sampling,
+    alignment without content), without training: a run directory is made only for a run that can start."""
+    if not model.trained_by_gradient:
+        raise GraphrecError(f"model {model.name!r} is not trained by gradient descent: it is ready once built")
+    if dataset.split_counts()["valid"] == 0:
+        raise GraphrecError(f"dataset {dataset.name!r} has no validation split, which model selection needs, and "
+                            f"none could be carved from its training split; convert it again with a split that "
+                            f"makes one (random or leave-last)")
+    if config.contrastive_weight > 0 and not model.supports_alignment:
+        raise GraphrecError(f"contrastive alignment needs a content model; model {model.name!r} has no content "
+                            f"to align")
+    sampling = choose_sampling(config, model, dataset, resolve_device(config.device), _silent)
+    if sampling == "neighbor":
+        fanout_for(model, config.fanout, _silent)
+    elif config.sparse_embeddings:
+        raise GraphrecError("sparse_embeddings needs neighbour sampling: full-graph propagation reads whole "
+                            "embedding tables, whose gradients are dense")
+
+
+def _kept(checkpoint_path: Path | None, saved_epoch: int) -> str:
+    if checkpoint_path is None:
+        return "nothing was saved (no checkpoint path)"
+    if saved_epoch == 0:
+        return "no epoch had finished, so there is no checkpoint"
+    return f"{checkpoint_path} holds epoch {saved_epoch}"
 
 
 def refit(model: Recommender, dataset: Dataset, config: TrainConfig, epochs: int,
@@ -204,16 +243,24 @@ def train_one_epoch(model: Recommender, forward: Callable[..., Any], optimizer: 
     and whether the time budget ran out mid-epoch."""
     model.train()
     total, count = None, 0
+    losses = []
     started = time.perf_counter()
+    out_of_time = False
     for batch in batches:
         loss = bpr_step(model, batch, optimizer, reg=config.reg, contrastive_weight=config.contrastive_weight,
                         contrastive_temperature=config.contrastive_temperature, forward=forward)
         # summed on the device: reading each loss back would stall a GPU's queue of kernels
         total = loss if total is None else total + loss
+        losses.append(loss.detach())
         count += 1
         if budget_left is not None and time.perf_counter() - started >= budget_left:
-            return float(total) / count, True
-    return (0.0 if total is None else float(total) / count), False
+            out_of_time = True
+            break
+    mean = 0.0 if total is None else float(total) / count
+    if not math.isfinite(mean):
+        step = int(torch.nonzero(~torch.isfinite(torch.stack(losses)))[0, 0]) + 1
+        raise TrainingDiverged(f"the training loss became {float(losses[step - 1])} at step {step} of {count}")
+    return mean, out_of_time
 
 
 @contextlib.contextmanager
@@ -369,5 +416,5 @@ def _silent(_: str) -> None:
     """Log sink of ranks other than 0."""
 
 
-__all__ = ["EpochRecord", "EpochReport", "EvaluateFn", "Observer", "TrainConfig", "TrainResult",
+__all__ = ["EpochRecord", "EpochReport", "EvaluateFn", "Observer", "TrainConfig", "TrainResult", "check_trainable",
            "ensure_validation_split", "fit", "refit", "train_one_epoch"]

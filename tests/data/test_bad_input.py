@@ -46,7 +46,7 @@ def test_movielens_notes_fractional_timestamps(tmp_path):
 def test_a_conversion_cannot_replace_its_source_and_sep_is_for_csv_only(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "t.csv").write_text("user,item\nu1,i1\n")
-    with pytest.raises(GraphrecError, match="would replace the source"):
+    with pytest.raises(GraphrecError, match="which this command reads"):
         convert("csv", tmp_path / "src" / "t.csv", tmp_path / "src", overwrite=True)
     assert (tmp_path / "src" / "t.csv").is_file()
     convert("csv", tmp_path / "src" / "t.csv", tmp_path / "ds")

@@ -7,7 +7,7 @@ import pytest
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.data.dataset import Dataset, ModalityFeatures
-from graphrec.data.export import export_dataset
+from graphrec.data.export import EXPORT_MARKER, export_dataset
 from graphrec.errors import GraphrecError
 
 READER_OF_EXPORT = {"recbole": "recbole", "mmrec": "mmrec", "lightgcn": "lightgcn"}
@@ -56,7 +56,7 @@ def test_recbole_export_uses_benchmark_filenames(movielens, tmp_path):
     out = export_dataset(movielens, "recbole", tmp_path / "rb")
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted([f"{movielens.name}.{s}.inter" for s in ("train", "valid", "test")]
-                           + [f"{movielens.name}.item", f"{movielens.name}.user"])
+                           + [f"{movielens.name}.item", f"{movielens.name}.user", EXPORT_MARKER])
     header = (out / f"{movielens.name}.train.inter").read_text().splitlines()[0]
     assert header.split("\t")[:2] == ["user_id:token", "item_id:token"]
 
@@ -114,6 +114,6 @@ def test_lightgcn_export_without_a_test_split_re_imports(tmp_path):
 
 
 def test_an_export_cannot_replace_the_dataset_it_reads(movielens, tmp_path):
-    with pytest.raises(GraphrecError, match="would replace the dataset it reads"):
+    with pytest.raises(GraphrecError, match="which this command reads"):
         export_dataset(movielens, "recbole", movielens.path, overwrite=True)
     assert (movielens.path / "manifest.json").is_file()

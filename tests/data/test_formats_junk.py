@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from graphrec.data.formats import get_reader
@@ -108,3 +108,38 @@ def test_reader_raises_only_data_format_errors(request, sample_file, write_sampl
         else:
             assert isinstance(raw, RawDataset)
             assert {"user_id", "item_id", "rating", "timestamp"} <= set(raw.interactions.columns)
+
+
+#: Any JSON value: what a split file's item lists may hold when the file is damaged or hand-made.
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 10**20) | st.floats(allow_nan=False) | st.text(max_size=4),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=3), children, max_size=2),
+    max_leaves=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(split={"0": [1.5]}, with_map=False)
+@example(split={"0": [True]}, with_map=False)
+@example(split={"0": [True]}, with_map=True)
+@example(split={"0": [1, None]}, with_map=False)
+@given(split=st.dictionaries(st.sampled_from(["0", "1", "2", "x"]), st.lists(JSON_VALUES, max_size=4) | JSON_VALUES,
+                             max_size=3),
+       with_map=st.booleans())
+def test_json_split_values_of_any_json_type_raise_only_data_format_errors(split, with_map):
+    """Booleans, floats, nulls, nested lists and objects among the items (issue 19: ``[1.5]`` and
+    ``[true]`` used to end in a StopIteration)."""
+    import json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "train.json").write_text('{"0": [0, 1], "1": [1]}')
+        (root / "val.json").write_text(json.dumps(split))
+        (root / "test.json").write_text('{"1": [0]}')
+        if with_map:
+            (root / "item2id.json").write_text('{"a": 0, "b": 1}')
+        try:
+            raw = get_reader("json-split")(root)
+        except DataFormatError as error:
+            assert error.path is not None
+        else:
+            assert isinstance(raw, RawDataset)

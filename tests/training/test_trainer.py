@@ -134,16 +134,21 @@ def test_a_dataset_without_a_test_split_still_saves_the_model(movielens, tmp_pat
     assert (tmp_path / "r" / "model.pt").is_file() and (tmp_path / "r" / "metrics.json").is_file()
 
 
-def test_a_new_run_clears_the_previous_runs_files(movielens, tmp_path):
+def test_a_new_run_replaces_the_previous_one_only_when_asked_and_once_it_can_start(movielens, tmp_path):
     train(movielens, ModelConfig("mf", dim=8), TrainConfig(epochs=1, **FAST), out=tmp_path / "r", log=lambda _: None)
-    lines = []
-    with pytest.raises(GraphrecError):  # fails after run.json is written: nothing of the mf run may remain
-        train(movielens, ModelConfig("lightgcn", dim=8, layers=2), TrainConfig(epochs=1, fanout=(5,),
-              sampling="neighbor", **FAST), out=tmp_path / "r", log=lines.append)
+    names = ("run.json", "model.pt", "last.pt", "metrics.json")
+    before = {name: (tmp_path / "r" / name).read_bytes() for name in names}
+    lightgcn = ModelConfig("lightgcn", dim=8, layers=2)
+    with pytest.raises(GraphrecError, match="already holds a run"):
+        train(movielens, lightgcn, TrainConfig(epochs=1, **FAST), out=tmp_path / "r", log=lambda _: None)
+    with pytest.raises(GraphrecError, match="samples 1 hop"):  # refused before the previous run is touched
+        train(movielens, lightgcn, TrainConfig(epochs=1, fanout=(5,), sampling="neighbor", **FAST),
+              out=tmp_path / "r", overwrite=True, log=lambda _: None)
+    assert {name: (tmp_path / "r" / name).read_bytes() for name in names} == before
+    lines: list[str] = []
+    train(movielens, lightgcn, TrainConfig(epochs=1, **FAST), out=tmp_path / "r", overwrite=True, log=lines.append)
     assert any("replacing the previous run" in line for line in lines)
-    assert not any((tmp_path / "r" / name).exists() for name in ("model.pt", "last.pt", "metrics.json"))
-    with pytest.raises(GraphrecError, match=r"model\.pt is missing"):
-        load_run(tmp_path / "r")
+    assert load_run(tmp_path / "r").model_config.name == "lightgcn"
 
 
 def test_training_options_are_checked_before_training():

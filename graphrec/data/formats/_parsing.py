@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import re
+import warnings
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from graphrec.errors import DataFormatError
+from graphrec.errors import DataFormatError, InputWarning
 
 #: A function that builds the error for a bad value: ``fail(row, message)``.
 Failure = Callable[[int, str], DataFormatError]
@@ -45,6 +46,8 @@ def require_file(path: Path, what: str | None = None) -> Path:
     """Return ``path`` if it is a file, else raise an error naming the expected file."""
     if not path.is_file():
         detail = f" ({what})" if what else ""
+        if path.exists():  # a FIFO would block the read forever, a device (/dev/zero) never end
+            raise DataFormatError(f"is not a regular file{detail}: a directory, FIFO or device is not read", path=path)
         raise DataFormatError(f"required file {path.name!r} is missing{detail}", path=path)
     return path
 
@@ -64,14 +67,35 @@ def read_bytes(path: Path) -> bytes:
     return data.removeprefix(UTF8_BOM)
 
 
-def decode(data: bytes, path: Path, encoding: str = "utf-8") -> str:
-    """Decode ``data``; an invalid byte is reported at its line."""
+def decode(data: bytes, path: Path, encoding: str = "utf-8", fallback: str | None = None) -> str:
+    """Decode ``data``; an invalid byte is reported at its line, or, with a ``fallback`` encoding
+    (``latin-1`` decodes any byte), the text is decoded with that and an :class:`InputWarning`
+    says so."""
+    return decode_with_encoding(data, path, encoding, fallback)[0]
+
+
+def decode_with_encoding(data: bytes, path: Path, encoding: str = "utf-8", fallback: str | None = None
+                         ) -> tuple[str, str]:
+    """:func:`decode`, and the encoding that was used."""
     try:
-        return data.decode(encoding)
+        return data.decode(encoding), encoding
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
+        if fallback is not None:
+            warnings.warn(InputWarning(f"{path}: not valid {encoding} text (byte {data[exc.start]:#04x} at line "
+                                       f"{line}); read as {fallback}"), stacklevel=2)
+            return data.decode(fallback), fallback
         raise DataFormatError(f"is not valid {encoding} text (byte {data[exc.start]:#04x})",
                               path=path, line=line) from None
+
+
+def check_last_line(data: bytes, path: Path) -> None:
+    """Warn (:class:`InputWarning`) when a line-oriented file does not end with a line break: its last
+    line may have been cut short (a copy that stopped early), which parses as a shorter value."""
+    if data.strip() and not data.endswith((b"\n", b"\r")):
+        last = data.count(b"\n") + 1
+        warnings.warn(InputWarning(f"{path}: line {last}: the file does not end with a line "
+                                   f"break, so this last line may have been cut short; check it"), stacklevel=2)
 
 
 def require_content(data: bytes | str, path: Path) -> None:
@@ -113,19 +137,21 @@ class TextTable:
 
 
 def read_delimited(path: Path, *, sep: str, names: Sequence[str] | None = None, encoding: str = "utf-8",
-                   quoted: bool = False, data: bytes | None = None) -> TextTable:
+                   quoted: bool = False, data: bytes | None = None, fallback: str | None = None) -> TextTable:
     """Parse a delimited text file into string columns.
 
     ``names`` gives the fields of a file without a header; ``None`` reads them from
-    the first line. ``quoted`` enables CSV double-quote quoting. A line with the wrong
+    the first line. ``quoted`` enables CSV double-quote quoting. Text that is not valid
+    ``encoding`` is read with ``fallback`` when one is given (see :func:`decode`). A line with the wrong
     number of fields is an error that says which separator was expected. An empty
     file is an error.
     """
     if data is None:
         data = read_bytes(path)
-    text = decode(data, path, encoding)
+    text, used = decode_with_encoding(data, path, encoding, fallback)
     require_content(text, path)
-    if encoding.replace("-", "").lower() != "utf8":
+    check_last_line(data, path)
+    if used.replace("-", "").lower() != "utf8":
         data = text.encode("utf-8")
     first_line = 1
     if names is None:
@@ -276,6 +302,8 @@ def parse_ints(values: pa.Array, fail: Failure, what: str, *, non_negative: bool
         not_integer = ~np.isfinite(numbers) | (numbers != np.floor(numbers)) | (np.abs(numbers) >= _INT64_LIMIT)
         if not_integer.any():
             row = int(np.argmax(not_integer))
+            if np.isfinite(numbers[row]) and numbers[row] == np.floor(numbers[row]):
+                raise fail(row, f"{what} {numbers[row]!r} is out of range (integers are 64-bit)")
             raise fail(row, f"{what} {numbers[row]!r} is not an integer")
         out = numbers.astype(np.int64)
     else:
@@ -283,7 +311,11 @@ def parse_ints(values: pa.Array, fail: Failure, what: str, *, non_negative: bool
             out = pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             row = _first_unparsable(values, pa.int64())
-            raise fail(row, f"{what} {values[row].as_py()!r} is not an integer") from None
+            text = str(values[row].as_py())
+            if re.fullmatch(r"[+-]?[0-9]+", text):
+                raise fail(row, f"{what} {text!r} is out of range (integers are 64-bit, at most "
+                                f"{2**63 - 1:,})") from None
+            raise fail(row, f"{what} {text!r} is not an integer") from None
     out = np.asarray(out, dtype=np.int64)
     if non_negative and len(out) and out.min() < 0:
         row = int(np.argmax(out < 0))
@@ -342,12 +374,17 @@ def parse_ids(values: pa.Array, fail: Failure, what: str) -> np.ndarray:
         if values.null_count:
             raise fail(int(np.argmax(values.is_null().to_numpy(zero_copy_only=False))), f"{what} is missing")
         return values.to_numpy(zero_copy_only=False).astype(str)
-    text = _normalised(values, fail, what)
-    missing = _missing_mask(text)
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    if not _is_text(values):
+        values = _normalised(values, fail, what)
+        values = values if _is_text(values) else pc.cast(values, pa.string())
+    # Ids are kept exactly as written, surrounding whitespace included: "a", " a" and "a " are three
+    # ids, never silently merged into one. Only an id that is empty or all whitespace is missing.
+    missing = _missing_mask(pc.utf8_trim_whitespace(values))
     if missing.any():
         raise fail(int(np.argmax(missing)), f"{what} is missing")
-    # ids keep their inner text as given; only surrounding whitespace is dropped
-    return text.to_numpy(zero_copy_only=False).astype(str)
+    return values.to_numpy(zero_copy_only=False).astype(str)
 
 
 def parse_splits(values: pa.Array, fail: Failure, what: str = "split") -> np.ndarray:

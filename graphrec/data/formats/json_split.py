@@ -155,10 +155,12 @@ def _read_split(path: Path, num_users: int | None, num_items: int | None
         expected = "item ids of one type (integers or strings)"
     owner = np.repeat(np.arange(len(keys)), counts)
     if wrong_kind:
+        # the first item of a kind never allowed (a float, a boolean, ...), or else of a second kind
+        allowed = {int} if num_items is not None else {int, str}
         first_kind = type(flat[0])
         position = next(i for i, item in enumerate(flat)
-                        if type(item) in wrong_kind and (num_items is not None or type(item) is not first_kind))
-        raise fail(int(owner[position]), f"item {flat[position]!r}: expected {expected}")
+                        if type(item) not in allowed or (num_items is None and type(item) is not first_kind))
+        raise fail(int(owner[position]), f"item {json.dumps(flat[position])}: expected {expected}")
     items = np.array(flat) if flat else np.zeros(0, dtype=np.int64)
     if items.dtype.kind == "i" and len(items):
         negative = items < 0

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from graphrec.data.formats._parsing import (
+    check_last_line,
     decode,
     first_repeat,
     is_index_range,
@@ -112,6 +113,7 @@ def parse_user_item_lists(path: Path, allow_empty: bool = False) -> tuple[np.nda
     data = read_bytes(path)
     if not allow_empty:
         require_content(data, path)
+    check_last_line(data, path)
     bad = ~_ALLOWED_BYTES[np.frombuffer(data, dtype=np.uint8)]
     if bad.any():
         line, field, token = _locate(data, int(np.argmax(bad)))

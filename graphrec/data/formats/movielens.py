@@ -1,7 +1,7 @@
 """MovieLens releases from GroupLens, detected from the files in the directory.
 
 * 100K: ``u.data`` (tab-separated ``user item rating timestamp``), ``u.item``
-  (pipe-separated, latin-1: ``id|title|release date|video release date|IMDb URL|``
+  (pipe-separated, latin-1, read as UTF-8 when it is valid UTF-8: ``id|title|release date|video release date|IMDb URL|``
   then one 0/1 flag per genre of ``u.genre``) and ``u.user``
   (``id|age|gender|occupation|zip``).
 * 1M / 10M: ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``), ``movies.dat``
@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from graphrec.data.formats._parsing import (
     TextTable,
+    decode,
     first_repeat,
     parse_floats,
     parse_ids,
@@ -75,7 +76,7 @@ def _read_100k(directory: Path) -> RawDataset:
         genres = _genres_100k(directory / "u.genre")
         flag_fields = [f"genre_{index}" for index in range(len(genres))]
         names = ["item", "title", "release_date", "video_release_date", "imdb_url", *flag_fields]
-        table = read_delimited(directory / "u.item", sep="|", names=names, encoding="latin-1")
+        table = read_delimited(directory / "u.item", sep="|", names=names, fallback="latin-1")
         flags = np.zeros((len(table), len(genres)), dtype=np.int64)
         for column, (field, genre) in enumerate(zip(flag_fields, genres, strict=True)):
             flags[:, column] = parse_ints(table[field], table.failure(field), f"flag of genre {genre!r}",
@@ -93,7 +94,7 @@ def _read_100k(directory: Path) -> RawDataset:
         files += [directory / "u.item"] + ([directory / "u.genre"] if (directory / "u.genre").is_file() else [])
     if (directory / "u.user").is_file():
         table = read_delimited(directory / "u.user", sep="|",
-                               names=["user", "age", "gender", "occupation", "zip_code"], encoding="latin-1")
+                               names=["user", "age", "gender", "occupation", "zip_code"], fallback="latin-1")
         users = pd.DataFrame({
             "user_id": _canonical_ints(table, "user", "user id"),
             "age": pd.array(parse_ints(table["age"], table.failure("age"), "age", non_negative=True), "Int64"),
@@ -112,7 +113,7 @@ def _genres_100k(path: Path) -> list[str]:
     """Genre names in flag order from ``u.genre`` (``name|index``)."""
     if not path.is_file():
         return list(GENRES_100K)
-    table = read_delimited(path, sep="|", names=["genre", "index"], encoding="latin-1")
+    table = read_delimited(path, sep="|", names=["genre", "index"], fallback="latin-1")
     index = parse_ints(table["index"], table.failure("index"), "genre index", non_negative=True)
     if not np.array_equal(np.sort(index), np.arange(len(index))):
         raise DataFormatError(f"genre indices must be 0..{len(index) - 1}, each once", path=path, field="index")
@@ -128,13 +129,11 @@ def _read_dat(directory: Path) -> RawDataset:
     items = users = None
     notes: list[str] = []
     if (directory / "movies.dat").is_file():
-        items, encoding = _movies_dat(directory / "movies.dat")
+        items = _movies_dat(directory / "movies.dat")
         files.append(directory / "movies.dat")
-        if encoding != "utf-8":
-            notes.append(f"movies.dat is not UTF-8; read as {encoding}")
     if (directory / "users.dat").is_file():
         table = read_delimited(directory / "users.dat", sep="::",
-                               names=["user", "gender", "age", "occupation", "zip_code"], encoding="latin-1")
+                               names=["user", "gender", "age", "occupation", "zip_code"], fallback="latin-1")
         users = pd.DataFrame({
             "user_id": _canonical_ints(table, "user", "user id"),
             "gender": _strings(table["gender"]),
@@ -150,14 +149,11 @@ def _read_dat(directory: Path) -> RawDataset:
                       source={"files": [str(f) for f in files]}, notes=notes)
 
 
-def _movies_dat(path: Path) -> tuple[pd.DataFrame, str]:
+def _movies_dat(path: Path) -> pd.DataFrame:
     """``MovieID::Title::Genres`` lines; the title is whatever lies between the first and last ``::``."""
     data = read_bytes(path)
     require_content(data, path)
-    try:
-        text, encoding = data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = data.decode("latin-1"), "latin-1"  # 1M is latin-1; latin-1 decodes any byte
+    text = decode(data, path, "utf-8", fallback="latin-1")  # 1M is latin-1
     ids, titles, genres, lines = [], [], [], []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -175,7 +171,7 @@ def _movies_dat(path: Path) -> tuple[pd.DataFrame, str]:
     table = TextTable(path=path, columns={"movie": pa.array(ids, pa.string())}, lines=np.array(lines))
     frame = _items_frame(_canonical_ints(table, "movie", "movie id", field="MovieID"),
                          np.array(titles, dtype=object), genres, {}, table, "MovieID")
-    return frame, encoding
+    return frame
 
 
 # ------------------------------------------------------------------------ CSV

@@ -28,7 +28,7 @@ from graphrec.data.formats._parsing import (
     require_file,
 )
 from graphrec.data.raw import RawDataset, interactions_frame
-from graphrec.errors import DataFormatError, GraphrecError
+from graphrec.errors import ConfigError, DataFormatError, GraphrecError
 
 #: graphrec name -> column names tried, in order, when ``columns`` does not say.
 DEFAULT_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -60,6 +60,9 @@ def read(src: Path, *, kind: str = "csv", columns: Mapping[str, str] | None = No
     if kind == "parquet" and sep is not None:
         raise GraphrecError("--sep applies to csv only; a Parquet file has no field separator")
     sep = "\t" if sep in TAB_SPELLINGS else ("," if sep is None else sep)
+    if len(sep) != 1 or sep in "\"\r\n":
+        raise ConfigError(f"separator {sep!r} is not supported: a CSV field separator is one character other than "
+                          f"a quote or a line break (',', ';', '|', or '\\t' for a tab)", field="sep")
     columns = dict(columns or {})
     unknown = sorted(set(columns) - set(DEFAULT_COLUMNS))
     if unknown:
