@@ -102,7 +102,7 @@ def prepare_ml100k(args: argparse.Namespace, work: Path) -> Path:
                       log=lambda _: None).dataset
     recipe = load_recipe(RECIPES / "lightgcn_ml100k.yaml")
     config = dataclasses.replace(recipe.train, epochs=1, eval_every=1) if args.quick else recipe.train
-    train(dataset, recipe.model, config, out=work / "ml100k-run", log=lambda _: None)
+    train(dataset, recipe.model, config, out=work / "ml100k-run", overwrite=True, log=lambda _: None)
     return work / "ml100k-run"
 
 
@@ -116,7 +116,8 @@ def prepare_gowalla(args: argparse.Namespace, work: Path) -> Path:
     recipe = load_recipe(RECIPES / "gowalla_lightgcn_30min.yaml")
     minutes = 0.05 if args.quick else args.gowalla_minutes
     config = dataclasses.replace(recipe.train, max_minutes=minutes, eval_every=1 if args.quick else 5)
-    train(dataset, recipe.model, config, out=work / "gowalla-run", log=lambda line: print(f"  {line}", flush=True))
+    train(dataset, recipe.model, config, out=work / "gowalla-run", overwrite=True,
+          log=lambda line: print(f"  {line}", flush=True))
     return work / "gowalla-run"
 
 

@@ -356,7 +356,9 @@ def _finish(study: Any, base: Recipe, study_dir: Path, config: TuneConfig, log: 
     log(f"best trial {best.number}: validation {base.train.select_metric} = {best.value:.4f}; testing its recipe "
         f"once{' (refit on train + valid)' if config.refit else ''} in {study_dir / 'best'}")
     assert best_recipe.dataset is not None
-    run = train(best_recipe.dataset, best_recipe.model, best_recipe.train, out=study_dir / "best", log=log)
+    # the study's own run of its best recipe, replaced when a resumed study tests it again
+    run = train(best_recipe.dataset, best_recipe.model, best_recipe.train, out=study_dir / "best", overwrite=True,
+                log=log)
     files["best_run"] = str(study_dir / "best")
     write_json(study_dir / "summary.json", {
         "study": config.study_name, "best_trial": best.number, "metric": base.train.select_metric,

@@ -223,7 +223,8 @@ def test_keeps_answering_while_its_run_directory_is_rewritten(runs, tmp_path):
         # another process retrains into the directory the server was started on
         trainer = subprocess.Popen([sys.executable, "-m", "graphrec", "train", json.loads(
             (run_dir / "run.json").read_text())["dataset"], "--model", "mf", "--dim", "8", "--epochs", "3",
-            "--no-progress", "--out", str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            "--no-progress", "--overwrite", "--out", str(run_dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         answers = []
         while trainer.poll() is None:
             answers.append(client.post("/recommend", json={"users": [user], "k": 10}))
