@@ -287,3 +287,26 @@ def test_the_cli_trains_evaluates_recommends_exports_and_indexes_it(tmp_path):
     assert exported.returncode == 0, exported.stderr
     indexed = graphrec("index", run, "--backend", "exact")
     assert indexed.returncode == 0, indexed.stderr
+
+
+@pytest.mark.slow  # two real torchrun processes and one single one
+def test_two_processes_prune_alike_and_match_one(tmp_path):
+    data = tmp_path / "data"
+    convert("synthetic", "-", data, reader_options={"users": 200, "items": 80, "seed": 1, "mean_interactions": 10,
+                                                    "image_size": 16})
+    from graphrec.encoders import TextEncoderConfig, encode
+    from graphrec.encoders.bundled import bundled_minilm
+    encode(data, "text", TextEncoderConfig(model=str(bundled_minilm()), device="cpu"), log=None)
+    args = ["--model", "freedom", "--dim", "16", "--knn-k", "5", "--pruning", "0.5", "--epochs", "3", "--batch-size",
+            "512", "--lr", "0.005", "--reg", "0", "--seed", "7", "--no-progress", "--device", "cpu", "--deterministic"]
+    for command, out in (([sys.executable, "-m", "graphrec"], "single"),
+                         ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "graphrec"], "double")):
+        completed = subprocess.run([*command, "train", str(data), "--out", str(tmp_path / out), *args],
+                                   capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        assert completed.returncode == 0, completed.stderr[-4000:]
+    one = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "double" / "metrics.json").read_text())
+    assert two["distributed"]["world_size"] == 2 and two["distributed"]["identical_across_ranks"]
+    assert [e["loss"] for e in two["epochs"]] == pytest.approx([e["loss"] for e in one["epochs"]], rel=1e-4)
+    assert two["test"]["recall@20"] == pytest.approx(one["test"]["recall@20"], abs=1e-3)
