@@ -29,7 +29,9 @@ which are graphrec's ``pruning`` and ``modality_weight``), LightGCN's 4 × 5 gri
 L2 1e-3/1e-4 (the points MMRec's and graphrec's LightGCN pick on these sets), LGMRec's single point.
 graphrec's models get the same grids (graphrec's FREEDOM trains with ``reg=0`` as the paper's loss
 has no L2 term; its LightGCN's L2 is the trainer's ``reg``). Every point is trained on seed 0 and the
-best validation Recall@20 chooses it (never test); seeds 1 and 2 train the chosen point.
+best validation Recall@20 chooses it (never test); seeds 1 and 2 train the chosen point. On the sparse
+regime, whose epochs cost about six times more, the grids are cut further (:data:`SPARSE_GRIDS`: both
+pruning ratios and both depths, at lambda and L2 1e-4) and epochs are capped at :data:`SPARSE_EPOCHS`.
 
 Run: ``.venv/bin/python benchmarks/mmrec_compare.py`` (MMRec's environment at ``../mmrec-venv``,
 created as ``../shared/peers/README.md`` says; ``--regimes``, ``--seeds``, ``--epochs`` trim it; runs
@@ -50,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +121,15 @@ ARMS = (
     Arm("mmrec", "FREEDOM", "FREEDOM", _grid(dropout=[0.9, 0.8], reg_weight=[1e-4, 0.0, 1e-5, 1e-3])),
     Arm("mmrec", "LGMRec", "LGMRec", _grid(n_ui_layers=[2])),
 )
+#: The sparse regime trains about 6x longer per epoch; its grids keep the first value of each trimmed axis
+#: (FREEDOM: both pruning ratios at lambda 1e-4; LightGCN: both depths at L2 1e-4) and its epochs are capped.
+SPARSE_GRIDS = {
+    "graphrec LightGCN": _grid(layers=[2, 3], reg=[1e-4]),
+    "mmrec LightGCN": _grid(n_layers=[2, 3], reg_weight=[1e-4]),
+    "graphrec FREEDOM": _grid(pruning=[0.9, 0.8], modality_weight=[1e-4]),
+    "mmrec FREEDOM": _grid(dropout=[0.9, 0.8], reg_weight=[1e-4]),
+}
+SPARSE_EPOCHS = 60
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -228,6 +239,8 @@ def within_noise(a: dict[str, float], b: dict[str, float], seeds: int) -> bool:
 
 def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace, budget: Budget,
                    quick: bool, skip_mmrec: str | None) -> dict[str, Any]:
+    if name == "sparse":
+        budget = replace(budget, epochs=min(budget.epochs, SPARSE_EPOCHS))
     path = prepare(args.work, name, options)
     dataset = load_dataset(path)
     print(f"\n== {name}: {describe(dataset)}", flush=True)
@@ -241,7 +254,8 @@ def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace,
             for arm in arms:
                 key = f"{arm.framework} {arm.label}"
                 if seed == 0:
-                    points = arm.grid[:1] if quick else arm.grid
+                    grid = SPARSE_GRIDS.get(key, arm.grid) if name == "sparse" else arm.grid
+                    points = grid[:1] if quick else grid
                 else:
                     points = (max(grids[key], key=lambda r: r["valid"]["recall@20"])["point"],)
                 started = time.perf_counter()
@@ -259,8 +273,8 @@ def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace,
                     + f"  [{time.perf_counter() - started:.0f} s]", flush=True)
     summary = {key: {**summarise(arm, runs[key]), "chosen": runs[key][0]["point"]}
                for arm in arms for key in [f"{arm.framework} {arm.label}"]}
-    return {"options": options, "dataset": describe(dataset), "summary": summary, "grids": grids, "runs": runs,
-            "checks": checks(summary, args.seeds)}
+    return {"options": options, "dataset": describe(dataset), "budget": asdict(budget), "summary": summary,
+            "grids": grids, "runs": runs, "checks": checks(summary, args.seeds)}
 
 
 def checks(summary: dict[str, dict[str, Any]], seeds: int) -> dict[str, Any]:
@@ -311,10 +325,13 @@ def markdown(payload: dict[str, Any]) -> str:
              "mean ± std over the seeds; training and validation items masked at test for both frameworks.", ""]
     if payload.get("skipped"):
         lines += [f"**MMRec's side was skipped:** {payload['skipped']}", ""]
+    if payload.get("regimes_not_run"):
+        lines += [f"**Not run (yet) in this run:** {', '.join(payload['regimes_not_run'])}", ""]
     for name, regime in payload["regimes"].items():
         data = regime["dataset"]
         lines += [f"## {name}: {data['users']:,} users, {data['items']:,} items, {data['interactions']:,} "
                   f"interactions (density {data['density']:.3%})", "",
+                  f"At most {regime['budget']['epochs']} epochs, patience {regime['budget']['patience']}.", "",
                   "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in table(regime)]
         lines += ["", "| check | value |", "|---|---|"]
@@ -348,21 +365,23 @@ def main() -> None:
     if skipped:
         print(f"MMRec's side skipped: {skipped}", flush=True)
     started = time.perf_counter()
-    results = {name: compare_regime(name, options, args, budget, args.quick, skipped)
-               for name, options in regimes.items()}
-    payload: dict[str, Any] = {"budget": asdict(budget), "seeds": args.seeds, "regimes": results,
-                               "wall_seconds": time.perf_counter() - started,
-                               "load_average": os.getloadavg()}
-    if skipped:
-        payload["skipped"] = f"MMRec's side: {skipped}"
-    for name, regime in results.items():
+    directory = results_dir(partial)
+    results: dict[str, Any] = {}
+    for name, options in regimes.items():
+        results[name] = compare_regime(name, options, args, budget, args.quick, skipped)
+        regime = results[name]
         print(f"\n{name}")
         print_table(table(regime), COLUMNS)
         for key, value in regime["checks"].items():
             print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}")
-    directory = results_dir(partial)
-    write_results("mmrec_compare", payload, directory)
-    write_markdown(directory / "mmrec_compare.md", markdown(payload))
+        # written after every regime, so that a run stopped later keeps what it finished (and says so)
+        payload: dict[str, Any] = {"budget": asdict(budget), "seeds": args.seeds, "regimes": results,
+                                   "regimes_not_run": [other for other in regimes if other not in results],
+                                   "wall_seconds": time.perf_counter() - started, "load_average": os.getloadavg()}
+        if skipped:
+            payload["skipped"] = f"MMRec's side: {skipped}"
+        write_results("mmrec_compare", payload, directory)
+        write_markdown(directory / "mmrec_compare.md", markdown(payload))
 
 
 if __name__ == "__main__":

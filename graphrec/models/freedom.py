@@ -306,9 +306,16 @@ class FREEDOM(Recommender):
         if self.modality_weight == 0 or not self.features:
             return None
         total = user_emb.new_zeros(())
-        for content in self.projected():
-            total = total + bpr_loss(self.score(user_emb, content, users, positives),
-                                     self.score(user_emb, content, users, negatives))
+        chosen = user_emb[users]
+        # the same terms either way: project the batch's items, or the catalogue when it has fewer rows
+        whole = positives.numel() + negatives.numel() >= self.num_items
+        for projection, values in zip(self.projections, self.features, strict=True):
+            if whole:
+                content = projection(values)
+                positive, negative = content[positives], content[negatives]
+            else:
+                positive, negative = projection(values[positives]), projection(values[negatives])
+            total = total + bpr_loss((chosen * positive).sum(-1), (chosen * negative).sum(-1))
         return self.modality_weight * total
 
     def user_ego(self, users: Tensor) -> Tensor:
