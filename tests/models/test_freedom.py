@@ -310,3 +310,24 @@ def test_two_processes_prune_alike_and_match_one(tmp_path):
     assert two["distributed"]["world_size"] == 2 and two["distributed"]["identical_across_ranks"]
     assert [e["loss"] for e in two["epochs"]] == pytest.approx([e["loss"] for e in one["epochs"]], rel=1e-4)
     assert two["test"]["recall@20"] == pytest.approx(one["test"]["recall@20"], abs=1e-3)
+
+
+def test_the_training_step_adds_the_modality_terms_to_the_bpr_loss():
+    from graphrec.training.batches import TrainBatch
+    from graphrec.training.step import bpr_step
+
+    dataset = planted_dataset()
+    users, positives, negatives = torch.tensor([0, 1, 7]), torch.tensor([0, 2, 6]), torch.tensor([6, 7, 1])
+    losses = []
+    for weight in (0.0, 0.5):
+        torch.manual_seed(0)
+        model = FREEDOM.from_dataset(dataset, FREEDOMOptions(dim=4, knn_k=3, pruning=0.0, modality_weight=weight))
+        user_emb, item_emb = model.embed()
+        expected = bpr_loss(model.score(user_emb, item_emb, users, positives),
+                            model.score(user_emb, item_emb, users, negatives))
+        auxiliary = model.auxiliary_loss(user_emb, item_emb, users, positives, negatives)
+        expected = expected if auxiliary is None else expected + auxiliary
+        step = bpr_step(model, TrainBatch(users, positives, negatives), torch.optim.SGD(model.parameters(), lr=0.0))
+        torch.testing.assert_close(step, expected.detach())
+        losses.append(float(step))
+    assert losses[1] > losses[0]
