@@ -29,9 +29,10 @@ which are graphrec's ``pruning`` and ``modality_weight``), LightGCN's 4 × 5 gri
 L2 1e-3/1e-4 (the points MMRec's and graphrec's LightGCN pick on these sets), LGMRec's single point.
 graphrec's models get the same grids (graphrec's FREEDOM trains with ``reg=0`` as the paper's loss
 has no L2 term; its LightGCN's L2 is the trainer's ``reg``). Every point is trained on seed 0 and the
-best validation Recall@20 chooses it (never test); seeds 1 and 2 train the chosen point. On the sparse
-regime, whose epochs cost about six times more, the grids are cut further (:data:`SPARSE_GRIDS`: both
-pruning ratios and both depths, at lambda and L2 1e-4), epochs are capped at :data:`SPARSE_EPOCHS` and
+best validation Recall@20 chooses it (never test); seeds 1 and 2 train the chosen point. In a
+default run the grids are cut further, on both regimes (:data:`TRIMMED_GRIDS`: both pruning ratios and
+both depths, at lambda and L2 1e-4; ``--full-grids`` trains the grids above). On the sparse regime, whose
+epochs cost about six times more, epochs are capped at :data:`SPARSE_EPOCHS` and
 validation runs every 5 epochs (:data:`SPARSE_EVAL_EVERY`, :data:`SPARSE_PATIENCE`), for both frameworks.
 
 Run: ``.venv/bin/python benchmarks/mmrec_compare.py`` (MMRec's environment at ``../mmrec-venv``,
@@ -123,9 +124,9 @@ ARMS = (
     Arm("mmrec", "FREEDOM", "FREEDOM", _grid(dropout=[0.9, 0.8], reg_weight=[1e-4, 0.0, 1e-5, 1e-3])),
     Arm("mmrec", "LGMRec", "LGMRec", _grid(n_ui_layers=[2])),
 )
-#: The sparse regime trains about 6x longer per epoch; its grids keep the first value of each trimmed axis
-#: (FREEDOM: both pruning ratios at lambda 1e-4; LightGCN: both depths at L2 1e-4) and its epochs are capped.
-SPARSE_GRIDS = {
+#: The grids a run trains unless ``--full-grids``: each trimmed axis kept at one value (FREEDOM: both pruning
+#: ratios at lambda 1e-4; LightGCN: both depths at L2 1e-4), so that both regimes fit two shared CPU cores.
+TRIMMED_GRIDS = {
     "graphrec LightGCN": _grid(layers=[2, 3], reg=[1e-4]),
     "mmrec LightGCN": _grid(n_layers=[2, 3], reg_weight=[1e-4]),
     "graphrec FREEDOM": _grid(pruning=[0.9, 0.8], modality_weight=[1e-4]),
@@ -260,7 +261,7 @@ def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace,
             for arm in arms:
                 key = f"{arm.framework} {arm.label}"
                 if seed == 0:
-                    grid = SPARSE_GRIDS.get(key, arm.grid) if name == "sparse" else arm.grid
+                    grid = arm.grid if args.full_grids else TRIMMED_GRIDS.get(key, arm.grid)
                     points = grid[:1] if quick else grid
                 else:
                     points = (max(grids[key], key=lambda r: r["valid"]["recall@20"])["point"],)
@@ -359,6 +360,7 @@ def main() -> None:
     parser.add_argument("--regimes", default="dense,sparse", help="comma-separated: dense, sparse")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=Budget.epochs)
+    parser.add_argument("--full-grids", action="store_true", help="train the grids whole (not TRIMMED_GRIDS)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "mmrec-bench",
                         help="where the prepared datasets are kept")
     args = parser.parse_args()
