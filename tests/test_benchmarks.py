@@ -35,6 +35,7 @@ QUICK_OUTPUTS = {
     "graph_filter_kernels.py": ["graph_filter_kernels.json"],
     "graph_filters.py": ["graph_filters.json", "graph_filters.md"],
     "lazy_adam.py": ["lazy_adam.json"],
+    "mmrec_compare.py": ["mmrec_compare.json", "mmrec_compare.md"],
     "multimodal.py": ["multimodal.json", "multimodal.md", "multimodal.png"],
     "multimodal_graph_filter.py": ["multimodal_graph_filter.json"],
     "recbole_compare.py": ["recbole_compare.json"],
@@ -42,9 +43,11 @@ QUICK_OUTPUTS = {
     "serve.py": ["serve.json"],
 }
 #: The benchmarks whose quick mode reads none of the real datasets.
-NO_DATA = {"lazy_adam.py"}
+NO_DATA = {"lazy_adam.py", "mmrec_compare.py"}
 #: Scripts in benchmarks/ that are no benchmark of their own (modules starting with ``_`` are helpers too).
 NOT_BENCHMARKS = {
+    "mmrec_runner.py": "MMRec's half of mmrec_compare.py; it runs in ../mmrec-venv, never imports graphrec, and "
+                       "mmrec_compare.py --quick starts it when that venv and ../shared/peers/mmrec exist",
     "recbole_runner.py": "RecBole's half of recbole_compare.py; it runs in benchmarks/.venv-recbole, never imports "
                          "graphrec, and recbole_compare.py --quick starts it when that venv exists",
 }
@@ -79,5 +82,5 @@ def test_quick_mode(script: str):
     assert not missing, f"{script} --quick did not write {missing} under {SMOKE}:\n{output[-4000:]}"
     result = json.loads(outputs[0].read_text())
     assert isinstance(result, dict) and result
-    if result.get("skipped"):  # ran, but left a part out (recbole_compare without the RecBole venv)
+    if result.get("skipped"):  # ran, but left a part out (recbole_compare or mmrec_compare without the peer's venv)
         warnings.warn(f"{script} --quick: {result['skipped']}", stacklevel=1)

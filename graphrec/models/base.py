@@ -234,6 +234,13 @@ class Recommender(torch.nn.Module, abc.ABC):
                    + self.item_ego(neg_items).pow(2).sum())
         return 0.5 * squares / max(users.numel(), 1)
 
+    def auxiliary_loss(self, user_emb: Tensor, item_emb: Tensor, users: Tensor, positives: Tensor,
+                       negatives: Tensor) -> Tensor | None:
+        """Training terms of the model's own added to a batch's BPR loss (``None``: none), from the
+        batch's final embeddings and its rows (as :meth:`score` takes them), e.g. FREEDOM's modality
+        BPR terms. Already weighted: the trainer adds it as it is."""
+        return None
+
     def alignment_loss(self, items: Tensor, temperature: float = 0.2) -> Tensor:
         """Contrastive (InfoNCE) loss aligning ``items``' content with their collaborative embedding."""
         raise GraphrecError(f"model {self.name!r} has no item content to align")

@@ -27,6 +27,7 @@ from graphrec.graph.hetero import chosen_modalities
 from graphrec.models.base import ModelOptions, Recommender
 from graphrec.models.baselines import Popularity, RandomScores
 from graphrec.models.bspm import BSPM
+from graphrec.models.freedom import FREEDOM
 from graphrec.models.gfcf import GFCF
 from graphrec.models.lightgcn import LightGCN
 from graphrec.models.mf import MF
@@ -126,6 +127,7 @@ MODELS = ModelRegistry([
     GFCF,
     BSPM,
     MultimodalGraphFilter,
+    FREEDOM,
 ])
 
 

@@ -21,12 +21,15 @@ def bpr_step(model: Recommender, batch: TrainBatch, optimizer: Optimizer, *, reg
     r"""Forward, loss, backward and optimiser step on one batch; returns the (detached) loss
 
     .. math::
-        \mathcal{L} = s \Big( \mathrm{BPR} + \lambda\, \mathcal{R} + w\, \mathcal{L}_{\mathrm{InfoNCE}} \Big),
+        \mathcal{L} = s \Big( \mathrm{BPR} + \mathcal{A} + \lambda\, \mathcal{R}
+        + w\, \mathcal{L}_{\mathrm{InfoNCE}} \Big),
 
-    with :math:`\mathcal{R}` the model's :meth:`~graphrec.models.base.Recommender.regularization`
-    (weight ``reg``), the alignment loss over the batch's distinct positives (weight
-    ``contrastive_weight``) and :math:`s` the batch's ``share``. ``forward`` is what computes the
-    embeddings (``model`` itself, or its :class:`~torch.nn.parallel.DistributedDataParallel` wrapper).
+    with :math:`\mathcal{A}` the model's own terms (:meth:`~graphrec.models.base.Recommender.auxiliary_loss`,
+    weighted by the model), :math:`\mathcal{R}` the model's
+    :meth:`~graphrec.models.base.Recommender.regularization` (weight ``reg``), the alignment loss over
+    the batch's distinct positives (weight ``contrastive_weight``) and :math:`s` the batch's ``share``.
+    ``forward`` is what computes the embeddings (``model`` itself, or its
+    :class:`~torch.nn.parallel.DistributedDataParallel` wrapper).
     ``phase``, when given, is called with ``"forward"``, ``"backward"`` and ``"step"`` as each part
     ends, for profiling (the benchmarks time them).
     """
@@ -34,6 +37,9 @@ def bpr_step(model: Recommender, batch: TrainBatch, optimizer: Optimizer, *, reg
     users, positives, negatives = batch.rows
     loss = bpr_loss(model.score(user_emb, item_emb, users, positives),
                     model.score(user_emb, item_emb, users, negatives))
+    auxiliary = model.auxiliary_loss(user_emb, item_emb, users, positives, negatives)
+    if auxiliary is not None:
+        loss = loss + auxiliary
     if reg > 0:
         loss = loss + reg * model.regularization(batch.users, batch.positives, batch.negatives)
     if contrastive_weight > 0:

@@ -245,3 +245,58 @@ def test_item_popularity_is_skewed(default_set: tuple[RawDataset, Path]) -> None
     per_user = raw.interactions["user_id"].value_counts()
     assert per_user.min() >= 5 and per_user.max() > 3 * per_user.median()
     assert len(raw.interactions) == pytest.approx(1000 * 30, rel=0.1)
+
+
+# ------------------------------------------------------------ sparse regime
+def test_density_sets_the_share_of_observed_pairs_and_is_deterministic(tmp_path: Path) -> None:
+    config = SyntheticConfig(users=1500, items=1200, seed=5, image_size=16, density=0.006)
+    raw = generate(config, tmp_path / "a")
+    users, _, _ = _indices(raw)
+    observed = len(raw.interactions) / (config.users * config.items)
+    assert config.interactions_per_user == pytest.approx(7.2)
+    assert observed == pytest.approx(0.006, rel=0.1)
+    assert np.all(np.bincount(users, minlength=config.users) >= config.min_interactions)
+    again = generate(config, tmp_path / "b")
+    pd.testing.assert_frame_equal(raw.interactions, again.interactions)
+
+
+def test_density_is_mean_interactions_over_items_and_the_default_leaves_it_alone(tmp_path: Path) -> None:
+    assert SyntheticConfig().density == 0.0
+    assert SyntheticConfig().interactions_per_user == SyntheticConfig().mean_interactions
+    by_density = generate(replace(SMALL, density=SMALL.mean_interactions / SMALL.items,
+                                  mean_interactions=SMALL.min_interactions), tmp_path / "a")
+    by_mean = generate(SMALL, tmp_path / "b")
+    pd.testing.assert_frame_equal(by_density.interactions, by_mean.interactions)
+
+
+@pytest.mark.parametrize("density", [-0.1, 1.5, 0.001])
+def test_bad_density_raises_an_error_naming_it(density: float) -> None:
+    # 0.001 of 400 items is 0.4 interactions per user, under min_interactions
+    with pytest.raises(GraphrecError, match="'density'"):
+        SyntheticConfig(density=density)
+
+
+def test_density_is_a_typed_reader_option() -> None:
+    from graphrec.data.convert import reader_option_values
+
+    assert reader_option_values("synthetic", {"density": "0.0015"}) == {"density": 0.0015}
+
+
+def test_content_still_ranks_far_better_than_random_at_sparse_density(tmp_path: Path) -> None:
+    config = SyntheticConfig(users=2500, items=2000, seed=9, image_size=16, cold_fraction=0.2, density=0.004)
+    raw = generate(config, tmp_path)
+    users, items, split = _indices(raw)
+    assert len(raw.interactions) / (config.users * config.items) < 0.005
+    shape = (config.users, config.items)
+
+    def matrix(names: tuple[str, ...]) -> sp.csr_matrix:
+        mask = np.isin(split, names)
+        return sp.csr_matrix((np.ones(mask.sum()), (users[mask], items[mask])), shape=shape)
+
+    scores = _content_scores(raw, matrix(("train",)))
+    seen = matrix(("train", "valid")).toarray() > 0
+    truth = matrix(("test",)).toarray() > 0
+    cold = raw.items["cold"].to_numpy()
+    for name, pool in (("cold", cold), ("warm", ~cold)):
+        recall, random = _recall_at_20(scores, pool[None, :] & ~seen, truth & pool[None, :])
+        assert recall >= 2 * random, (name, recall, random)

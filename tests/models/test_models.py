@@ -146,6 +146,9 @@ def test_gradients_reach_every_parameter(name, planted):
     user_emb, item_emb = model.embed()
     loss = (model.full_scores(user_emb, item_emb, torch.arange(NUM_USERS)).pow(2).mean()
             + model.regularization(users, positives, negatives))
+    auxiliary = model.auxiliary_loss(user_emb, item_emb, users, positives, negatives)  # as bpr_step adds it
+    if auxiliary is not None:
+        loss = loss + auxiliary
     loss.backward()
     for parameter_name, parameter in model.named_parameters():
         assert parameter.grad is not None, parameter_name

@@ -137,6 +137,13 @@ class SyntheticConfig:
     choices and ``hidden_strength`` the hidden, content-free factor;
     ``text_omit_probability`` is the chance that a description leaves out a given
     attribute.
+
+    ``density`` sets the share of observed user–item pairs instead: when it is positive, users
+    draw ``density * items`` interactions on average (still at least ``min_interactions`` each)
+    and ``mean_interactions`` is ignored; 0, the default, leaves ``mean_interactions`` in charge.
+    Content is planted the same way at every density. The default (1,000 users, 400 items, 30
+    each) is dense; MMRec's Amazon sets are sparse (Baby: 0.12%), which a sparse variant such as
+    ``users=10_000, items=6_000, density=0.0015`` reproduces in size and density.
     """
 
     users: int = 1000
@@ -151,6 +158,7 @@ class SyntheticConfig:
     preference_strength: float = 1.0
     hidden_strength: float = 0.5
     text_omit_probability: float = 0.15
+    density: float = 0.0
 
     def __post_init__(self) -> None:
         def fail(option: str, requirement: str) -> None:
@@ -168,7 +176,12 @@ class SyntheticConfig:
             fail("cold_fraction", "must be in [0, 1)")
         if round(self.cold_fraction * self.items) >= self.items:
             fail("cold_fraction", "must leave at least one warm item")
-        if not self.min_interactions <= self.mean_interactions <= self.items:
+        if not 0.0 <= self.density <= 1.0:
+            fail("density", "must be in [0, 1] (0: mean_interactions decides)")
+        if self.density > 0 and not self.min_interactions <= self.interactions_per_user <= self.items:
+            fail("density", f"times items ({self.items}) must give at least min_interactions "
+                            f"({self.min_interactions}) per user")
+        if self.density == 0 and not self.min_interactions <= self.mean_interactions <= self.items:
             fail("mean_interactions", f"must be between min_interactions ({self.min_interactions}) "
                                       f"and items ({self.items})")
         if self.taste_clusters < 1:
@@ -180,6 +193,11 @@ class SyntheticConfig:
             fail("text_omit_probability", "must be in [0, 1]")
 
     @property
+    def interactions_per_user(self) -> float:
+        """The mean number of interactions a user draws: ``density * items``, or ``mean_interactions``."""
+        return self.density * self.items if self.density > 0 else self.mean_interactions
+
+    @property
     def num_cold_items(self) -> int:
         return round(self.cold_fraction * self.items)
 
@@ -188,7 +206,7 @@ def read(src: str | Path = "-", *, workdir: Path, users: int = 1000, items: int 
          image_size: int = 64, cold_fraction: float = 0.1, mean_interactions: float = 30.0,
          min_interactions: int = 5, taste_clusters: int = 6, popularity_exponent: float = 1.0,
          preference_strength: float = 1.0, hidden_strength: float = 0.5,
-         text_omit_probability: float = 0.15) -> RawDataset:
+         text_omit_probability: float = 0.15, density: float = 0.0) -> RawDataset:
     """Generate the synthetic dataset, writing its images under ``workdir / "images"``.
 
     ``src`` is ignored (the command line passes ``-``); the options are those of
@@ -198,7 +216,8 @@ def read(src: str | Path = "-", *, workdir: Path, users: int = 1000, items: int 
                              cold_fraction=cold_fraction, mean_interactions=mean_interactions,
                              min_interactions=min_interactions, taste_clusters=taste_clusters,
                              popularity_exponent=popularity_exponent, preference_strength=preference_strength,
-                             hidden_strength=hidden_strength, text_omit_probability=text_omit_probability)
+                             hidden_strength=hidden_strength, text_omit_probability=text_omit_probability,
+                             density=density)
     return generate(config, Path(workdir))
 
 
@@ -220,7 +239,7 @@ def generate(config: SyntheticConfig, workdir: Path) -> RawDataset:
     cluster, tastes = _draw_user_tastes(config, user_rng)
     hidden_users = user_rng.normal(size=(config.users, 4)) / 2.0
     counts = config.min_interactions + user_rng.negative_binomial(
-        2, 2.0 / (2.0 + config.mean_interactions - config.min_interactions), size=config.users)
+        2, 2.0 / (2.0 + config.interactions_per_user - config.min_interactions), size=config.users)
     capped = int((counts > config.items).sum())
     counts = np.minimum(counts, config.items)
 

