@@ -177,7 +177,7 @@ def test_config_errors_name_the_field_and_never_a_flag():
 def test_options_a_model_does_not_have_are_refused(tmp_path):
     """--heads with mf, --layers with vbpr, ...: refused when the configuration is made, before
     anything is trained or written, naming the models that do have the option."""
-    for model, options, needle in (("mf", {"layers": 2}, "has no option 'layers' (an option of lightgcn, gat)"),
+    for model, options, needle in (("mf", {"layers": 2}, "has no option 'layers' (an option of lightgcn, gat"),
                                    ("lightgcn", {"heads": 4}, "has no option 'heads' (an option of gat)"),
                                    ("vbpr", {"entities": ()}, "has no option 'entities' (an option of gat)"),
                                    ("pop", {"dim": 8}, "has no option 'dim' (an option of mf, lightgcn"),
