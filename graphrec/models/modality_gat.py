@@ -1,4 +1,5 @@
-r"""ModalityGAT: modality attention on items, then attentive propagation over the user–item graph.
+r"""ModalityGAT: modality attention on items, attentive propagation over the user–item graph, and
+content channels that keep each source in the score after propagation.
 
 **Item representation.** Each item :math:`i` has an id embedding :math:`\mathbf{e}_i` and
 a set :math:`\mathcal{S}_i` of available *sources*: the pretrained features
@@ -49,9 +50,42 @@ against LightGCN's fixed weights; bounded, it gains a little over them
 without training interactions receive no messages and keep :math:`\mathbf{h}_i / (L + 1)`,
 so content still places cold items.
 
+**Content channels** (``channels``, the default). Propagation alone averages a warm item's content
+away: with :math:`L = 0` the model above is close to VBPR, with three layers close to LightGCN. So,
+as MMGCN and GRCN keep a channel per modality, each source :math:`s` also enters the score directly,
+*after* propagation: item :math:`i` shows :math:`\mathbf{c}_{i,s} = \alpha_{i,s} \mathbf{z}_{i,s}`
+(the same attention weights and projections as above, not propagated) and user :math:`u` has a
+preference per source,
+
+.. math::
+    \mathbf{p}_{u,s} = \boldsymbol{\theta}_{u,s} + \frac{1}{|\mathcal{N}(u)|} \sum_{i \in \mathcal{N}(u)}
+    \mathbf{c}_{i,s}, \qquad
+    \hat{y}_{ui} = \langle \mathbf{x}_u, \mathbf{x}_i \rangle
+    + \sum_{s} \beta_{u,s} \langle \mathbf{p}_{u,s}, \mathbf{c}_{i,s} \rangle,
+
+a free vector :math:`\boldsymbol{\theta}_{u,s}` plus (``channel_propagation``) the mean content of the
+user's training items: one hop of propagation over the user–item graph, which leaves the items'
+content as it is. With ``user_attention``, :math:`\beta_{u,s} = \operatorname{softmax}_s
+\mathbf{a}_u^\top \tanh(\mathbf{W}_u \mathbf{p}_{u,s} + \mathbf{b}_u)`, else :math:`\beta_{u,s} = 1`;
+the channels are then fused per user–item pair by :math:`\beta_{u,s} \alpha_{i,s}`. The score stays
+one inner product, of :math:`[\mathbf{x}_u \| \beta_{u,1} \mathbf{p}_{u,1} \| \dots]` and
+:math:`[\mathbf{x}_i \| \mathbf{c}_{i,1} \| \dots]` (:math:`(1 + S)` ``dim`` wide), so export,
+indexing and full ranking work unchanged. Because :math:`\alpha_{i,s}` now scales a source's share of
+the score, it has to say which source predicts the item's users, which is what explanations show.
+
+**Item–item content graph** (``item_graph_neighbours`` :math:`k > 0`, as in LATTICE and FREEDOM):
+:math:`\tilde{\mathbf{A}}`, the mean over modalities of the symmetric-normalised :math:`k`-NN cosine
+graphs of the pretrained features (:mod:`graphrec.graph.content`), frozen, adds
+:math:`\sum_j \tilde{A}_{ij} \mathbf{h}_j` to :math:`\mathbf{x}_i`.
+
+**Alignment** (``--contrastive-weight``, :meth:`ModalityGAT.alignment_loss`): InfoNCE between the fused
+content and the id embedding (SLMRec), or BM3's bootstrapped, negative-free version. The defaults are
+the configuration best on the validation splits of the synthetic set and MovieLens-100K
+(``benchmarks/results/multimodal_ablation.md`` has every component on and off).
+
 :meth:`~graphrec.models.base.Recommender.regularization` penalises the id embeddings
-:math:`\mathbf{e}_u, \mathbf{e}_i` of the batch; projections and attention are shared
-weights (use weight decay for them if needed).
+:math:`\mathbf{e}_u, \mathbf{e}_i` and the user preferences :math:`\boldsymbol{\theta}_u` of the
+batch; projections and attention are shared weights (use weight decay for them if needed).
 """
 
 from __future__ import annotations
