@@ -49,6 +49,10 @@ class ModelOptions:
     marks each such field with ``metadata["grid"]``, the values it tries, and defaults it to
     ``None``: ``None`` means "choose from the grid on validation", a value fixes it."""
 
+    #: Options added after runs of the model were saved, with the value that a saved run lacking
+    #: one was trained with (:meth:`~graphrec.models.registry.ModelConfig.from_dict` fills them in).
+    added_later: ClassVar[Mapping[str, Any]] = {}
+
     def searched(self) -> dict[str, tuple[Any, ...]]:
         """The fields left to choose on validation (``None`` and with a grid), with their grids."""
         return {option.name: tuple(option.metadata["grid"]) for option in fields(self)

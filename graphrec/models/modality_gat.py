@@ -92,7 +92,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -162,6 +162,11 @@ class ModalityGATOptions(ModelOptions):
     alignment: str = field(default="infonce", metadata={
         "help": "what --contrastive-weight trains: infonce (content vs id, in-batch negatives) or "
                 "bootstrap (BM3-style, no negatives)"})
+
+    #: Runs saved before the content channels were trained without them.
+    added_later: ClassVar[Mapping[str, Any]] = {"channels": False, "channel_propagation": False,
+                                                "user_attention": False, "item_graph_neighbours": 0,
+                                                "alignment": "infonce"}
 
     def __post_init__(self) -> None:
         check_positive(self, "dim", "heads")

@@ -3,6 +3,8 @@ and the attention-spread report, each checked against the formula written out by
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -12,8 +14,9 @@ from graphrec.errors import ConfigError
 from graphrec.graph import build_graph
 from graphrec.graph.content import knn_cosine_graph, symmetric_normalize
 from graphrec.graph.hetero import item_modalities
-from graphrec.models import ModalityGAT, ModelConfig
+from graphrec.models import ModalityGAT, ModalityGATOptions, ModelConfig
 from graphrec.serving.explain import attention_spread, modality_weights
+from graphrec.training.run import TrainConfig, load_run, train
 
 DIM = 8
 
@@ -169,3 +172,22 @@ def test_attention_spread_of_a_trained_model(planted):
     spread = attention_spread(names, weights)
     assert spread is not None and spread.items == NUM_ITEMS  # every planted item has two or three sources
     assert 0 < spread.mean_entropy <= spread.mean_max_entropy
+
+
+def test_a_run_saved_before_the_channels_reloads_as_it_was_trained(tmp_path):
+    """run.json of an earlier graphrec has none of the new options: the run was trained without
+    content channels, and it reloads so (its weights have no user preferences to load)."""
+    dataset = planted_dataset()
+    config = TrainConfig(epochs=1, batch_size=8, lr=0.01, eval_ks=(5,), select_metric="recall@5", progress=False)
+    run = train(dataset, ModelConfig("gat", dim=8, layers=1, channels=False, channel_propagation=False), config,
+                out=tmp_path / "run", log=lambda _: None)
+    spec_path = tmp_path / "run" / "run.json"
+    spec = json.loads(spec_path.read_text())
+    for option in ModalityGATOptions.added_later:
+        del spec["model"]["options"][option]
+    spec_path.write_text(json.dumps(spec))
+    loaded = load_run(tmp_path / "run", dataset=dataset)
+    assert not loaded.model.channels and loaded.model.user_preference is None
+    users = torch.arange(NUM_USERS)
+    torch.testing.assert_close(loaded.model.scorer()(users), run.model.scorer()(users))
+    assert ModelConfig("gat").options.channels  # while a new run gets the channels by default
