@@ -261,8 +261,8 @@ def run_variant(label: str, protocol: str, model: ModelConfig, options: dict[str
 # ------------------------------------------------------------------------------------------ ablation
 #: ModalityGAT's components switched one at a time (``--ablation``), validation split only: label and
 #: the changes to the model's options from :data:`ABLATION_BASE` (the design before the content channels).
-ABLATION_BASE: dict[str, Any] = {"channels": False, "channel_propagation": False, "user_attention": False,
-                                 "item_graph_neighbours": 0}
+ABLATION_BASE: dict[str, Any] = {"channels": False, "channel_propagation": False, "own_preferences": True,
+                                 "user_attention": False, "item_graph_neighbours": 0}
 ABLATION_VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("previous design (no content channels)", {}),
     ("+ content channels (item-side attention)", {"channels": True}),
@@ -271,6 +271,12 @@ ABLATION_VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("+ item-item content graph (k = 10)", {"channels": True, "channel_propagation": True,
                                             "item_graph_neighbours": 10}),
     ("previous design + item-item graph", {"item_graph_neighbours": 10}),
+    ("channels, users' mean content only (no own vectors)", {"channels": True, "channel_propagation": True,
+                                                             "own_preferences": False}),
+    ("mean content only, + item-item graph", {"channels": True, "channel_propagation": True,
+                                              "own_preferences": False, "item_graph_neighbours": 10}),
+    ("mean content only, + user-side attention", {"channels": True, "channel_propagation": True,
+                                                  "own_preferences": False, "user_attention": True}),
 ]
 #: The seeds of ``--ablation`` per protocol (ml-100k's runs take several times longer).
 ABLATION_SEEDS = {"synthetic": [0, 1], "ml100k_warm": [0], "ml100k_cold": [0]}
@@ -335,6 +341,9 @@ def ablation(args: argparse.Namespace, budget: Budget, partial: bool) -> None:
     synthetic_options = QUICK_SYNTHETIC_OPTIONS if args.quick else SYNTHETIC_OPTIONS
     variants = ABLATION_VARIANTS[:2] if args.quick else ABLATION_VARIANTS
     alignments = ALIGNMENT_VARIANTS[::2] if args.quick else ALIGNMENT_VARIANTS
+    if args.only:
+        variants = [v for v in variants if v[0] in args.only]
+        alignments = [a for a in alignments if f"default + {a[0]}" in args.only]
     protocols = {
         "synthetic": lambda s: prepare_synthetic(args.work, synthetic_options, log=print),
         "ml100k_warm": lambda s: prepare_ml100k(args.work, s, cold=False, log=print),
@@ -364,7 +373,14 @@ def ablation(args: argparse.Namespace, budget: Budget, partial: bool) -> None:
             print(f"[{time.perf_counter() - started:6.0f}s] {record['protocol']} seed {record['seed']} "
                   f"{record['label']:<58} valid recall@20 {record['valid']['recall@20']:.4f}"
                   + ("" if cold is None else f"  cold {cold:.4f}") + f"  {record['seconds']:.0f}s", flush=True)
-    records.sort(key=lambda r: (list(protocols).index(r["protocol"]), r["label"], r["seed"]))
+    out_dir = results_dir(partial)
+    if args.only and (out_dir / "multimodal_ablation.json").is_file():
+        # the other variants' runs from the last full ablation, kept beside these
+        earlier = json.loads((out_dir / "multimodal_ablation.json").read_text())["runs"]
+        records += [r for r in earlier if r["label"] not in set(args.only)]
+    order = {label: k for k, (label, _) in enumerate(ABLATION_VARIANTS)}
+    order.update({f"default + {a[0]}": len(order) + k for k, a in enumerate(ALIGNMENT_VARIANTS)})
+    records.sort(key=lambda r: (list(protocols).index(r["protocol"]), order.get(r["label"], len(order)), r["seed"]))
     table = ablation_table(records)
     columns = ["protocol", "label", "recall@20", "ndcg@20", "cold recall@20", "entropy", "not_favourite"]
     print_table([{c: row[c] for c in columns} for row in table], columns)
@@ -372,7 +388,6 @@ def ablation(args: argparse.Namespace, budget: Budget, partial: bool) -> None:
                "workers": args.workers, "threads_per_worker": threads_per_worker(args.workers, args.threads),
                "load_average": {"before": load_before, "after": load_average()},
                "table": table, "runs": records, "seconds": time.perf_counter() - started}
-    out_dir = results_dir(partial)
     payload = json.loads(write_results("multimodal_ablation", payload, out_dir).read_text())
     write_markdown(out_dir / "multimodal_ablation.md", ablation_markdown(payload))
 
@@ -656,6 +671,8 @@ def main() -> None:
     parser.add_argument("--paired-seeds", type=int, default=None, metavar="N",
                         help="only the warm target: LightGCN and ModalityGAT on seeds 0..N-1, compared seed by seed "
                              "(writes multimodal_warm_paired.json and .md)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="LABEL",
+                        help="--ablation: rerun only these variants, keeping the others' runs from the last results")
     parser.add_argument("--core", action="store_true",
                         help="only the rows the targets compare (CORE_LABELS), on every seed")
     parser.add_argument("--ablation", action="store_true",

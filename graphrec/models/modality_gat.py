@@ -63,8 +63,8 @@ preference per source,
     \hat{y}_{ui} = \langle \mathbf{x}_u, \mathbf{x}_i \rangle
     + \sum_{s} \beta_{u,s} \langle \mathbf{p}_{u,s}, \mathbf{c}_{i,s} \rangle,
 
-a free vector :math:`\boldsymbol{\theta}_{u,s}` plus (``channel_propagation``) the mean content of the
-user's training items: one hop of propagation over the user–item graph, which leaves the items'
+a free vector :math:`\boldsymbol{\theta}_{u,s}` (``own_preferences``) plus (``channel_propagation``)
+the mean content of the user's training items: one hop of propagation over the user–item graph, which leaves the items'
 content as it is. With ``user_attention``, :math:`\beta_{u,s} = \operatorname{softmax}_s
 \mathbf{a}_u^\top \tanh(\mathbf{W}_u \mathbf{p}_{u,s} + \mathbf{b}_u)`, else :math:`\beta_{u,s} = 1`;
 the channels are then fused per user–item pair by :math:`\beta_{u,s} \alpha_{i,s}`. The score stays
@@ -155,6 +155,8 @@ class ModalityGATOptions(ModelOptions):
                 "embeddings (the content channels: content that survives propagation)"})
     channel_propagation: bool = field(default=True, metadata={
         "help": "a user's preference per source adds the mean content of the user's training items"})
+    own_preferences: bool = field(default=True, metadata={
+        "help": "a user's preference per source includes a free vector of its own (else only the mean content)"})
     user_attention: bool = field(default=False, metadata={
         "help": "user-side attention over the content channels (beside the item-side attention)"})
     item_graph_neighbours: int = field(default=0, metadata={
@@ -165,7 +167,8 @@ class ModalityGATOptions(ModelOptions):
 
     #: Runs saved before the content channels were trained without them.
     added_later: ClassVar[Mapping[str, Any]] = {"channels": False, "channel_propagation": False,
-                                                "user_attention": False, "item_graph_neighbours": 0,
+                                                "own_preferences": True, "user_attention": False,
+                                                "item_graph_neighbours": 0,
                                                 "alignment": "infonce"}
 
     def __post_init__(self) -> None:
@@ -174,6 +177,9 @@ class ModalityGATOptions(ModelOptions):
         if self.alignment not in ALIGNMENTS:
             raise ConfigError(f"unknown alignment {self.alignment!r}; choose one of {', '.join(ALIGNMENTS)}",
                               field="alignment")
+        if self.channels and not (self.own_preferences or self.channel_propagation):
+            raise ConfigError("content channels need own preferences, channel propagation or both",
+                              field="own_preferences")
         if self.channels and self.fusion == "concat":
             raise ConfigError("content channels need a fusion that projects each source; concat does not "
                               "(use --no-channels with it)", field="fusion")
@@ -337,8 +343,9 @@ class ModalityGAT(Recommender):
                  dim: int = 64, num_layers: int = 2, heads: int = 1, dropout: float = 0.0,
                  fusion: str = "attention", *, normalization: str = "symmetric",
                  attention_bound: float | None = 1.0, transform_messages: bool = False,
-                 channels: bool = True, channel_propagation: bool = True, user_attention: bool = False,
-                 item_graph: tuple[Tensor, Tensor, Tensor] | None = None, alignment: str = "infonce") -> None:
+                 channels: bool = True, channel_propagation: bool = True, own_preferences: bool = True,
+                 user_attention: bool = False, item_graph: tuple[Tensor, Tensor, Tensor] | None = None,
+                 alignment: str = "infonce") -> None:
         super().__init__(num_users, num_items)
         modality_features = dict(modality_features or {})
         modality_masks = dict(modality_masks or {})
@@ -354,6 +361,8 @@ class ModalityGAT(Recommender):
             raise ValueError(f"attention_bound must be None or >= 0, got {attention_bound}")
         if channels and fusion == "concat":
             raise ValueError("content channels need a fusion that projects each source; concat does not")
+        if channels and not (own_preferences or channel_propagation):
+            raise ValueError("content channels need own_preferences, channel_propagation or both")
         if alignment not in ALIGNMENTS:
             raise ValueError(f"alignment must be one of {list(ALIGNMENTS)}, got {alignment!r}")
         if set(modality_masks) != set(modality_features):
@@ -424,7 +433,8 @@ class ModalityGAT(Recommender):
         self.channel_propagation = bool(channel_propagation) and self.channels
         self.user_attention = bool(user_attention) and self.channels
         num_channels = len(self.source_names) if self.channels else 0
-        self.user_preference = torch.nn.Embedding(num_users, num_channels * dim) if self.channels else None
+        self.user_preference = (torch.nn.Embedding(num_users, num_channels * dim)
+                                if self.channels and own_preferences else None)
         self.user_attention_hidden = torch.nn.Linear(dim, dim) if self.user_attention else None
         self.user_attention_vector = torch.nn.Linear(dim, 1, bias=False) if self.user_attention else None
         # 1 / d_v on the edges of row v: a user's row of the propagation is the mean of their items
@@ -473,15 +483,16 @@ class ModalityGAT(Recommender):
         return cls.from_graph(graph, dim=options.dim, num_layers=options.layers, heads=options.heads,
                               dropout=options.dropout, fusion=options.fusion, channels=options.channels,
                               channel_propagation=options.channel_propagation,
-                              user_attention=options.user_attention,
+                              own_preferences=options.own_preferences, user_attention=options.user_attention,
                               item_graph_neighbours=options.item_graph_neighbours, alignment=options.alignment)
 
     @classmethod
     def from_graph(cls, data: HeteroData, dim: int = 64, num_layers: int = 2, heads: int = 1,
                    dropout: float = 0.0, fusion: str = "attention", *, normalization: str = "symmetric",
                    attention_bound: float | None = 1.0, transform_messages: bool = False,
-                   channels: bool = True, channel_propagation: bool = True, user_attention: bool = False,
-                   item_graph_neighbours: int = 0, alignment: str = "infonce") -> ModalityGAT:
+                   channels: bool = True, channel_propagation: bool = True, own_preferences: bool = True,
+                   user_attention: bool = False, item_graph_neighbours: int = 0,
+                   alignment: str = "infonce") -> ModalityGAT:
         """ModalityGAT over a graph from :func:`~graphrec.graph.build_graph`: its training
         interactions, every modality node type and every entity node type; with
         ``item_graph_neighbours`` > 0, the mean of its modalities' k-NN cosine item graphs."""
@@ -503,8 +514,8 @@ class ModalityGAT(Recommender):
                    dim=dim, num_layers=num_layers, heads=heads, dropout=dropout, fusion=fusion,
                    normalization=normalization, attention_bound=attention_bound,
                    transform_messages=transform_messages, channels=channels,
-                   channel_propagation=channel_propagation, user_attention=user_attention,
-                   item_graph=item_graph, alignment=alignment)
+                   channel_propagation=channel_propagation, own_preferences=own_preferences,
+                   user_attention=user_attention, item_graph=item_graph, alignment=alignment)
 
     def reset_parameters(self) -> None:
         torch.nn.init.normal_(self.user_embedding.weight, std=EMBEDDING_INIT_STD)
@@ -611,9 +622,12 @@ class ModalityGAT(Recommender):
         r"""The users' preference per content channel, :math:`\mathbf{p}_{u,s} = \boldsymbol{\theta}_{u,s}
         (+ \text{the mean channel } s \text{ of their items})`, weighted by the user-side attention
         :math:`\beta_{u,s}`: ``[n, S * dim]``."""
-        assert self.user_preference is not None  # only called with channels
-        own = self.user_preference.weight if user_ids is None else self.user_preference(user_ids)
-        preferences = own if mean_content is None else own + mean_content
+        if self.user_preference is None:
+            assert mean_content is not None  # channels need own preferences, propagation or both
+            preferences = mean_content
+        else:
+            own = self.user_preference.weight if user_ids is None else self.user_preference(user_ids)
+            preferences = own if mean_content is None else own + mean_content
         if self.user_attention_hidden is None or self.user_attention_vector is None:
             return preferences
         per_channel = preferences.view(preferences.size(0), len(self.source_names), self.dim)

@@ -191,3 +191,19 @@ def test_a_run_saved_before_the_channels_reloads_as_it_was_trained(tmp_path):
     users = torch.arange(NUM_USERS)
     torch.testing.assert_close(loaded.model.scorer()(users), run.model.scorer()(users))
     assert ModelConfig("gat").options.channels  # while a new run gets the channels by default
+
+
+def test_without_own_vectors_a_users_preference_is_its_mean_content(planted):
+    dataset, data = planted
+    model = gat(data, own_preferences=False).eval()
+    assert model.user_preference is None
+    users, _ = model.embed()
+    _, channels = model._content()
+    train_users, train_items = dataset.pairs("train")
+    for user in (0, 7):
+        history = torch.as_tensor(train_items[train_users == user], dtype=torch.long)
+        torch.testing.assert_close(users[user, DIM:], channels[history].mean(0).flatten())
+    torch.testing.assert_close(model.user_ego(torch.tensor([1])), model.user_embedding(torch.tensor([1])))
+    with pytest.raises(ConfigError) as error:
+        ModelConfig("gat", own_preferences=False, channel_propagation=False)
+    assert error.value.field == "own_preferences"
