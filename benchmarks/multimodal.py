@@ -277,6 +277,9 @@ ABLATION_VARIANTS: list[tuple[str, dict[str, Any]]] = [
                                               "own_preferences": False, "item_graph_neighbours": 10}),
     ("mean content only, + user-side attention", {"channels": True, "channel_propagation": True,
                                                   "own_preferences": False, "user_attention": True}),
+    ("channels + content in the L2 term (as VBPR)", {"channels": True, "channel_propagation": True,
+                                                     "regularize_content": True}),
+    ("channels without propagation + content L2 (VBPR-like)", {"channels": True, "regularize_content": True}),
 ]
 #: The seeds of ``--ablation`` per protocol (ml-100k's runs take several times longer).
 ABLATION_SEEDS = {"synthetic": [0, 1], "ml100k_warm": [0], "ml100k_cold": [0]}

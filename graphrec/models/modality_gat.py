@@ -157,6 +157,8 @@ class ModalityGATOptions(ModelOptions):
         "help": "a user's preference per source adds the mean content of the user's training items"})
     own_preferences: bool = field(default=True, metadata={
         "help": "a user's preference per source includes a free vector of its own (else only the mean content)"})
+    regularize_content: bool = field(default=False, metadata={
+        "help": "the L2 term also penalises the batch items' content channels (as VBPR's does its content)"})
     user_attention: bool = field(default=False, metadata={
         "help": "user-side attention over the content channels (beside the item-side attention)"})
     item_graph_neighbours: int = field(default=0, metadata={
@@ -167,7 +169,8 @@ class ModalityGATOptions(ModelOptions):
 
     #: Runs saved before the content channels were trained without them.
     added_later: ClassVar[Mapping[str, Any]] = {"channels": False, "channel_propagation": False,
-                                                "own_preferences": True, "user_attention": False,
+                                                "own_preferences": True, "regularize_content": False,
+                                                "user_attention": False,
                                                 "item_graph_neighbours": 0,
                                                 "alignment": "infonce"}
 
@@ -345,7 +348,7 @@ class ModalityGAT(Recommender):
                  attention_bound: float | None = 1.0, transform_messages: bool = False,
                  channels: bool = True, channel_propagation: bool = True, own_preferences: bool = True,
                  user_attention: bool = False, item_graph: tuple[Tensor, Tensor, Tensor] | None = None,
-                 alignment: str = "infonce") -> None:
+                 alignment: str = "infonce", regularize_content: bool = False) -> None:
         super().__init__(num_users, num_items)
         modality_features = dict(modality_features or {})
         modality_masks = dict(modality_masks or {})
@@ -432,6 +435,7 @@ class ModalityGAT(Recommender):
         self.channels = bool(channels) and bool(self.source_names)
         self.channel_propagation = bool(channel_propagation) and self.channels
         self.user_attention = bool(user_attention) and self.channels
+        self.regularize_content = bool(regularize_content) and self.channels
         num_channels = len(self.source_names) if self.channels else 0
         self.user_preference = (torch.nn.Embedding(num_users, num_channels * dim)
                                 if self.channels and own_preferences else None)
@@ -484,6 +488,7 @@ class ModalityGAT(Recommender):
                               dropout=options.dropout, fusion=options.fusion, channels=options.channels,
                               channel_propagation=options.channel_propagation,
                               own_preferences=options.own_preferences, user_attention=options.user_attention,
+                              regularize_content=options.regularize_content,
                               item_graph_neighbours=options.item_graph_neighbours, alignment=options.alignment)
 
     @classmethod
@@ -492,7 +497,7 @@ class ModalityGAT(Recommender):
                    attention_bound: float | None = 1.0, transform_messages: bool = False,
                    channels: bool = True, channel_propagation: bool = True, own_preferences: bool = True,
                    user_attention: bool = False, item_graph_neighbours: int = 0,
-                   alignment: str = "infonce") -> ModalityGAT:
+                   alignment: str = "infonce", regularize_content: bool = False) -> ModalityGAT:
         """ModalityGAT over a graph from :func:`~graphrec.graph.build_graph`: its training
         interactions, every modality node type and every entity node type; with
         ``item_graph_neighbours`` > 0, the mean of its modalities' k-NN cosine item graphs."""
@@ -515,7 +520,8 @@ class ModalityGAT(Recommender):
                    normalization=normalization, attention_bound=attention_bound,
                    transform_messages=transform_messages, channels=channels,
                    channel_propagation=channel_propagation, own_preferences=own_preferences,
-                   user_attention=user_attention, item_graph=item_graph, alignment=alignment)
+                   user_attention=user_attention, item_graph=item_graph, alignment=alignment,
+                   regularize_content=regularize_content)
 
     def reset_parameters(self) -> None:
         torch.nn.init.normal_(self.user_embedding.weight, std=EMBEDDING_INIT_STD)
@@ -547,7 +553,7 @@ class ModalityGAT(Recommender):
         return self._content(items)[0]
 
     def _content(self, items: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        r"""``(fused, channels)`` of ``items`` (default: every item): the fused sources ``[n, dim]`` and,
+        r"""``(fused, channels)`` of the distinct ``items`` (default: every item): the fused sources ``[n, dim]`` and,
         with content channels, :math:`\alpha_{i,s} \mathbf{z}_{i,s}` ``[n, S, dim]`` (``None`` without)."""
         count = self.num_items if items is None else items.numel()
         if self.fusion is None:
@@ -790,7 +796,13 @@ class ModalityGAT(Recommender):
         return torch.cat([self.user_embedding(users), self.user_preference(users)], 1)
 
     def item_ego(self, items: Tensor) -> Tensor:
-        return self.item_embedding(items)
+        if not self.regularize_content:
+            return self.item_embedding(items)
+        # _content takes distinct items (entity means are gathered per distinct item)
+        distinct, inverse = torch.unique(items.reshape(-1), return_inverse=True)
+        channels = self._content(distinct)[1]
+        assert channels is not None  # regularize_content needs channels
+        return torch.cat([self.item_embedding(items.reshape(-1)), channels.flatten(1)[inverse]], 1)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, dim={self.dim}, num_layers={self.num_layers}, heads={self.heads}, "

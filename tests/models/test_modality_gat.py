@@ -207,3 +207,13 @@ def test_without_own_vectors_a_users_preference_is_its_mean_content(planted):
     with pytest.raises(ConfigError) as error:
         ModelConfig("gat", own_preferences=False, channel_propagation=False)
     assert error.value.field == "own_preferences"
+
+
+def test_content_in_the_l2_term_penalises_the_batch_items_channels(planted):
+    _, data = planted
+    model = gat(data, regularize_content=True)
+    items = torch.tensor([[1, 4], [6, 6]])  # several negatives per row, as BPR batches give them
+    _, channels = model._content()
+    expected = torch.cat([model.item_embedding(items.reshape(-1)), channels[items.reshape(-1)].flatten(1)], 1)
+    torch.testing.assert_close(model.item_ego(items), expected)
+    assert gat(data).item_ego(items).shape == (2, 2, DIM)  # by default the id embeddings only
