@@ -155,8 +155,8 @@ COLD_GAT_LAYERS = 1
 
 
 def ml100k_arms(dim: int) -> tuple[list[Arm], list[Arm]]:
-    gat = ModelConfig(name="gat", dim=dim, layers=WARM_GAT_LAYERS, entities=("genres",))
-    cold_gat = dataclasses.replace(gat, layers=COLD_GAT_LAYERS)
+    gat, _ = chosen_gat("ml100k_warm", dim)
+    cold_gat, _ = chosen_gat("ml100k_cold", dim)
     vbpr = ModelConfig(name="vbpr", dim=dim)
     warm = [
         Arm("ml100k_warm", "MF", ModelConfig(name="mf", dim=dim)),
@@ -180,9 +180,10 @@ def ml100k_arms(dim: int) -> tuple[list[Arm], list[Arm]]:
 def synthetic_arms(dim: int) -> list[Arm]:
     entities = ("categories", "brand")
 
+    chosen, _ = chosen_gat("synthetic", dim)
+
     def gat(modalities: tuple[str, ...], with_entities: bool = True) -> ModelConfig:
-        return ModelConfig(name="gat", dim=dim, layers=WARM_GAT_LAYERS, modalities=modalities,
-                           entities=entities if with_entities else ())
+        return dataclasses.replace(chosen, modalities=modalities, entities=entities if with_entities else ())
 
     def vbpr(modalities: tuple[str, ...]) -> ModelConfig:
         return ModelConfig(name="vbpr", dim=dim, modalities=modalities)
@@ -280,7 +281,28 @@ ABLATION_VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("channels + content in the L2 term (as VBPR)", {"channels": True, "channel_propagation": True,
                                                      "regularize_content": True}),
     ("channels without propagation + content L2 (VBPR-like)", {"channels": True, "regularize_content": True}),
+    ("channels, 0 layers", {"channels": True, "channel_propagation": True, "layers": 0}),
+    ("channels, 1 layer", {"channels": True, "channel_propagation": True, "layers": 1}),
+    ("channels without propagation, 0 layers", {"channels": True, "layers": 0}),
+    ("previous design, 1 layer", {"layers": 1}),
 ]
+ABLATION_CHANGES = dict(ABLATION_VARIANTS)
+
+
+def chosen_gat(protocol: str, dim: int) -> tuple[ModelConfig, str | None]:
+    """ModalityGAT for ``protocol``: the ablation variant with the best validation Recall@20 on it (among
+    cold items for the cold-start protocol) in ``results/multimodal_ablation.json``, and its label; the
+    protocol's base configuration with the model's defaults when there are no ablation results."""
+    path = RESULTS / "multimodal_ablation.json"
+    if not path.is_file():
+        return gat_config(protocol, dim), None
+    key = "cold recall@20" if protocol == "ml100k_cold" else "recall@20"
+    rows = [row for row in json.loads(path.read_text())["table"]
+            if row["protocol"] == protocol and row["label"] in ABLATION_CHANGES and row[key] is not None]
+    if not rows:
+        return gat_config(protocol, dim), None
+    best = max(rows, key=lambda row: row[key])
+    return gat_config(protocol, dim, **(ABLATION_BASE | ABLATION_CHANGES[best["label"]])), best["label"]
 #: The seeds of ``--ablation`` per protocol (ml-100k's runs take several times longer).
 ABLATION_SEEDS = {"synthetic": [0, 1], "ml100k_warm": [0], "ml100k_cold": [0]}
 #: Contrastive alignment on top of the channel design (``--ablation``): label, alignment, weight,
@@ -355,6 +377,8 @@ def ablation(args: argparse.Namespace, budget: Budget, partial: bool) -> None:
     tasks = []
     seeds = {protocol: args.seeds or ([0] if args.quick else ABLATION_SEEDS[protocol]) for protocol in protocols}
     for protocol in ("ml100k_warm", "synthetic", "ml100k_cold"):  # the slowest first
+        if args.protocols and protocol not in args.protocols:
+            continue
         prepare = protocols[protocol]
         for seed in seeds[protocol]:
             path = prepare(seed)
@@ -380,7 +404,8 @@ def ablation(args: argparse.Namespace, budget: Budget, partial: bool) -> None:
     if args.only and (out_dir / "multimodal_ablation.json").is_file():
         # the other variants' runs from the last full ablation, kept beside these
         earlier = json.loads((out_dir / "multimodal_ablation.json").read_text())["runs"]
-        records += [r for r in earlier if r["label"] not in set(args.only)]
+        rerun = {(r["protocol"], r["label"]) for r in records}
+        records += [r for r in earlier if (r["protocol"], r["label"]) not in rerun]
     order = {label: k for k, (label, _) in enumerate(ABLATION_VARIANTS)}
     order.update({f"default + {a[0]}": len(order) + k for k, a in enumerate(ALIGNMENT_VARIANTS)})
     records.sort(key=lambda r: (list(protocols).index(r["protocol"]), order.get(r["label"], len(order)), r["seed"]))
@@ -676,6 +701,8 @@ def main() -> None:
                              "(writes multimodal_warm_paired.json and .md)")
     parser.add_argument("--only", nargs="+", default=None, metavar="LABEL",
                         help="--ablation: rerun only these variants, keeping the others' runs from the last results")
+    parser.add_argument("--protocols", nargs="+", default=None, choices=["synthetic", "ml100k_warm", "ml100k_cold"],
+                        help="--ablation: only these protocols")
     parser.add_argument("--core", action="store_true",
                         help="only the rows the targets compare (CORE_LABELS), on every seed")
     parser.add_argument("--ablation", action="store_true",
@@ -771,6 +798,8 @@ def main() -> None:
         "arms": {name: [{"label": row.arm.label, "model_config": flat_config(row.arm.model),
                          "contrastive": row.arm.contrastive} for row in group_rows]
                  for name, group_rows in rows.items()},
+        "gat_chosen_on_validation": {protocol: chosen_gat(protocol, budget.dim)[1]
+                                     for protocol in ("ml100k_warm", "ml100k_cold", "synthetic")},
         "datasets": datasets_info,
         "tables": tables,
         "targets": outcome,

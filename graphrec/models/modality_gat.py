@@ -150,9 +150,10 @@ class ModalityGATOptions(ModelOptions):
         "help": "item columns that become side-entity nodes"})
     modalities: tuple[str, ...] | None = field(default=None, metadata={
         "help": "modalities to read, comma-separated (all: every one the dataset has)"})
-    channels: bool = field(default=True, metadata={
+    channels: bool = field(default=False, metadata={
         "help": "score each source's content against the user's preference for it, beside the propagated "
-                "embeddings (the content channels: content that survives propagation)"})
+                "embeddings (the content channels; off by default: at 3 layers they lost on the validation "
+                "splits of ml-100k and the synthetic set, benchmarks/results/multimodal_ablation.md)"})
     channel_propagation: bool = field(default=True, metadata={
         "help": "a user's preference per source adds the mean content of the user's training items"})
     own_preferences: bool = field(default=True, metadata={
@@ -185,7 +186,7 @@ class ModalityGATOptions(ModelOptions):
                               field="own_preferences")
         if self.channels and self.fusion == "concat":
             raise ConfigError("content channels need a fusion that projects each source; concat does not "
-                              "(use --no-channels with it)", field="fusion")
+                              "(leave --channels off with it)", field="fusion")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"must lie in [0, 1), got {self.dropout}", field="dropout")
         if self.fusion not in GAT_FUSIONS:

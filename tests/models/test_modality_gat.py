@@ -139,9 +139,9 @@ def test_options_are_checked_with_the_option_named():
         ModelConfig("gat", alignment="cosine")
     assert error.value.field == "alignment"
     with pytest.raises(ConfigError, match="concat does not") as error:
-        ModelConfig("gat", fusion="concat")
+        ModelConfig("gat", fusion="concat", channels=True)
     assert error.value.field == "fusion"
-    assert ModelConfig("gat", fusion="concat", channels=False).options.fusion == "concat"
+    assert ModelConfig("gat", fusion="concat").options.fusion == "concat"  # the default has no channels
     with pytest.raises(ConfigError) as error:
         ModelConfig("gat", item_graph_neighbours=-1)
     assert error.value.field == "item_graph_neighbours"
@@ -190,7 +190,7 @@ def test_a_run_saved_before_the_channels_reloads_as_it_was_trained(tmp_path):
     assert not loaded.model.channels and loaded.model.user_preference is None
     users = torch.arange(NUM_USERS)
     torch.testing.assert_close(loaded.model.scorer()(users), run.model.scorer()(users))
-    assert ModelConfig("gat").options.channels  # while a new run gets the channels by default
+    assert ModelConfig("gat", channels=True).options.channels
 
 
 def test_without_own_vectors_a_users_preference_is_its_mean_content(planted):
@@ -205,7 +205,7 @@ def test_without_own_vectors_a_users_preference_is_its_mean_content(planted):
         torch.testing.assert_close(users[user, DIM:], channels[history].mean(0).flatten())
     torch.testing.assert_close(model.user_ego(torch.tensor([1])), model.user_embedding(torch.tensor([1])))
     with pytest.raises(ConfigError) as error:
-        ModelConfig("gat", own_preferences=False, channel_propagation=False)
+        ModelConfig("gat", channels=True, own_preferences=False, channel_propagation=False)
     assert error.value.field == "own_preferences"
 
 

@@ -32,6 +32,7 @@ def run(command, cwd):
 #: ModalityGAT with its content channels and item-side attention (genres as its one source)
 GAT_ARGS = [*ARGS[:ARGS.index("--epochs")], "--epochs", "2", *ARGS[ARGS.index("--epochs") + 2:]]
 GAT_ARGS[1] = "gat"
+GAT_ARGS += ["--channels"]
 
 
 @pytest.mark.parametrize("args", [ARGS, pytest.param(GAT_ARGS, marks=pytest.mark.slow)], ids=["lightgcn", "gat"])
