@@ -39,6 +39,13 @@ small synthetic set (:data:`QUICK_LABELS`, :data:`QUICK_SYNTHETIC_OPTIONS`). Con
 reused from ``--work`` while the graphrec sources that made them (``graphrec/data``,
 ``graphrec/encoders``) are unchanged, and remade otherwise.
 
+``--ablation`` switches ModalityGAT's components (content channels, users' mean content, own preference
+vectors, user-side attention, the item–item content graph, content in the L2 term, depth) and the
+contrastive alignments (InfoNCE, BM3's bootstrap) one at a time, on the validation splits only
+(:data:`ABLATION_SEEDS`), and reports the spread of the source attention; it writes
+``multimodal_ablation.json`` and ``.md``. The tables then train, per protocol, the variant best on that
+protocol's validation split (:func:`chosen_gat`). ``--core`` trains only the rows the targets compare.
+
 ``--paired-seeds N`` checks the warm target alone on more seeds: LightGCN and ModalityGAT on
 seeds 0..N-1, compared seed by seed (a paired t-interval of the difference), written to
 ``multimodal_warm_paired.json`` and ``.md`` (10 seeds: about 7 minutes on 2 CPU cores).
