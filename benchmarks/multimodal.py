@@ -460,7 +460,10 @@ def ablation_markdown(payload: dict[str, Any]) -> str:
              f"early stopping on validation Recall@20). Means over seeds. Cold recall: validation Recall@20 "
              f"ranked among the items without training interactions. Attention entropy: mean over items with "
              f"two or more sources, in nats (its maximum, all sources equal, in brackets); not favourite: share "
-             f"of those items whose top source is not the source with the highest mean weight.", "",
+             f"of those items whose top source is not the source with the highest mean weight. Rows default + ... add "
+             f"an alignment to the channel design (channels, users' mean content and own vectors, the protocol's "
+             f"depth). The tables of `multimodal.md` train, per protocol, the row best here (cold-start: by cold "
+             f"recall).", "",
              "| protocol | variant | valid recall@20 | per seed | valid ndcg@20 | valid cold recall@20 | "
              "attention entropy | not favourite | favourite |", "|---|---|---|---|---|---|---|---|---|"]
     for row in payload["table"]:
