@@ -276,7 +276,9 @@ def _model_values(given: dict[str, object]) -> dict[str, object]:
 CONTRASTIVE_HELP = ("content models: weight of the content alignment (gat: --alignment infonce or bootstrap). "
                     "It has not paid on validation: on ml-100k it lowered Recall@20 every time (InfoNCE 0.1: "
                     "-0.020, 0.01: -0.004; BM3 0.1: -0.007), on the synthetic set it raised ModalityGAT with "
-                    "--channels only slightly (BM3 0.1: +0.007), still below the model without channels; off by default")
+                    "--channels only slightly (BM3 0.1: +0.007), still below the model without channels; "
+                    "off by default")
+
 
 def train(
     dataset: Annotated[Path, typer.Argument(help="dataset directory")],
