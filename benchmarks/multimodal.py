@@ -39,6 +39,13 @@ small synthetic set (:data:`QUICK_LABELS`, :data:`QUICK_SYNTHETIC_OPTIONS`). Con
 reused from ``--work`` while the graphrec sources that made them (``graphrec/data``,
 ``graphrec/encoders``) are unchanged, and remade otherwise.
 
+``--ablation`` switches ModalityGAT's components (content channels, users' mean content, own preference
+vectors, user-side attention, the item–item content graph, content in the L2 term, depth) and the
+contrastive alignments (InfoNCE, BM3's bootstrap) one at a time, on the validation splits only
+(:data:`ABLATION_SEEDS`), and reports the spread of the source attention; it writes
+``multimodal_ablation.json`` and ``.md``. The tables then train, per protocol, the variant best on that
+protocol's validation split (:func:`chosen_gat`). ``--core`` trains only the rows the targets compare.
+
 ``--paired-seeds N`` checks the warm target alone on more seeds: LightGCN and ModalityGAT on
 seeds 0..N-1, compared seed by seed (a paired t-interval of the difference), written to
 ``multimodal_warm_paired.json`` and ``.md`` (10 seeds: about 7 minutes on 2 CPU cores).
@@ -121,6 +128,10 @@ QUICK_LABELS = {"ml100k_warm": {"LightGCN", "ModalityGAT"},
                 "ml100k_cold": {"random", "popularity", "ModalityGAT"},
                 "synthetic": {"popularity", "VBPR text+image", "ModalityGAT text+image+entities",
                               "ModalityGAT text+image+entities + InfoNCE"}}
+#: ``--core``'s rows: those the targets compare (the full table trains 26 configurations per seed).
+CORE_LABELS = {"ml100k_warm": {"LightGCN", "ModalityGAT"},
+               "ml100k_cold": {"random", "popularity", "ModalityGAT"},
+               "synthetic": {"popularity", "LightGCN", "VBPR text+image", "ModalityGAT text+image+entities"}}
 #: ``--quick``'s synthetic set (kept apart from the full one in ``--work``).
 #: (40 cold items: test_cold ranks more than the 20 that Recall@20 needs.)
 QUICK_SYNTHETIC_OPTIONS = {"users": 300, "items": 200, "seed": 0, "cold_fraction": 0.2}
@@ -151,8 +162,8 @@ COLD_GAT_LAYERS = 1
 
 
 def ml100k_arms(dim: int) -> tuple[list[Arm], list[Arm]]:
-    gat = ModelConfig(name="gat", dim=dim, layers=WARM_GAT_LAYERS, entities=("genres",))
-    cold_gat = dataclasses.replace(gat, layers=COLD_GAT_LAYERS)
+    gat, _ = chosen_gat("ml100k_warm", dim)
+    cold_gat, _ = chosen_gat("ml100k_cold", dim)
     vbpr = ModelConfig(name="vbpr", dim=dim)
     warm = [
         Arm("ml100k_warm", "MF", ModelConfig(name="mf", dim=dim)),
@@ -176,9 +187,10 @@ def ml100k_arms(dim: int) -> tuple[list[Arm], list[Arm]]:
 def synthetic_arms(dim: int) -> list[Arm]:
     entities = ("categories", "brand")
 
+    chosen, _ = chosen_gat("synthetic", dim)
+
     def gat(modalities: tuple[str, ...], with_entities: bool = True) -> ModelConfig:
-        return ModelConfig(name="gat", dim=dim, layers=WARM_GAT_LAYERS, modalities=modalities,
-                           entities=entities if with_entities else ())
+        return dataclasses.replace(chosen, modalities=modalities, entities=entities if with_entities else ())
 
     def vbpr(modalities: tuple[str, ...]) -> ModelConfig:
         return ModelConfig(name="vbpr", dim=dim, modalities=modalities)
@@ -252,6 +264,217 @@ def run_variant(label: str, protocol: str, model: ModelConfig, options: dict[str
         cold = evaluate_model(result.model, result.dataset, "valid", dataclasses.replace(eval_config, protocol="cold"))
         record["valid_cold"] = {m: cold[m] for m in METRICS}
     return record
+
+
+# ------------------------------------------------------------------------------------------ ablation
+#: ModalityGAT's components switched one at a time (``--ablation``), validation split only: label and
+#: the changes to the model's options from :data:`ABLATION_BASE` (the design before the content channels).
+ABLATION_BASE: dict[str, Any] = {"channels": False, "channel_propagation": False, "own_preferences": True,
+                                 "user_attention": False, "item_graph_neighbours": 0}
+ABLATION_VARIANTS: list[tuple[str, dict[str, Any]]] = [
+    ("previous design (no content channels)", {}),
+    ("+ content channels (item-side attention)", {"channels": True}),
+    ("+ channel propagation (users' mean content)", {"channels": True, "channel_propagation": True}),
+    ("+ user-side attention", {"channels": True, "channel_propagation": True, "user_attention": True}),
+    ("+ item-item content graph (k = 10)", {"channels": True, "channel_propagation": True,
+                                            "item_graph_neighbours": 10}),
+    ("previous design + item-item graph", {"item_graph_neighbours": 10}),
+    ("channels, users' mean content only (no own vectors)", {"channels": True, "channel_propagation": True,
+                                                             "own_preferences": False}),
+    ("mean content only, + item-item graph", {"channels": True, "channel_propagation": True,
+                                              "own_preferences": False, "item_graph_neighbours": 10}),
+    ("mean content only, + user-side attention", {"channels": True, "channel_propagation": True,
+                                                  "own_preferences": False, "user_attention": True}),
+    ("channels + content in the L2 term (as VBPR)", {"channels": True, "channel_propagation": True,
+                                                     "regularize_content": True}),
+    ("channels without propagation + content L2 (VBPR-like)", {"channels": True, "regularize_content": True}),
+    ("channels, 0 layers", {"channels": True, "channel_propagation": True, "layers": 0}),
+    ("channels, 1 layer", {"channels": True, "channel_propagation": True, "layers": 1}),
+    ("channels without propagation, 0 layers", {"channels": True, "layers": 0}),
+    ("previous design, 1 layer", {"layers": 1}),
+]
+ABLATION_CHANGES = dict(ABLATION_VARIANTS)
+
+
+def chosen_gat(protocol: str, dim: int) -> tuple[ModelConfig, str | None]:
+    """ModalityGAT for ``protocol``: the ablation variant with the best validation Recall@20 on it (among
+    cold items for the cold-start protocol) in ``results/multimodal_ablation.json``, and its label; the
+    protocol's base configuration with the model's defaults when there are no ablation results."""
+    path = RESULTS / "multimodal_ablation.json"
+    if not path.is_file():
+        return gat_config(protocol, dim), None
+    key = "cold recall@20" if protocol == "ml100k_cold" else "recall@20"
+    rows = [row for row in json.loads(path.read_text())["table"]
+            if row["protocol"] == protocol and row["label"] in ABLATION_CHANGES and row[key] is not None]
+    if not rows:
+        return gat_config(protocol, dim), None
+    best = max(rows, key=lambda row: row[key])
+    return gat_config(protocol, dim, **(ABLATION_BASE | ABLATION_CHANGES[best["label"]])), best["label"]
+#: The seeds of ``--ablation`` per protocol (ml-100k's runs take several times longer).
+ABLATION_SEEDS = {"synthetic": [0, 1], "ml100k_warm": [0], "ml100k_cold": [0]}
+#: Contrastive alignment on top of the channel design (``--ablation``): label, alignment, weight,
+#: temperature (the bootstrapped loss has none).
+ALIGNMENT_VARIANTS: list[tuple[str, str, float, float]] = [
+    ("InfoNCE w 0.1, t 0.2", "infonce", 0.1, 0.2),
+    ("InfoNCE w 0.01, t 0.2", "infonce", 0.01, 0.2),
+    ("bootstrap (BM3) w 0.1", "bootstrap", 0.1, 0.2),
+]
+
+
+def gat_config(protocol: str, dim: int, **changes: Any) -> ModelConfig:
+    """ModalityGAT as the tables run it on ``protocol`` (``synthetic``, ``ml100k_warm``, ``ml100k_cold``)."""
+    if protocol == "synthetic":
+        base: dict[str, Any] = {"modalities": ("text", "image"), "entities": ("categories", "brand"),
+                                "layers": WARM_GAT_LAYERS}
+    else:
+        base = {"entities": ("genres",), "layers": COLD_GAT_LAYERS if protocol == "ml100k_cold" else WARM_GAT_LAYERS}
+    return ModelConfig(name="gat", dim=dim, **(base | changes))
+
+
+def run_validation(label: str, protocol: str, model: ModelConfig, path: Path, seed: int, budget: Budget,
+                   contrastive: tuple[float, float] | None = None) -> dict[str, Any]:
+    """Train ``model`` and report validation metrics only (the test split is not looked at while
+    choosing), validation Recall@20 among the cold items where there are any, and the spread of
+    the source attention (:func:`graphrec.serving.explain.attention_spread`)."""
+    from graphrec.models.registry import build_model
+    from graphrec.serving.explain import attention_spread, modality_weights
+
+    started = time.perf_counter()
+    dataset = load_dataset(path)
+    recommender = build_model(model, dataset, seed)
+    config = budget.train_config(seed, contrastive=False)
+    if contrastive is not None:
+        config = dataclasses.replace(config, contrastive_weight=contrastive[0], contrastive_temperature=contrastive[1])
+    eval_config = EvalConfig(ks=(10, 20, 50), batch_size=4096, beyond_accuracy=False, full_mrr=False)
+    result = fit(recommender, dataset, config, lambda m, d, split: evaluate_model(m, d, split, eval_config),
+                 log=lambda _: None)
+    record: dict[str, Any] = {
+        "label": label, "protocol": protocol, "model_config": flat_config(model), "seed": seed,
+        "contrastive": None if contrastive is None else {"weight": contrastive[0], "temperature": contrastive[1]},
+        "valid": {m: result.best_valid[m] for m in METRICS}, "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history), "seconds": time.perf_counter() - started}
+    if dataset.num_items > len(set(dataset.pairs("train")[1].tolist())):
+        cold = evaluate_model(result.model, result.dataset, "valid", dataclasses.replace(eval_config, protocol="cold"))
+        record["valid_cold"] = {m: cold[m] for m in METRICS}
+    result.model.eval()
+    with torch.no_grad():
+        result.model.embed()
+    weights = modality_weights(result.model)
+    spread = None if weights is None else attention_spread(*weights)
+    record["attention_spread"] = None if spread is None else spread.to_dict()
+    return record
+
+
+def ablation(args: argparse.Namespace, budget: Budget, partial: bool) -> None:
+    """Each ModalityGAT component on and off, then each contrastive alignment, on the validation split
+    of the synthetic set (warm and its cold items), ml-100k warm and ml-100k cold-start."""
+    started = time.perf_counter()
+    load_before = load_average()
+    synthetic_options = QUICK_SYNTHETIC_OPTIONS if args.quick else SYNTHETIC_OPTIONS
+    variants = ABLATION_VARIANTS[:2] if args.quick else ABLATION_VARIANTS
+    alignments = ALIGNMENT_VARIANTS[::2] if args.quick else ALIGNMENT_VARIANTS
+    if args.only:
+        variants = [v for v in variants if v[0] in args.only]
+        alignments = [a for a in alignments if f"default + {a[0]}" in args.only]
+    protocols = {
+        "synthetic": lambda s: prepare_synthetic(args.work, synthetic_options, log=print),
+        "ml100k_warm": lambda s: prepare_ml100k(args.work, s, cold=False, log=print),
+        "ml100k_cold": lambda s: prepare_ml100k(args.work, s, cold=True, log=print),
+    }
+    tasks = []
+    seeds = {protocol: args.seeds or ([0] if args.quick else ABLATION_SEEDS[protocol]) for protocol in protocols}
+    for protocol in ("ml100k_warm", "synthetic", "ml100k_cold"):  # the slowest first
+        if args.protocols and protocol not in args.protocols:
+            continue
+        prepare = protocols[protocol]
+        for seed in seeds[protocol]:
+            path = prepare(seed)
+            for label, changes in variants:
+                tasks.append((label, protocol, gat_config(protocol, budget.dim, **(ABLATION_BASE | changes)), path,
+                              seed, budget, None))
+            default = gat_config(protocol, budget.dim)
+            for label, alignment, weight, temperature in alignments:
+                tasks.append((f"default + {label}", protocol, dataclasses.replace(default, alignment=alignment),
+                              path, seed, budget, (weight, temperature)))
+    print(f"load: {load_before}\n{len(tasks)} runs, seeds {seeds}, budget {budget}, {args.workers} workers")
+    records = []
+    with worker_pool(args.workers, args.threads) as pool:
+        futures = [pool.submit(run_validation, *task) for task in tasks]
+        for future in as_completed(futures):
+            record = future.result()
+            records.append(record)
+            cold = record.get("valid_cold", {}).get("recall@20")
+            print(f"[{time.perf_counter() - started:6.0f}s] {record['protocol']} seed {record['seed']} "
+                  f"{record['label']:<58} valid recall@20 {record['valid']['recall@20']:.4f}"
+                  + ("" if cold is None else f"  cold {cold:.4f}") + f"  {record['seconds']:.0f}s", flush=True)
+    out_dir = results_dir(partial)
+    if args.only and (out_dir / "multimodal_ablation.json").is_file():
+        # the other variants' runs from the last full ablation, kept beside these
+        earlier = json.loads((out_dir / "multimodal_ablation.json").read_text())["runs"]
+        rerun = {(r["protocol"], r["label"]) for r in records}
+        records += [r for r in earlier if (r["protocol"], r["label"]) not in rerun]
+    order = {label: k for k, (label, _) in enumerate(ABLATION_VARIANTS)}
+    order.update({f"default + {a[0]}": len(order) + k for k, a in enumerate(ALIGNMENT_VARIANTS)})
+    records.sort(key=lambda r: (list(protocols).index(r["protocol"]), order.get(r["label"], len(order)), r["seed"]))
+    table = ablation_table(records)
+    columns = ["protocol", "label", "recall@20", "ndcg@20", "cold recall@20", "entropy", "not_favourite"]
+    print_table([{c: row[c] for c in columns} for row in table], columns)
+    payload = {"description": ablation.__doc__.split("\n\n")[0], "seeds": seeds, "budget": asdict(budget),
+               "workers": args.workers, "threads_per_worker": threads_per_worker(args.workers, args.threads),
+               "load_average": {"before": load_before, "after": load_average()},
+               "table": table, "runs": records, "seconds": time.perf_counter() - started}
+    payload = json.loads(write_results("multimodal_ablation", payload, out_dir).read_text())
+    write_markdown(out_dir / "multimodal_ablation.md", ablation_markdown(payload))
+
+
+def ablation_table(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Means over seeds per (protocol, variant), in the order of the runs."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault((record["protocol"], record["label"]), []).append(record)
+
+    def mean(values: list[float | None]) -> float | None:
+        present = [v for v in values if v is not None]
+        return sum(present) / len(present) if present else None
+
+    rows = []
+    for (protocol, label), runs in groups.items():
+        spreads = [r["attention_spread"] for r in runs]
+        rows.append({"protocol": protocol, "label": label, "seeds": [r["seed"] for r in runs],
+                     "recall@20": mean([r["valid"]["recall@20"] for r in runs]),
+                     "ndcg@20": mean([r["valid"]["ndcg@20"] for r in runs]),
+                     "recall@20 per seed": [r["valid"]["recall@20"] for r in runs],
+                     "cold recall@20": mean([r.get("valid_cold", {}).get("recall@20") for r in runs]),
+                     "entropy": mean([s and s["mean_entropy"] for s in spreads]),
+                     "max_entropy": mean([s and s["mean_max_entropy"] for s in spreads]),
+                     "not_favourite": mean([s and s["share_not_favourite"] for s in spreads]),
+                     "favourite": [s and s["favourite"] for s in spreads]})
+    return rows
+
+
+def ablation_markdown(payload: dict[str, Any]) -> str:
+    lines = ["# ModalityGAT ablation and contrastive alignment (validation split only)", "",
+             f"Command: `{payload.get('command', 'python benchmarks/multimodal.py --ablation')}`. Seeds "
+             f"{payload['seeds']}; the budget of `multimodal.md` (Adam lr {payload['budget']['lr']}, "
+             f"{payload['budget']['num_negatives']} negatives, at most {payload['budget']['epochs']} epochs, "
+             f"early stopping on validation Recall@20). Means over seeds. Cold recall: validation Recall@20 "
+             f"ranked among the items without training interactions. Attention entropy: mean over items with "
+             f"two or more sources, in nats (its maximum, all sources equal, in brackets); not favourite: share "
+             f"of those items whose top source is not the source with the highest mean weight. Rows default + ... add "
+             f"an alignment to the channel design (channels, users' mean content and own vectors, the protocol's "
+             f"depth). The tables of `multimodal.md` train, per protocol, the row best here (cold-start: by cold "
+             f"recall).", "",
+             "| protocol | variant | valid recall@20 | per seed | valid ndcg@20 | valid cold recall@20 | "
+             "attention entropy | not favourite | favourite |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in payload["table"]:
+        entropy = "" if row["entropy"] is None else f"{row['entropy']:.3f} ({row['max_entropy']:.3f})"
+        lines.append(
+            f"| {row['protocol']} | {row['label']} | {row['recall@20']:.4f} | "
+            + ", ".join(f"{v:.4f}" for v in row["recall@20 per seed"]) + f" | {row['ndcg@20']:.4f} | "
+            + ("" if row["cold recall@20"] is None else f"{row['cold recall@20']:.4f}") + f" | {entropy} | "
+            + ("" if row["not_favourite"] is None else f"{row['not_favourite']:.3f}") + " | "
+            + ", ".join(sorted({str(f) for f in row["favourite"] if f})) + " |")
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -486,6 +709,15 @@ def main() -> None:
     parser.add_argument("--paired-seeds", type=int, default=None, metavar="N",
                         help="only the warm target: LightGCN and ModalityGAT on seeds 0..N-1, compared seed by seed "
                              "(writes multimodal_warm_paired.json and .md)")
+    parser.add_argument("--only", nargs="+", default=None, metavar="LABEL",
+                        help="--ablation: rerun only these variants, keeping the others' runs from the last results")
+    parser.add_argument("--protocols", nargs="+", default=None, choices=["synthetic", "ml100k_warm", "ml100k_cold"],
+                        help="--ablation: only these protocols")
+    parser.add_argument("--core", action="store_true",
+                        help="only the rows the targets compare (CORE_LABELS), on every seed")
+    parser.add_argument("--ablation", action="store_true",
+                        help="only ModalityGAT's components on and off, and the contrastive alignments, on the "
+                             "validation splits (writes multimodal_ablation.json and .md; seeds: ABLATION_SEEDS)")
     parser.add_argument("--tune", action="store_true",
                         help="also rerun the ModalityGAT variants on seed 0's validation split (about 10 minutes)")
     args = parser.parse_args()
@@ -504,6 +736,9 @@ def main() -> None:
     if args.epochs is not None:
         budget = dataclasses.replace(budget, epochs=args.epochs)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.ablation:
+        ablation(args, budget, partial=args.quick or args.epochs is not None)
+        return
     if args.paired_seeds is not None:
         if args.paired_seeds < 2 or args.seeds is not None or args.tune or args.skip_synthetic:
             parser.error("--paired-seeds N takes N >= 2 and no --seeds, --tune or --skip-synthetic")
@@ -525,8 +760,9 @@ def main() -> None:
     if not args.skip_synthetic:
         groups.append(("synthetic", synthetic_arms(budget.dim),
                        lambda s: prepare_synthetic(args.work, synthetic_options, log=print)))
-    if args.quick:
-        groups = [(name, [arm for arm in arms if arm.label in QUICK_LABELS[name]], prepare)
+    if args.quick or args.core:
+        labels = QUICK_LABELS if args.quick else CORE_LABELS
+        groups = [(name, [arm for arm in arms if arm.label in labels[name]], prepare)
                   for name, arms, prepare in groups]
 
     prepare_started = time.perf_counter()
@@ -548,7 +784,7 @@ def main() -> None:
         tuning = [future.result() for future in tuning_futures]
 
     tables = {name: summarise_rows(group_rows) for name, group_rows in rows.items()}
-    outcome = targets(tables["ml100k_warm"], tables["ml100k_cold"])
+    outcome = targets(tables["ml100k_warm"], tables["ml100k_cold"], tables.get("synthetic"))
     print_results(tables, tuning, outcome)
 
     total_seconds = time.perf_counter() - started
@@ -572,6 +808,8 @@ def main() -> None:
         "arms": {name: [{"label": row.arm.label, "model_config": flat_config(row.arm.model),
                          "contrastive": row.arm.contrastive} for row in group_rows]
                  for name, group_rows in rows.items()},
+        "gat_chosen_on_validation": {protocol: chosen_gat(protocol, budget.dim)[1]
+                                     for protocol in ("ml100k_warm", "ml100k_cold", "synthetic")},
         "datasets": datasets_info,
         "tables": tables,
         "targets": outcome,
@@ -591,7 +829,7 @@ def render(results: Path, work: Path) -> None:
     """Recompute targets and notes from saved results and redraw the chart and the Markdown."""
     payload = json.loads(results.read_text())
     tables = payload["tables"]
-    payload["targets"] = targets(tables["ml100k_warm"], tables["ml100k_cold"])
+    payload["targets"] = targets(tables["ml100k_warm"], tables["ml100k_cold"], tables.get("synthetic"))
     # The notes need the converted cold-start datasets (under the ignored runs/); without them the
     # saved notes stay as they are.
     if all((work / f"ml-100k-cold-seed{seed}" / "manifest.json").is_file() for seed in payload["seeds"]):

@@ -84,3 +84,21 @@ def test_quick_mode(script: str):
     assert isinstance(result, dict) and result
     if result.get("skipped"):  # ran, but left a part out (recbole_compare or mmrec_compare without the peer's venv)
         warnings.warn(f"{script} --quick: {result['skipped']}", stacklevel=1)
+
+
+@pytest.mark.slow  # twelve one-epoch runs in a subprocess, about a minute on two busy cores
+def test_multimodal_ablation_quick_mode():
+    """``multimodal.py --ablation --quick``: validation figures only, with the attention spread per row."""
+    if not DATA.is_dir():
+        pytest.skip(f"needs the real datasets at {DATA}")
+    output = SMOKE / "multimodal_ablation.json"
+    output.unlink(missing_ok=True)
+    command = [sys.executable, str(BENCHMARKS / "multimodal.py"), "--ablation", "--quick"]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=400,
+                               env={**os.environ, "GRAPHREC_DATA": str(DATA)})
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    result = json.loads(output.read_text())
+    assert {row["protocol"] for row in result["table"]} == {"synthetic", "ml100k_warm", "ml100k_cold"}
+    assert all("test" not in run for run in result["runs"])  # choosing never looks at the test split
+    assert all(0 <= row["recall@20"] <= 1 and row["entropy"] is not None for row in result["table"])
+    assert (SMOKE / "multimodal_ablation.md").read_text().count("\n|") == len(result["table"]) + 1

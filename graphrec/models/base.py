@@ -55,6 +55,10 @@ class ModelOptions:
     ``{"choices": (...)}``; a field with a grid is searched over its grid (see
     :mod:`graphrec.training.tune`)."""
 
+    #: Options added after runs of the model were saved, with the value that a saved run lacking
+    #: one was trained with (:meth:`~graphrec.models.registry.ModelConfig.from_dict` fills them in).
+    added_later: ClassVar[Mapping[str, Any]] = {}
+
     def searched(self) -> dict[str, tuple[Any, ...]]:
         """The fields left to choose on validation (``None`` and with a grid), with their grids."""
         return {option.name: tuple(option.metadata["grid"]) for option in fields(self)

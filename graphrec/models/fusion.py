@@ -118,13 +118,14 @@ class Fusion(torch.nn.Module):
                       for m, (name, x) in enumerate(zip(self.names, xs))]
             return self.projection(torch.cat(filled, dim=1))
 
-        projected = torch.stack([self.projections[name](x) for name, x in zip(self.names, xs)], dim=1)
-        available = mask.unsqueeze(-1)  # [N, M, 1]
+        return self.combine(self.project(xs, mask), mask)
+
+    def combine(self, projected: Tensor, mask: Tensor) -> Tensor:
+        """Fuse projections from :meth:`project` ``[N, M, d]`` (every strategy but ``concat``)."""
+        mask = mask.to(torch.bool)
         if self.strategy == "product":
-            product = torch.where(available, projected, 1.0).prod(1)
+            product = torch.where(mask.unsqueeze(-1), projected, 1.0).prod(1)
             return torch.where(mask.any(1, keepdim=True), product, 0.0)
-        # where() rather than a product with the mask, so nothing of a missing input leaks through
-        projected = torch.where(available, projected, 0.0)
         if self.strategy == "late":
             return projected.flatten(1)
         if self.strategy == "sum":
@@ -135,10 +136,28 @@ class Fusion(torch.nn.Module):
             gates = torch.stack([torch.sigmoid(self.gates[name](projected[:, m]))
                                  for m, name in enumerate(self.names)], dim=1)
             return (gates * projected).sum(1)
-        scores = self.attention_vector(torch.tanh(self.attention_hidden(projected))).squeeze(-1)  # [N, M]
-        weights = masked_softmax(scores, mask)
-        self.last_weights = weights.detach()
+        weights = self.attention_weights(projected, mask)
         return (weights.unsqueeze(-1) * projected).sum(1)
+
+    def project(self, inputs: Mapping[str, Tensor] | Sequence[Tensor], mask: Tensor) -> Tensor:
+        r"""The projections :math:`\mathbf{p}_m` ``[N, M, d]`` of every strategy but ``concat``, zeros
+        where ``mask`` ``[N, M]`` says a row lacks the modality."""
+        if self.strategy == "concat":
+            raise ValueError("concat fusion projects the concatenated inputs, not each modality")
+        xs = self._ordered(inputs)
+        projected = torch.stack([self.projections[name](x) for name, x in zip(self.names, xs)], dim=1)
+        # where() rather than a product with the mask, so nothing of a missing input leaks through
+        return torch.where(mask.to(torch.bool).unsqueeze(-1), projected, 0.0)
+
+    def attention_weights(self, projected: Tensor, mask: Tensor) -> Tensor:
+        r"""The ``attention`` strategy's weights :math:`\alpha` ``[N, M]`` of projections from
+        :meth:`project` (kept, detached, in :attr:`last_weights`)."""
+        if self.strategy != "attention":
+            raise ValueError(f"fusion {self.strategy!r} has no attention weights")
+        scores = self.attention_vector(torch.tanh(self.attention_hidden(projected))).squeeze(-1)  # [N, M]
+        weights = masked_softmax(scores, mask.to(torch.bool))
+        self.last_weights = weights.detach()
+        return weights
 
     def _ordered(self, inputs: Mapping[str, Tensor] | Sequence[Tensor]) -> list[Tensor]:
         if isinstance(inputs, Mapping):

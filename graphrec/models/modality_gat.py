@@ -1,4 +1,5 @@
-r"""ModalityGAT: modality attention on items, then attentive propagation over the user–item graph.
+r"""ModalityGAT: modality attention on items, attentive propagation over the user–item graph, and
+content channels that keep each source in the score after propagation.
 
 **Item representation.** Each item :math:`i` has an id embedding :math:`\mathbf{e}_i` and
 a set :math:`\mathcal{S}_i` of available *sources*: the pretrained features
@@ -49,17 +50,51 @@ against LightGCN's fixed weights; bounded, it gains a little over them
 without training interactions receive no messages and keep :math:`\mathbf{h}_i / (L + 1)`,
 so content still places cold items.
 
+**Content channels** (``channels``, the default). Propagation alone averages a warm item's content
+away: with :math:`L = 0` the model above is close to VBPR, with three layers close to LightGCN. So,
+as MMGCN and GRCN keep a channel per modality, each source :math:`s` also enters the score directly,
+*after* propagation: item :math:`i` shows :math:`\mathbf{c}_{i,s} = \alpha_{i,s} \mathbf{z}_{i,s}`
+(the same attention weights and projections as above, not propagated) and user :math:`u` has a
+preference per source,
+
+.. math::
+    \mathbf{p}_{u,s} = \boldsymbol{\theta}_{u,s} + \frac{1}{|\mathcal{N}(u)|} \sum_{i \in \mathcal{N}(u)}
+    \mathbf{c}_{i,s}, \qquad
+    \hat{y}_{ui} = \langle \mathbf{x}_u, \mathbf{x}_i \rangle
+    + \sum_{s} \beta_{u,s} \langle \mathbf{p}_{u,s}, \mathbf{c}_{i,s} \rangle,
+
+a free vector :math:`\boldsymbol{\theta}_{u,s}` (``own_preferences``) plus (``channel_propagation``)
+the mean content of the user's training items: one hop of propagation over the user–item graph, which leaves the items'
+content as it is. With ``user_attention``, :math:`\beta_{u,s} = \operatorname{softmax}_s
+\mathbf{a}_u^\top \tanh(\mathbf{W}_u \mathbf{p}_{u,s} + \mathbf{b}_u)`, else :math:`\beta_{u,s} = 1`;
+the channels are then fused per user–item pair by :math:`\beta_{u,s} \alpha_{i,s}`. The score stays
+one inner product, of :math:`[\mathbf{x}_u \| \beta_{u,1} \mathbf{p}_{u,1} \| \dots]` and
+:math:`[\mathbf{x}_i \| \mathbf{c}_{i,1} \| \dots]` (:math:`(1 + S)` ``dim`` wide), so export,
+indexing and full ranking work unchanged. Because :math:`\alpha_{i,s}` now scales a source's share of
+the score, it has to say which source predicts the item's users, which is what explanations show.
+
+**Item–item content graph** (``item_graph_neighbours`` :math:`k > 0`, as in LATTICE and FREEDOM):
+:math:`\tilde{\mathbf{A}}`, the mean over modalities of the symmetric-normalised :math:`k`-NN cosine
+graphs of the pretrained features (:mod:`graphrec.graph.content`), frozen, adds
+:math:`\sum_j \tilde{A}_{ij} \mathbf{h}_j` to :math:`\mathbf{x}_i`.
+
+**Alignment** (``--contrastive-weight``, :meth:`ModalityGAT.alignment_loss`): InfoNCE between the fused
+content and the id embedding (SLMRec), or BM3's bootstrapped, negative-free version. The defaults are
+the configuration best on the validation splits of the synthetic set and MovieLens-100K
+(``benchmarks/results/multimodal_ablation.md`` has every component on and off).
+
 :meth:`~graphrec.models.base.Recommender.regularization` penalises the id embeddings
-:math:`\mathbf{e}_u, \mathbf{e}_i` of the batch; projections and attention are shared
-weights (use weight decay for them if needed).
+:math:`\mathbf{e}_u, \mathbf{e}_i` and the user preferences :math:`\boldsymbol{\theta}_u` of the
+batch; projections and attention are shared weights (use weight decay for them if needed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, ClassVar, cast
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -70,6 +105,7 @@ from torch_geometric.utils import scatter, softmax
 from graphrec.data.dataset import Dataset
 from graphrec.errors import ConfigError, GraphrecError
 from graphrec.graph.adjacency import propagate_weighted, symmetric_csr_pattern
+from graphrec.graph.content import knn_cosine_graph, symmetric_normalize, weighted_sum
 from graphrec.graph.hetero import (
     INTERACTS,
     REV_INTERACTS,
@@ -96,6 +132,10 @@ from graphrec.models.fusion import FUSION_STRATEGIES, Fusion
 DEFAULT_ENTITIES = ("genres", "categories", "brand")
 #: The fusions the GAT offers: every strategy but ``late``, which fuses scores, not sources.
 GAT_FUSIONS = tuple(strategy for strategy in FUSION_STRATEGIES if strategy != "late")
+#: What :meth:`ModalityGAT.alignment_loss` computes.
+ALIGNMENTS = ("infonce", "bootstrap")
+#: Dropout on the stop-gradient targets of the bootstrapped alignment (BM3's setting).
+BOOTSTRAP_DROPOUT = 0.3
 
 
 @dataclass(frozen=True)
@@ -112,10 +152,43 @@ class ModalityGATOptions(ModelOptions):
         "help": "item columns that become side-entity nodes"})
     modalities: tuple[str, ...] | None = field(default=None, metadata={
         "help": "modalities to read, comma-separated (all: every one the dataset has)"})
+    channels: bool = field(default=False, metadata={
+        "help": "score each source's content against the user's preference for it, beside the propagated "
+                "embeddings (the content channels; off by default: at 3 layers they lost on the validation "
+                "splits of ml-100k and the synthetic set, benchmarks/results/multimodal_ablation.md)"})
+    channel_propagation: bool = field(default=True, metadata={
+        "help": "a user's preference per source adds the mean content of the user's training items"})
+    own_preferences: bool = field(default=True, metadata={
+        "help": "a user's preference per source includes a free vector of its own (else only the mean content)"})
+    regularize_content: bool = field(default=False, metadata={
+        "help": "the L2 term also penalises the batch items' content channels (as VBPR's does its content)"})
+    user_attention: bool = field(default=False, metadata={
+        "help": "user-side attention over the content channels (beside the item-side attention)"})
+    item_graph_neighbours: int = field(default=0, metadata={
+        "help": "k of the frozen k-NN cosine item-item content graph added to the items (0: none)"})
+    alignment: str = field(default="infonce", metadata={
+        "help": "what --contrastive-weight trains: infonce (content vs id, in-batch negatives) or "
+                "bootstrap (BM3-style, no negatives)"})
+
+    #: Runs saved before the content channels were trained without them.
+    added_later: ClassVar[Mapping[str, Any]] = {"channels": False, "channel_propagation": False,
+                                                "own_preferences": True, "regularize_content": False,
+                                                "user_attention": False,
+                                                "item_graph_neighbours": 0,
+                                                "alignment": "infonce"}
 
     def __post_init__(self) -> None:
         check_positive(self, "dim", "heads")
-        check_non_negative(self, "layers")
+        check_non_negative(self, "layers", "item_graph_neighbours")
+        if self.alignment not in ALIGNMENTS:
+            raise ConfigError(f"unknown alignment {self.alignment!r}; choose one of {', '.join(ALIGNMENTS)}",
+                              field="alignment")
+        if self.channels and not (self.own_preferences or self.channel_propagation):
+            raise ConfigError("content channels need own preferences, channel propagation or both",
+                              field="own_preferences")
+        if self.channels and self.fusion == "concat":
+            raise ConfigError("content channels need a fusion that projects each source; concat does not "
+                              "(leave --channels off with it)", field="fusion")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"must lie in [0, 1), got {self.dropout}", field="dropout")
         if self.fusion not in GAT_FUSIONS:
@@ -263,6 +336,10 @@ class ModalityGAT(Recommender):
     degree: Tensor
     edge_scale: Tensor
     warm_items: Tensor
+    mean_scale: Tensor
+    item_graph_rows: Tensor  # with an item graph only
+    item_graph_columns: Tensor
+    item_graph_values: Tensor
 
     def __init__(self, num_users: int, num_items: int, edge_index: Tensor,
                  modality_features: Mapping[str, Tensor] | None = None,
@@ -271,7 +348,10 @@ class ModalityGAT(Recommender):
                  num_entities: Mapping[str, int] | None = None,
                  dim: int = 64, num_layers: int = 2, heads: int = 1, dropout: float = 0.0,
                  fusion: str = "attention", *, normalization: str = "symmetric",
-                 attention_bound: float | None = 1.0, transform_messages: bool = False) -> None:
+                 attention_bound: float | None = 1.0, transform_messages: bool = False,
+                 channels: bool = True, channel_propagation: bool = True, own_preferences: bool = True,
+                 user_attention: bool = False, item_graph: tuple[Tensor, Tensor, Tensor] | None = None,
+                 alignment: str = "infonce", regularize_content: bool = False) -> None:
         super().__init__(num_users, num_items)
         modality_features = dict(modality_features or {})
         modality_masks = dict(modality_masks or {})
@@ -285,6 +365,12 @@ class ModalityGAT(Recommender):
             raise ValueError(f"normalization must be 'symmetric' or 'softmax', got {normalization!r}")
         if attention_bound is not None and not attention_bound >= 0:
             raise ValueError(f"attention_bound must be None or >= 0, got {attention_bound}")
+        if channels and fusion == "concat":
+            raise ValueError("content channels need a fusion that projects each source; concat does not")
+        if channels and not (own_preferences or channel_propagation):
+            raise ValueError("content channels need own_preferences, channel_propagation or both")
+        if alignment not in ALIGNMENTS:
+            raise ValueError(f"alignment must be one of {list(ALIGNMENTS)}, got {alignment!r}")
         if set(modality_masks) != set(modality_features):
             raise ValueError(f"modality_masks {sorted(modality_masks)} must name the same modalities as "
                              f"modality_features {sorted(modality_features)}")
@@ -345,6 +431,30 @@ class ModalityGAT(Recommender):
         self.fusion = Fusion(fusion, in_dims, dim) if in_dims else None
         self.convs = torch.nn.ModuleList(
             [GraphAttention(dim, heads=heads, dropout=dropout) for _ in range(num_layers)])
+        self.alignment = alignment
+        # BM3's predictor: the online branch of the bootstrapped alignment
+        self.alignment_predictor = torch.nn.Linear(dim, dim) if alignment == "bootstrap" else None
+        # Without a source there is no content to give a channel.
+        self.channels = bool(channels) and bool(self.source_names)
+        self.channel_propagation = bool(channel_propagation) and self.channels
+        self.user_attention = bool(user_attention) and self.channels
+        self.regularize_content = bool(regularize_content) and self.channels
+        num_channels = len(self.source_names) if self.channels else 0
+        self.user_preference = (torch.nn.Embedding(num_users, num_channels * dim)
+                                if self.channels and own_preferences else None)
+        self.user_attention_hidden = torch.nn.Linear(dim, dim) if self.user_attention else None
+        self.user_attention_vector = torch.nn.Linear(dim, 1, bias=False) if self.user_attention else None
+        # 1 / d_v on the edges of row v: a user's row of the propagation is the mean of their items
+        self.register_buffer("mean_scale", 1.0 / degree[row_indices], persistent=False)
+        self.has_item_graph = item_graph is not None
+        if item_graph is not None:
+            graph_rows, graph_columns, graph_values = (t.reshape(-1) for t in item_graph)
+            if graph_rows.numel() and (int(torch.cat([graph_rows, graph_columns]).max()) >= num_items
+                                       or int(torch.cat([graph_rows, graph_columns]).min()) < 0):
+                raise ValueError(f"item_graph has an item index outside [0, {num_items})")
+            self.register_buffer("item_graph_rows", graph_rows.to(torch.long), persistent=False)
+            self.register_buffer("item_graph_columns", graph_columns.to(torch.long), persistent=False)
+            self.register_buffer("item_graph_values", graph_values.to(torch.float32), persistent=False)
         # An item without training interactions has an id embedding that was never trained:
         # it is left out, so cold items are placed by their content alone.
         warm = torch.zeros(num_items, dtype=torch.bool)
@@ -378,16 +488,32 @@ class ModalityGAT(Recommender):
                                 f"are {columns}")
         graph = build_graph(dataset, GraphConfig(entities=options.entities, modalities=options.modalities))
         return cls.from_graph(graph, dim=options.dim, num_layers=options.layers, heads=options.heads,
-                              dropout=options.dropout, fusion=options.fusion)
+                              dropout=options.dropout, fusion=options.fusion, channels=options.channels,
+                              channel_propagation=options.channel_propagation,
+                              own_preferences=options.own_preferences, user_attention=options.user_attention,
+                              regularize_content=options.regularize_content,
+                              item_graph_neighbours=options.item_graph_neighbours, alignment=options.alignment)
 
     @classmethod
     def from_graph(cls, data: HeteroData, dim: int = 64, num_layers: int = 2, heads: int = 1,
                    dropout: float = 0.0, fusion: str = "attention", *, normalization: str = "symmetric",
-                   attention_bound: float | None = 1.0, transform_messages: bool = False) -> ModalityGAT:
+                   attention_bound: float | None = 1.0, transform_messages: bool = False,
+                   channels: bool = True, channel_propagation: bool = True, own_preferences: bool = True,
+                   user_attention: bool = False, item_graph_neighbours: int = 0,
+                   alignment: str = "infonce", regularize_content: bool = False) -> ModalityGAT:
         """ModalityGAT over a graph from :func:`~graphrec.graph.build_graph`: its training
-        interactions, every modality node type and every entity node type."""
+        interactions, every modality node type and every entity node type; with
+        ``item_graph_neighbours`` > 0, the mean of its modalities' k-NN cosine item graphs."""
         modalities = item_modalities(data)
         entities = item_entities(data)
+        item_graph = None
+        if item_graph_neighbours > 0 and modalities:
+            graphs = {name: symmetric_normalize(knn_cosine_graph(values.numpy(), item_graph_neighbours, mask.numpy()))
+                      for name, (values, mask) in modalities.items()}
+            combined = weighted_sum(graphs, {name: 1.0 / len(graphs) for name in graphs}).tocoo()
+            item_graph = (torch.from_numpy(combined.row.astype(np.int64)),
+                          torch.from_numpy(combined.col.astype(np.int64)),
+                          torch.from_numpy(combined.data.astype(np.float32)))
         return cls(data["user"].num_nodes, data["item"].num_nodes, data[INTERACTS].edge_index,
                    modality_features={name: values for name, (values, _) in modalities.items()},
                    modality_masks={name: mask for name, (_, mask) in modalities.items()},
@@ -395,7 +521,10 @@ class ModalityGAT(Recommender):
                    num_entities={name: count for name, (_, count) in entities.items()},
                    dim=dim, num_layers=num_layers, heads=heads, dropout=dropout, fusion=fusion,
                    normalization=normalization, attention_bound=attention_bound,
-                   transform_messages=transform_messages)
+                   transform_messages=transform_messages, channels=channels,
+                   channel_propagation=channel_propagation, own_preferences=own_preferences,
+                   user_attention=user_attention, item_graph=item_graph, alignment=alignment,
+                   regularize_content=regularize_content)
 
     def reset_parameters(self) -> None:
         torch.nn.init.normal_(self.user_embedding.weight, std=EMBEDDING_INIT_STD)
@@ -406,6 +535,13 @@ class ModalityGAT(Recommender):
             self.fusion.reset_parameters()
         for conv in self.convs:
             cast(GraphAttention, conv).reset_parameters()
+        if self.user_preference is not None:
+            torch.nn.init.normal_(self.user_preference.weight, std=EMBEDDING_INIT_STD)
+        for linear in (self.user_attention_hidden, self.user_attention_vector, self.alignment_predictor):
+            if linear is not None:
+                torch.nn.init.xavier_uniform_(linear.weight)
+                if linear.bias is not None:
+                    torch.nn.init.zeros_(linear.bias)
         self._last_attention = None
 
     def source_mask(self) -> Tensor:
@@ -415,11 +551,16 @@ class ModalityGAT(Recommender):
         return torch.stack([getattr(self, f"mask_{name}") for name in self.source_names], dim=1)
 
     def item_sources(self, items: Tensor | None = None) -> Tensor:
-        """Fused sources :math:`\\sum_s \\alpha_{i,s} \\mathbf{z}_{i,s}` ``[len(items), dim]`` of
+        r"""Fused sources :math:`\sum_s \alpha_{i,s} \mathbf{z}_{i,s}` ``[len(items), dim]`` of
         ``items`` (default: every item)."""
+        return self._content(items)[0]
+
+    def _content(self, items: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        r"""``(fused, channels)`` of the distinct ``items`` (default: every item): the fused sources ``[n, dim]`` and,
+        with content channels, :math:`\alpha_{i,s} \mathbf{z}_{i,s}` ``[n, S, dim]`` (``None`` without)."""
         count = self.num_items if items is None else items.numel()
         if self.fusion is None:
-            return self.item_embedding.weight.new_zeros(count, self.dim)
+            return self.item_embedding.weight.new_zeros(count, self.dim), None
         inputs = {name: getattr(self, f"features_{name}") if items is None
                   else getattr(self, f"features_{name}").index_select(0, items) for name in self.modality_names}
         position = None
@@ -435,27 +576,93 @@ class ModalityGAT(Recommender):
             inputs[name] = scatter(self.entity_embeddings[name](entities), item_index, dim=0,
                                    dim_size=count, reduce="mean")
         mask = self.source_mask() if items is None else self.source_mask().index_select(0, items)
-        fused = self.fusion(inputs, mask)
-        if self.fusion.last_weights is not None and items is None:
-            self._last_attention = self.fusion.last_weights
-        return fused
+        if not self.channels:
+            fused = self.fusion(inputs, mask)
+            if self.fusion.last_weights is not None and items is None:
+                self._last_attention = self.fusion.last_weights
+            return fused, None
+        projected = self.fusion.project(inputs, mask)
+        if self.fusion_strategy == "attention":
+            weights = self.fusion.attention_weights(projected, mask)
+            if items is None:
+                self._last_attention = weights.detach()
+            channels = weights.unsqueeze(-1) * projected
+            return channels.sum(1), channels
+        return self.fusion.combine(projected, mask), projected
 
     def _layer_options(self) -> dict:
         return {"bound": self.attention_bound, "transform_messages": self.transform_messages}
 
-    def _layer0(self, user_ids: Tensor | None = None, item_ids: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        r"""``(x, sources)``: :math:`\mathbf{x}^{(0)} = [\mathbf{e}_u ; \mathbf{h}_i]` of the given users
-        then items (default: all of them), and the items' fused sources."""
-        sources = self.item_sources(item_ids)
+    def _layer0(self, user_ids: Tensor | None = None,
+                item_ids: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+        r"""``(x, sources, channels)``: :math:`\mathbf{x}^{(0)} = [\mathbf{e}_u ; \mathbf{h}_i]` of the
+        given users then items (default: all of them), and the items' fused sources and content channels."""
+        sources, channels = self._content(item_ids)
+        users = self.user_embedding.weight if user_ids is None else self.user_embedding(user_ids)
+        return torch.cat([users, self._item_layer0(item_ids, sources)]), sources, channels
+
+    def _item_layer0(self, item_ids: Tensor | None, sources: Tensor) -> Tensor:
+        r""":math:`\mathbf{h}_i`: the id embedding (warm items only) plus the fused sources."""
         if item_ids is None:
-            users, items, warm = self.user_embedding.weight, self.item_embedding.weight, self.warm_items
+            items, warm = self.item_embedding.weight, self.warm_items
         else:
-            users, items = self.user_embedding(user_ids), self.item_embedding(item_ids)
-            warm = self.warm_items.index_select(0, item_ids)
-        return torch.cat([users, items * warm.unsqueeze(1) + sources]), sources
+            items, warm = self.item_embedding(item_ids), self.warm_items.index_select(0, item_ids)
+        return items * warm.unsqueeze(1) + sources
+
+    def _item_graph_term(self, item_ids: Tensor | None, layer0: Tensor) -> Tensor:
+        r""":math:`\sum_j \tilde{A}_{ij} \mathbf{h}_j` over the item–item content graph, for ``item_ids``
+        (default: every item; ``layer0`` their :math:`\mathbf{h}`). For a subset, the neighbours'
+        :math:`\mathbf{h}_j` are computed here: they need not be among ``item_ids``."""
+        rows, columns, values = self.item_graph_rows, self.item_graph_columns, self.item_graph_values
+        if item_ids is None:
+            messages = values.unsqueeze(1) * layer0.index_select(0, columns)
+            return torch.zeros_like(layer0).index_add(0, rows, messages)
+        position = torch.full((self.num_items,), -1, dtype=torch.long, device=item_ids.device)
+        position[item_ids] = torch.arange(item_ids.numel(), device=item_ids.device)
+        local = position[rows]
+        keep = local >= 0
+        local, columns, values = local[keep], columns[keep], values[keep]
+        neighbours, inverse = torch.unique(columns, return_inverse=True)
+        neighbour_layer0 = self._item_layer0(neighbours, self._content(neighbours)[0])
+        messages = values.unsqueeze(1) * neighbour_layer0.index_select(0, inverse)
+        return torch.zeros_like(layer0).index_add(0, local, messages)
+
+    def _preferences(self, user_ids: Tensor | None, mean_content: Tensor | None) -> Tensor:
+        r"""The users' preference per content channel, :math:`\mathbf{p}_{u,s} = \boldsymbol{\theta}_{u,s}
+        (+ \text{the mean channel } s \text{ of their items})`, weighted by the user-side attention
+        :math:`\beta_{u,s}`: ``[n, S * dim]``."""
+        if self.user_preference is None:
+            assert mean_content is not None  # channels need own preferences, propagation or both
+            preferences = mean_content
+        else:
+            own = self.user_preference.weight if user_ids is None else self.user_preference(user_ids)
+            preferences = own if mean_content is None else own + mean_content
+        if self.user_attention_hidden is None or self.user_attention_vector is None:
+            return preferences
+        per_channel = preferences.view(preferences.size(0), len(self.source_names), self.dim)
+        scores = self.user_attention_vector(torch.tanh(self.user_attention_hidden(per_channel))).squeeze(-1)
+        return (torch.softmax(scores, dim=1).unsqueeze(-1) * per_channel).flatten(1)
+
+    def _full_preferences(self, channels: Tensor) -> Tensor:
+        """:meth:`_preferences` of every user, the mean over each user's training items."""
+        mean_content = None
+        if self.channel_propagation:
+            flat = channels.flatten(1)
+            padded = torch.cat([flat.new_zeros(self.num_users, flat.size(1)), flat])
+            mean_content = propagate_weighted(self.mean_scale, padded, self.crow_indices, self.col_indices,
+                                              self.transpose)[:self.num_users]
+        return self._preferences(None, mean_content)
+
+    def _finish(self, users: Tensor, items: Tensor, preferences: Tensor | None,
+                channels: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The final vectors: the propagated embeddings, then the content channels beside them."""
+        if preferences is None or channels is None:
+            return users, items
+        return torch.cat([users, preferences], 1), torch.cat([items, channels.flatten(1)], 1)
 
     def embed(self) -> tuple[Tensor, Tensor]:
-        x, self._last_sources = self._layer0()
+        x, self._last_sources, channels = self._layer0()
+        layer0_items = x[self.num_users:]
         total = x
         for conv in self.convs:
             x = conv(x, self.crow_indices, self.col_indices, self.row_indices, self.transpose,
@@ -463,13 +670,20 @@ class ModalityGAT(Recommender):
                      **self._layer_options())
             total = total + x
         final = total / (self.num_layers + 1)
-        return final[:self.num_users], final[self.num_users:]
+        return self._final(final, layer0_items, channels)
+
+    def _final(self, final: Tensor, layer0_items: Tensor, channels: Tensor | None) -> tuple[Tensor, Tensor]:
+        users, items = final[:self.num_users], final[self.num_users:]
+        if self.has_item_graph:
+            items = items + self._item_graph_term(None, layer0_items)
+        preferences = self._full_preferences(channels) if channels is not None else None
+        return self._finish(users, items, preferences, channels)
 
     @torch.no_grad()
     def embed_layerwise(self, chunk_size: int = 65_536) -> tuple[Tensor, Tensor]:
         """:meth:`embed` without autograd, one layer at a time over chunks of target rows: the
         per-edge attention tensors exist for one chunk at a time, never for the whole graph."""
-        x, _ = self._layer0()
+        x, _, channels = self._layer0()
         scale = self.edge_scale if self.normalization == "symmetric" else None
 
         def layer(index: int, x: Tensor, start: int, stop: int, lo: int, hi: int) -> Tensor:
@@ -478,7 +692,7 @@ class ModalityGAT(Recommender):
                 edge_scale=None if scale is None else scale[lo:hi], target_offset=start, **self._layer_options())
 
         final = layerwise_mean(x, self.num_layers, self.crow_indices, chunk_size, layer)
-        return final[:self.num_users], final[self.num_users:]
+        return self._final(final, x[self.num_users:], channels)
 
     def embed_subgraph(self, data: HeteroData) -> tuple[Tensor, Tensor]:
         r"""Final embeddings of every node of a sampled subgraph, users then items in local order, seeds
@@ -492,7 +706,8 @@ class ModalityGAT(Recommender):
         check_both_directions(data)
         user_ids, item_ids = data["user"].n_id, data["item"].n_id
         num_local_users = user_ids.numel()
-        x, _ = self._layer0(user_ids, item_ids)
+        x, _, channels = self._layer0(user_ids, item_ids)
+        layer0_items = x[num_local_users:]
         global_ids = torch.cat([user_ids, item_ids + self.num_users])
         num_nodes = x.size(0)
         total = x
@@ -506,7 +721,22 @@ class ModalityGAT(Recommender):
                                                          **self._layer_options())
             total = total + x
         final = total / (self.num_layers + 1)
-        return final[:num_local_users], final[num_local_users:]
+        users, items = final[:num_local_users], final[num_local_users:]
+        if self.has_item_graph:
+            items = items + self._item_graph_term(item_ids, layer0_items)
+        preferences = None
+        if channels is not None:
+            mean_content = None
+            if self.channel_propagation:
+                # each user's mean over the items sampled for it (its first hop), as LightGCN's sampled estimate
+                flat = channels.flatten(1)
+                to_user = edges_within_hops(data, REV_INTERACTS, 1)
+                mean_content = flat.new_zeros(num_local_users, flat.size(1))
+                if to_user is not None:
+                    mean_content = scatter(flat.index_select(0, to_user[0]), to_user[1], dim=0,
+                                           dim_size=num_local_users, reduce="mean")
+            preferences = self._preferences(user_ids, mean_content)
+        return self._finish(users, items, preferences, channels)
 
     @staticmethod
     def _subgraph_edges(data: HeteroData, hops: int, num_local_users: int) -> tuple[Tensor, Tensor]:
@@ -526,11 +756,28 @@ class ModalityGAT(Recommender):
         return torch.cat(sources), torch.cat(targets)
 
     def alignment_loss(self, items: Tensor, temperature: float = 0.2) -> Tensor:
-        """InfoNCE between the fused content of ``items`` and their id embeddings (SLMRec/BM3-style
-        self-supervision): it teaches the content tower to land where collaborative signal puts
-        an item, which is what places cold items. Uses the sources of the last :meth:`embed`."""
+        r"""Alignment of the fused content :math:`\mathbf{c}_i` of ``items`` with their id embeddings
+        :math:`\mathbf{e}_i` (uses the sources of the last :meth:`embed`):
+
+        * ``infonce`` (SLMRec-style): :func:`~graphrec.models.base.info_nce` with in-batch negatives
+          at ``temperature``;
+        * ``bootstrap`` (BM3, Zhou et al., WWW 2023): no negatives; a predictor :math:`g` maps each
+          side onto the other, held fixed (stop-gradient, dropout 0.3 as in BM3),
+          :math:`\mathcal{L} = 2 - \cos(g(\mathbf{e}_i), \operatorname{sg}(\mathbf{c}_i))
+          - \cos(g(\mathbf{c}_i), \operatorname{sg}(\mathbf{e}_i))`, averaged over ``items``;
+          ``temperature`` is unused.
+        """
         sources = self._last_sources if self._last_sources is not None else self.item_sources()
-        return info_nce(sources[items], self.item_embedding(items), temperature)
+        content, ids = sources[items], self.item_embedding(items)
+        if self.alignment_predictor is None:
+            return info_nce(content, ids, temperature)
+        predict = self.alignment_predictor
+
+        def target(x: Tensor) -> Tensor:
+            return F.dropout(x.detach(), p=BOOTSTRAP_DROPOUT, training=self.training)
+
+        return (2 - F.cosine_similarity(predict(ids), target(content), dim=-1)
+                - F.cosine_similarity(predict(content), target(ids), dim=-1)).mean()
 
     def modality_attention(self) -> tuple[list[str], Tensor]:
         """Source names and the ``[num_items, S]`` attention weights of the last forward (detached;
@@ -547,10 +794,18 @@ class ModalityGAT(Recommender):
         return list(self.source_names), cast(Tensor, self._last_attention)
 
     def user_ego(self, users: Tensor) -> Tensor:
-        return self.user_embedding(users)
+        if self.user_preference is None:
+            return self.user_embedding(users)
+        return torch.cat([self.user_embedding(users), self.user_preference(users)], 1)
 
     def item_ego(self, items: Tensor) -> Tensor:
-        return self.item_embedding(items)
+        if not self.regularize_content:
+            return self.item_embedding(items)
+        # _content takes distinct items (entity means are gathered per distinct item)
+        distinct, inverse = torch.unique(items.reshape(-1), return_inverse=True)
+        channels = self._content(distinct)[1]
+        assert channels is not None  # regularize_content needs channels
+        return torch.cat([self.item_embedding(items.reshape(-1)), channels.flatten(1)[inverse]], 1)
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, dim={self.dim}, num_layers={self.num_layers}, heads={self.heads}, "

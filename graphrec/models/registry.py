@@ -165,11 +165,14 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> ModelConfig:
         """The inverse of :meth:`to_dict`. Also reads the flat form of runs written before models had
-        options of their own (every model's options side by side), keeping the model's own."""
+        options of their own (every model's options side by side), keeping the model's own; options
+        the model gained since the run was saved take the value it was trained with
+        (``Options.added_later``)."""
         if "options" in spec:
-            return cls(spec["name"], dict(spec["options"]))
+            return cls(spec["name"], {**MODELS[spec["name"]].Options.added_later, **spec["options"]})
         own = {option.name for option in dataclasses.fields(MODELS[spec["name"]].Options)}
-        return cls(spec["name"], {key: value for key, value in spec.items() if key in own})
+        return cls(spec["name"], {**MODELS[spec["name"]].Options.added_later,
+                                  **{key: value for key, value in spec.items() if key in own}})
 
     def modalities(self, dataset: Dataset) -> list[str]:
         """The modalities the model reads from ``dataset``: those chosen, else every one it has

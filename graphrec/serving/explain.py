@@ -24,6 +24,12 @@ Two kinds of evidence, both read off the trained model rather than invented afte
   (:meth:`graphrec.models.ModalityGAT.modality_attention`), the weights
   :math:`\alpha_{i,s}` with which each source (text, image, genre, ...) entered the item's
   representation in the model's last forward; they sum to 1 over the sources the item has.
+
+Weights that are the same for every item explain nothing about any one of them.
+:func:`attention_spread` measures how much they vary: over the items with at least two sources,
+the mean entropy :math:`H_i = -\sum_s \alpha_{i,s} \ln \alpha_{i,s}` (0: one source takes all;
+:math:`\ln |\mathcal{S}_i|`: all equal), and the share of items whose top source is not the
+*global favourite*, the source with the highest mean weight.
 """
 
 from __future__ import annotations
@@ -82,6 +88,47 @@ def modality_weights(model: Recommender) -> tuple[list[str], np.ndarray] | None:
         return None
     names, weights = attention
     return list(names), weights.detach().to(torch.float32).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class AttentionSpread:
+    """How the source weights vary across items (see the module docstring)."""
+
+    #: Items with at least two sources (the only ones whose weights can vary).
+    items: int
+    #: Mean entropy of their weights, in nats, and the mean of its maximum :math:`\ln |\mathcal{S}_i|`.
+    mean_entropy: float
+    mean_max_entropy: float
+    #: The source with the highest mean weight over those items, and each source's mean weight.
+    favourite: str
+    mean_weights: dict[str, float]
+    #: Share of those items whose highest-weighted source is not the favourite.
+    share_not_favourite: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"items": self.items, "mean_entropy": self.mean_entropy, "mean_max_entropy": self.mean_max_entropy,
+                "favourite": self.favourite, "mean_weights": dict(self.mean_weights),
+                "share_not_favourite": self.share_not_favourite}
+
+
+def attention_spread(names: Sequence[str], weights: np.ndarray) -> AttentionSpread | None:
+    """:class:`AttentionSpread` of ``[num_items, S]`` source weights (rows sum to 1 over the sources
+    an item has, 0 elsewhere, as :func:`modality_weights` gives them); ``None`` when no item has two
+    sources."""
+    weights = np.asarray(weights, dtype=np.float64)
+    available = weights > 0
+    several = available.sum(1) >= 2
+    if not several.any():
+        return None
+    chosen, counts = weights[several], available[several].sum(1)
+    logs = np.log(np.where(chosen > 0, chosen, 1.0))
+    entropy = -(chosen * logs).sum(1)
+    means = chosen.mean(0)
+    favourite = int(np.argmax(means))
+    return AttentionSpread(items=int(several.sum()), mean_entropy=float(entropy.mean()),
+                           mean_max_entropy=float(np.log(counts).mean()), favourite=str(names[favourite]),
+                           mean_weights={str(name): float(value) for name, value in zip(names, means)},
+                           share_not_favourite=float((chosen.argmax(1) != favourite).mean()))
 
 
 def nearest_history_items(item_emb: Tensor, history: sp.csr_matrix, items: np.ndarray,
@@ -232,4 +279,5 @@ def _padded_rows(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return padded, padded >= 0
 
 
-__all__ = ["Explanation", "contributing_history_items", "explain_items", "modality_weights", "nearest_history_items"]
+__all__ = ["AttentionSpread", "Explanation", "attention_spread", "contributing_history_items", "explain_items",
+           "modality_weights", "nearest_history_items"]

@@ -316,10 +316,14 @@ def test_graph_attention_layer_equals_pyg_gatconv_on_ml100k(shared_data):
 
 @pytest.mark.parametrize("fusion", [s for s in FUSION_STRATEGIES if s != "late"])
 def test_modality_gat_accepts_every_fusion_but_late(fusion, planted):
+    """Every fusion but ``late``; the content channels (one ``dim``-wide block per source beside the
+    propagated embedding) need each source's own projection, which ``concat`` does not have."""
     _, data = planted
-    model = ModalityGAT.from_graph(data, dim=8, num_layers=1, fusion=fusion)
+    channels = fusion != "concat"
+    model = ModalityGAT.from_graph(data, dim=8, num_layers=1, fusion=fusion, channels=channels)
     _user_emb, item_emb = model.embed()
-    assert item_emb.shape == (NUM_ITEMS, 8) and torch.isfinite(item_emb).all()
+    width = 8 * (1 + len(model.source_names)) if channels else 8
+    assert item_emb.shape == (NUM_ITEMS, width) and torch.isfinite(item_emb).all()
     if fusion != "attention":
         with pytest.raises(ValueError, match="only with fusion='attention'"):
             model.modality_attention()
@@ -329,6 +333,10 @@ def test_modality_gat_argument_errors(planted):
     _, data = planted
     with pytest.raises(ValueError, match="fusion must be one of"):
         ModalityGAT.from_graph(data, fusion="late")
+    with pytest.raises(ValueError, match="content channels need a fusion that projects each source"):
+        ModalityGAT.from_graph(data, fusion="concat")
+    with pytest.raises(ValueError, match="alignment must be one of"):
+        ModalityGAT.from_graph(data, alignment="cosine")
     with pytest.raises(ValueError, match="edge_index has a user outside"):
         ModalityGAT(2, 2, torch.tensor([[0, 2], [0, 1]]))
     with pytest.raises(ValueError, match="modality_masks"):

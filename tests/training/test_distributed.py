@@ -29,12 +29,19 @@ def run(command, cwd):
     return completed
 
 
-def test_two_processes_match_one(dataset_dir, tmp_path):
+#: ModalityGAT with its content channels and item-side attention (genres as its one source)
+GAT_ARGS = [*ARGS[:ARGS.index("--epochs")], "--epochs", "2", *ARGS[ARGS.index("--epochs") + 2:]]
+GAT_ARGS[1] = "gat"
+GAT_ARGS += ["--channels"]
+
+
+@pytest.mark.parametrize("args", [ARGS, pytest.param(GAT_ARGS, marks=pytest.mark.slow)], ids=["lightgcn", "gat"])
+def test_two_processes_match_one(dataset_dir, tmp_path, args):
     single = tmp_path / "single"
     double = tmp_path / "double"
-    run([sys.executable, "-m", "graphrec", "train", str(dataset_dir), "--out", str(single), *ARGS], tmp_path)
+    run([sys.executable, "-m", "graphrec", "train", str(dataset_dir), "--out", str(single), *args], tmp_path)
     launched = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                    "-m", "graphrec", "train", str(dataset_dir), "--out", str(double), *ARGS], tmp_path)
+                    "-m", "graphrec", "train", str(dataset_dir), "--out", str(double), *args], tmp_path)
     one = json.loads((single / "metrics.json").read_text())
     two = json.loads((double / "metrics.json").read_text())
     info = two["distributed"]

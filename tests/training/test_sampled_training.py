@@ -26,8 +26,10 @@ def movielens(shared_data, tmp_path_factory):
 
 
 @pytest.mark.parametrize("model", [ModelConfig("lightgcn", dim=16, layers=2),
-                                   ModelConfig("gat", dim=16, layers=2, entities=("genres",))],
-                         ids=["lightgcn", "gat"])
+                                   ModelConfig("gat", dim=16, layers=2, entities=("genres",)),
+                                   ModelConfig("gat", dim=16, layers=2, entities=("genres",), channels=True,
+                                               user_attention=True, item_graph_neighbours=5)],
+                         ids=["lightgcn", "gat", "gat-channels"])
 def test_unlimited_fanout_trains_exactly_like_full_graph(movielens, model):
     full = train(movielens, model, TrainConfig(epochs=2, **FAST), log=lambda _: None)
     # Dense Adam on both sides: lazy (sparse) Adam leaves untouched rows and their moments alone.
