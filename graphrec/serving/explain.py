@@ -147,14 +147,8 @@ def nearest_history_items(item_emb: Tensor, history: sp.csr_matrix, items: np.nd
         An item never explains itself. One-dimensional embeddings (the popularity and random
         baselines) carry no similarity, since every cosine is +-1: they get no neighbours.
     """
-    items = np.asarray(items, dtype=np.int64)
-    if items.ndim != 2 or history.shape[0] != items.shape[0]:
-        raise ValueError(f"items must be [B, k] with one history row each, got items {items.shape} and "
-                         f"history {history.shape}")
+    items, history, indices, similarities = _empty_evidence(history, items, top)
     batch, k = items.shape
-    indices = np.full((batch, k, top), -1, dtype=np.int64)
-    similarities = np.full((batch, k, top), np.nan, dtype=np.float32)
-    history = history.tocsr()
     lengths = np.diff(history.indptr)
     if top <= 0 or k == 0 or lengths.max(initial=0) == 0 or item_emb.size(1) < 2:
         return indices, similarities
@@ -194,14 +188,8 @@ def contributing_history_items(model: Recommender, history: sp.csr_matrix, items
     cosine similarities. Each history item is scored alone, as a one-hot row, in blocks of
     rows whose ``[rows, num_items]`` scores stay bounded.
     """
-    items = np.asarray(items, dtype=np.int64)
-    if items.ndim != 2 or history.shape[0] != items.shape[0]:
-        raise ValueError(f"items must be [B, k] with one history row each, got items {items.shape} and "
-                         f"history {history.shape}")
+    items, history, indices, values = _empty_evidence(history, items, top)
     batch, k = items.shape
-    indices = np.full((batch, k, top), -1, dtype=np.int64)
-    values = np.full((batch, k, top), np.nan, dtype=np.float32)
-    history = history.tocsr()
     if top <= 0 or k == 0 or history.nnz == 0:
         return indices, values
     num_items = history.shape[1]
@@ -266,6 +254,18 @@ def explain_items(model: Recommender, item_emb: Tensor | None, item_ids: Sequenc
                                             because_of=because, because_of_measure=measure))
         out.append(explanations)
     return out
+
+
+def _empty_evidence(history: sp.csr_matrix, items: np.ndarray,
+                    top: int) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Checked ``items`` and ``history``, and the ``[B, k, top]`` indices (-1) and values (NaN) to fill."""
+    items = np.asarray(items, dtype=np.int64)
+    if items.ndim != 2 or history.shape[0] != items.shape[0]:
+        raise ValueError(f"items must be [B, k] with one history row each, got items {items.shape} and "
+                         f"history {history.shape}")
+    batch, k = items.shape
+    return (items, history.tocsr(), np.full((batch, k, top), -1, dtype=np.int64),
+            np.full((batch, k, top), np.nan, dtype=np.float32))
 
 
 def _padded_rows(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
