@@ -349,7 +349,7 @@ class ModalityGAT(Recommender):
                  dim: int = 64, num_layers: int = 2, heads: int = 1, dropout: float = 0.0,
                  fusion: str = "attention", *, normalization: str = "symmetric",
                  attention_bound: float | None = 1.0, transform_messages: bool = False,
-                 channels: bool = True, channel_propagation: bool = True, own_preferences: bool = True,
+                 channels: bool = False, channel_propagation: bool = True, own_preferences: bool = True,
                  user_attention: bool = False, item_graph: tuple[Tensor, Tensor, Tensor] | None = None,
                  alignment: str = "infonce", regularize_content: bool = False) -> None:
         super().__init__(num_users, num_items)
@@ -498,7 +498,7 @@ class ModalityGAT(Recommender):
     def from_graph(cls, data: HeteroData, dim: int = 64, num_layers: int = 2, heads: int = 1,
                    dropout: float = 0.0, fusion: str = "attention", *, normalization: str = "symmetric",
                    attention_bound: float | None = 1.0, transform_messages: bool = False,
-                   channels: bool = True, channel_propagation: bool = True, own_preferences: bool = True,
+                   channels: bool = False, channel_propagation: bool = True, own_preferences: bool = True,
                    user_attention: bool = False, item_graph_neighbours: int = 0,
                    alignment: str = "infonce", regularize_content: bool = False) -> ModalityGAT:
         """ModalityGAT over a graph from :func:`~graphrec.graph.build_graph`: its training

@@ -28,7 +28,9 @@ def planted():
 
 
 def gat(data, **options) -> ModalityGAT:
+    """The model with content channels unless told otherwise (they are what these tests are about)."""
     torch.manual_seed(0)
+    options.setdefault("channels", True)
     return ModalityGAT.from_graph(data, dim=DIM, num_layers=2, **options)
 
 

@@ -334,7 +334,7 @@ def test_modality_gat_argument_errors(planted):
     with pytest.raises(ValueError, match="fusion must be one of"):
         ModalityGAT.from_graph(data, fusion="late")
     with pytest.raises(ValueError, match="content channels need a fusion that projects each source"):
-        ModalityGAT.from_graph(data, fusion="concat")
+        ModalityGAT.from_graph(data, fusion="concat", channels=True)
     with pytest.raises(ValueError, match="alignment must be one of"):
         ModalityGAT.from_graph(data, alignment="cosine")
     with pytest.raises(ValueError, match="edge_index has a user outside"):
