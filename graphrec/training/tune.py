@@ -45,6 +45,7 @@ import dataclasses
 import difflib
 import hashlib
 import os
+import time
 import typing
 import warnings
 from collections.abc import Callable, Mapping
@@ -55,7 +56,7 @@ from typing import Any
 from graphrec.data.dataset import Dataset, load_dataset
 from graphrec.data.holdout import ensure_validation_split
 from graphrec.data.storage import atomic_file, write_json
-from graphrec.errors import ConfigError, DataFormatError, GraphrecError
+from graphrec.errors import ConfigError, DataFormatError, DirectoryLockedError, GraphrecError
 from graphrec.models import MODELS, ModelConfig, build_model
 from graphrec.training.config import TrainConfig
 from graphrec.training.recipes import Recipe
@@ -70,6 +71,8 @@ TRAIN_SPACE: dict[str, dict[str, Any]] = {
 }
 
 STUDY_FILE = "study.db"
+#: Seconds between looks at a best-trial run directory that another tune process of the study holds.
+BEST_RUN_POLL_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -356,9 +359,17 @@ def _finish(study: Any, base: Recipe, study_dir: Path, config: TuneConfig, log: 
     log(f"best trial {best.number}: validation {base.train.select_metric} = {best.value:.4f}; testing its recipe "
         f"once{' (refit on train + valid)' if config.refit else ''} in {study_dir / 'best'}")
     assert best_recipe.dataset is not None
-    # the study's own run of its best recipe, replaced when a resumed study tests it again
-    run = train(best_recipe.dataset, best_recipe.model, best_recipe.train, out=study_dir / "best", overwrite=True,
-                log=log)
+    # The study's own run of its best recipe, replaced when a resumed study tests it again. Another tune
+    # process of the same study may be testing it at this moment: wait for it, then test again (the
+    # same recipe gives the same run), rather than fail after all the trials.
+    while True:
+        try:
+            run = train(best_recipe.dataset, best_recipe.model, best_recipe.train, out=study_dir / "best",
+                        overwrite=True, log=log)
+            break
+        except DirectoryLockedError:
+            log(f"another tune process of this study is testing in {study_dir / 'best'}; waiting for it")
+            time.sleep(BEST_RUN_POLL_SECONDS)
     files["best_run"] = str(study_dir / "best")
     write_json(study_dir / "summary.json", {
         "study": config.study_name, "best_trial": best.number, "metric": base.train.select_metric,

@@ -123,7 +123,10 @@ def _tune_command(dataset, study_dir, trials):
 
 def _trials(study_dir):
     storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir / 'study.db'}")
-    return optuna.load_study(study_name="graphrec", storage=storage).get_trials(deepcopy=False)
+    try:
+        return optuna.load_study(study_name="graphrec", storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # the database exists, its study record not yet
+        return []
 
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
