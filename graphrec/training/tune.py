@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import fcntl
 import hashlib
 import os
 import time
@@ -311,27 +312,32 @@ def pruning_observer(trial: Any, metric: str) -> Callable[[EpochReport], None]:
 
 def open_study(study_dir: str | Path, config: TuneConfig) -> Any:
     """The study in ``study_dir/study.db``, created on first use (see the module docstring)."""
-    optuna = _import_optuna()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with warnings.catch_warnings():  # heartbeats are marked experimental, and have been since Optuna 2.9
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(
-            url=f"sqlite:///{(Path(study_dir) / STUDY_FILE).resolve()}",
-            # SQLite locks the whole file per write: wait for another worker's write instead of failing.
-            engine_kwargs={"connect_args": {"timeout": 60}},
-            heartbeat_interval=config.heartbeat_seconds, grace_period=3 * config.heartbeat_seconds,
-            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
-    existing = optuna.study.get_all_study_names(storage) if Path(study_dir, STUDY_FILE).exists() else []
-    trials_so_far = 0
-    if config.study_name in existing:
-        trials_so_far = len(optuna.load_study(study_name=config.study_name, storage=storage).trials)
-    seed = int.from_bytes(hashlib.sha256(f"{config.seed}:{trials_so_far}:{os.getpid()}".encode()).digest()[:4],
-                          "little")
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.startup_trials)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=config.startup_trials,
-                                         n_warmup_steps=config.warmup_evaluations)
-    return optuna.create_study(study_name=config.study_name, storage=storage, sampler=sampler, pruner=pruner,
-                               direction="maximize", load_if_exists=True)
+    Path(study_dir).mkdir(parents=True, exist_ok=True)
+    # Two workers starting together would both create the database's tables (SQLite then fails with
+    # "table already exists"): one at a time opens or creates the study.
+    with open(Path(study_dir) / ".study.open.lock", "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        optuna = _import_optuna()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        with warnings.catch_warnings():  # heartbeats are marked experimental, and have been since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            storage = optuna.storages.RDBStorage(
+                url=f"sqlite:///{(Path(study_dir) / STUDY_FILE).resolve()}",
+                # SQLite locks the whole file per write: wait for another worker's write instead of failing.
+                engine_kwargs={"connect_args": {"timeout": 60}},
+                heartbeat_interval=config.heartbeat_seconds, grace_period=3 * config.heartbeat_seconds,
+                heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1))
+        existing = optuna.study.get_all_study_names(storage) if Path(study_dir, STUDY_FILE).exists() else []
+        trials_so_far = 0
+        if config.study_name in existing:
+            trials_so_far = len(optuna.load_study(study_name=config.study_name, storage=storage).trials)
+        seed = int.from_bytes(hashlib.sha256(f"{config.seed}:{trials_so_far}:{os.getpid()}".encode()).digest()[:4],
+                              "little")
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=config.startup_trials)
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=config.startup_trials,
+                                             n_warmup_steps=config.warmup_evaluations)
+        return optuna.create_study(study_name=config.study_name, storage=storage, sampler=sampler, pruner=pruner,
+                                   direction="maximize", load_if_exists=True)
 
 
 def _finish(study: Any, base: Recipe, study_dir: Path, config: TuneConfig, log: Log) -> TuneResult:
