@@ -70,6 +70,7 @@ from graphrec.models.gfcf import (
     check_chosen,
     check_number,
     chunked,
+    filter_repr,
     grid_metadata,
     resolve_setting,
     user_ids,
@@ -261,8 +262,7 @@ class BSPM(Recommender):
         return [unique[setting] for setting in chosen]
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, rank={self.basis.rank}, "
-                f"item_graph={'materialised' if self.graph.materialised else 'on the fly'}")
+        return f"{super().extra_repr()}, {filter_repr(self.graph, self.basis)}"
 
 
 def _setting(options: BSPMOptions) -> tuple[float, float]:

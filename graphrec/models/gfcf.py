@@ -443,8 +443,12 @@ class GFCF(Recommender):
         return [unique[setting] for setting in chosen]
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, rank={self.basis.rank}, "
-                f"item_graph={'materialised' if self.graph.materialised else 'on the fly'}")
+        return f"{super().extra_repr()}, {filter_repr(self.graph, self.basis)}"
+
+
+def filter_repr(graph: ItemGraph, basis: LowPassBasis) -> str:
+    """What a low-pass filter's ``repr`` says of its graph: the rank and how the item graph is held."""
+    return f"rank={basis.rank}, item_graph={'materialised' if graph.materialised else 'on the fly'}"
 
 
 def _alpha_k(options: GFCFOptions) -> tuple[float, int]:
