@@ -7,9 +7,10 @@ A dataset is one directory (see ``datasets/README.md`` for the reference)::
       interactions.parquet   user, item (0-based indices), rating, timestamp, split
       items.parquet          item, item_id (original id) and metadata: title, text, genres, ...
       users.parquet          user, user_id (original id) and optional attributes
-      features/NAME.npy      one float32 matrix per modality, one row per item
+      features/NAME.npy      one float32 matrix per item modality, one row per item
       features/NAME.mask.npy which items have that modality (bool)
-      images/                image files referenced by items.parquet (synthetic data)
+      features/user/NAME.npy one float32 matrix per user modality, one row per user (and its .mask.npy)
+      images/, audio/, video/ media files referenced by items.parquet (synthetic data)
 
 Parquet keeps a million interactions loadable in a few tens of milliseconds.
 """
@@ -34,6 +35,8 @@ from graphrec.errors import DataFormatError
 SCHEMA_VERSION = 1
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 SPLIT_DTYPE = pd.CategoricalDtype(categories=list(SPLITS), ordered=True)
+#: What a modality describes: items (the default) or users.
+SIDES: tuple[str, ...] = ("item", "user")
 
 
 @dataclass(frozen=True)
@@ -67,8 +70,8 @@ class ModalityFeatures:
 
 @dataclass(frozen=True)
 class ImageLocation:
-    """An item's image file: ``absolute`` when the dataset names it by an absolute path, and
-    ``problem`` when it may not be read."""
+    """A row's media file (an item's image, audio clip or video, a user's avatar): ``absolute`` when
+    the dataset names it by an absolute path, and ``problem`` when it may not be read."""
 
     path: Path
     absolute: bool = False
@@ -84,6 +87,8 @@ class Dataset:
     ``split`` (categorical: train / valid / test). ``items`` and ``users`` are
     indexed by position: row ``i`` describes item (user) index ``i``, and their
     ``item_id`` / ``user_id`` columns hold the original ids as strings.
+    ``features`` are the item modalities (one row per item) and ``user_features`` the user
+    modalities (one row per user, for example an encoded self-description).
     """
 
     name: str
@@ -93,6 +98,7 @@ class Dataset:
     features: dict[str, ModalityFeatures] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    user_features: dict[str, ModalityFeatures] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -113,6 +119,10 @@ class Dataset:
     @property
     def modalities(self) -> list[str]:
         return list(self.features)
+
+    @property
+    def user_modalities(self) -> list[str]:
+        return list(self.user_features)
 
     def split_counts(self) -> dict[str, int]:
         counts = self.interactions["split"].value_counts()
@@ -145,14 +155,20 @@ class Dataset:
                 for location in self.image_locations()]
 
     def image_locations(self) -> list[ImageLocation | None]:
-        """Where each item's image is (None: no local image). A relative path is resolved inside the
-        dataset's folder, and one that leads outside it (``../``, or a link out) is refused, with the
-        reason in ``problem``; an absolute path is allowed, as documented, and flagged ``absolute``."""
-        if "image" not in self.items.columns:
-            return [None] * self.num_items
+        """Where each item's image is: :meth:`file_locations` of the items' ``image`` column."""
+        return self.file_locations("image")
+
+    def file_locations(self, column: str, side: str = "item") -> list[ImageLocation | None]:
+        """Where each item's (``side="user"``: user's) media file named in ``column`` is (None: no
+        local file). A relative path is resolved inside the dataset's folder, and one that leads
+        outside it (``../``, or a link out) is refused, with the reason in ``problem``; an absolute
+        path is allowed, as documented, and flagged ``absolute``."""
+        table = self._side_table(side)
+        if column not in table.columns:
+            return [None] * len(table)
         root = (self.path if self.path is not None else Path(".")).resolve()
         out: list[ImageLocation | None] = []
-        for value in self.items["image"].tolist():
+        for value in table[column].tolist():
             if not isinstance(value, str) or not value or value.startswith(("http://", "https://")):
                 out.append(None)
                 continue
@@ -166,11 +182,18 @@ class Dataset:
                 out.append(ImageLocation(root / candidate))
         return out
 
-    def with_features(self, features: ModalityFeatures) -> Dataset:
-        """Return a copy of this dataset with ``features`` added (or replaced)."""
-        merged = dict(self.features)
-        merged[features.name] = features
-        return replace(self, features=merged)
+    def _side_table(self, side: str) -> pd.DataFrame:
+        if side not in SIDES:
+            raise ValueError(f"unknown side {side!r}; expected one of {SIDES}")
+        return self.items if side == "item" else self.users
+
+    def with_features(self, features: ModalityFeatures, side: str = "item") -> Dataset:
+        """Return a copy of this dataset with ``features`` added (or replaced) as an item modality
+        (``side="user"``: a user modality)."""
+        self._side_table(side)
+        if side == "user":
+            return replace(self, user_features={**self.user_features, features.name: features})
+        return replace(self, features={**self.features, features.name: features})
 
     def summary(self) -> dict[str, Any]:
         """Counts, density and modalities as one JSON-serialisable object."""
@@ -184,6 +207,7 @@ class Dataset:
             "splits": self.split_counts(),
             "density": n / cells,
             "modalities": self.modalities,
+            "user_modalities": self.user_modalities,
             "item_metadata": [c for c in self.items.columns if c not in ("item", "item_id")],
             "split_protocol": self.manifest.get("split", {}),
             "filters": self.manifest.get("filters", []),
@@ -211,6 +235,10 @@ class Dataset:
             if feature.values.shape[0] != self.num_items:
                 raise ValueError(f"dataset {self.name!r}: modality {feature.name!r} has "
                                  f"{feature.values.shape[0]} rows but the dataset has {self.num_items} items")
+        for feature in self.user_features.values():
+            if feature.values.shape[0] != self.num_users:
+                raise ValueError(f"dataset {self.name!r}: user modality {feature.name!r} has "
+                                 f"{feature.values.shape[0]} rows but the dataset has {self.num_users} users")
 
     # -------------------------------------------------------------- on disk
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
@@ -240,16 +268,8 @@ class Dataset:
                        directory / "items.parquet", compression="zstd")
         pq.write_table(pa.Table.from_pandas(_with_index_column(self.users, "user"), preserve_index=False),
                        directory / "users.parquet", compression="zstd")
-        modalities = {}
-        if self.features:
-            (directory / "features").mkdir(exist_ok=True)
-        for name, feature in self.features.items():
-            check_finite(feature.values, f"features/{name}.npy")
-            np.save(directory / "features" / f"{name}.npy", feature.values.astype(np.float32))
-            np.save(directory / "features" / f"{name}.mask.npy", feature.mask.astype(bool))
-            modalities[name] = {"file": f"features/{name}.npy", "mask": f"features/{name}.mask.npy",
-                                "dim": feature.dim, "missing": feature.num_missing,
-                                "encoder": feature.encoder}
+        modalities = _write_features(directory, "features", self.features)
+        user_modalities = _write_features(directory, "features/user", self.user_features)
         manifest = dict(self.manifest)
         manifest.update({
             "schema_version": SCHEMA_VERSION,
@@ -258,6 +278,9 @@ class Dataset:
                        "interactions": self.num_interactions, "splits": self.split_counts()},
             "modalities": modalities,
         })
+        manifest.pop("user_modalities", None)
+        if user_modalities:
+            manifest["user_modalities"] = user_modalities
         write_json(directory / "manifest.json", manifest)
         self.manifest = manifest
 
@@ -292,23 +315,12 @@ class Dataset:
         })
         items = _read_parquet(path / "items.parquet").to_pandas()
         users = _read_parquet(path / "users.parquet").to_pandas()
-        features = {}
-        for name, spec in manifest.get("modalities", {}).items():
-            values = read_npy(path / spec["file"], name)
-            mask = read_npy(path / spec["mask"], name)
-            if values.ndim != 2 or values.shape[0] != len(items):
-                raise DataFormatError(f"has shape {values.shape} but the dataset has {len(items)} items (expected "
-                                      f"one row per item)", path=path / spec["file"], field=name)
-            if mask.shape != (len(items),) or mask.dtype != bool:
-                raise DataFormatError(f"has shape {mask.shape} and dtype {mask.dtype}; expected bool "
-                                      f"({len(items)},), one flag per item", path=path / spec["mask"], field=name)
-            if values.dtype.kind == "f" and not np.isfinite(values).all():
-                check_finite(values, path / spec["file"], name,
-                             items["item_id"].astype(str).tolist() if "item_id" in items.columns else None)
-            features[name] = ModalityFeatures(name, values, mask, spec.get("encoder", {}))
+        features = _read_features(path, manifest.get("modalities", {}), items, "item")
+        user_features = _read_features(path, manifest.get("user_modalities", {}), users, "user")
         try:
             dataset = cls(name=manifest.get("name", path.name), interactions=inter, items=items, users=users,
-                          features=features, manifest=manifest, path=path)
+                          features=features, manifest=manifest, path=path,
+                          user_features=user_features)
         except ValueError as exc:
             raise DataFormatError(f"the data files are inconsistent: {exc}", path=path) from None
         counts = manifest.get("counts", {})
@@ -322,6 +334,41 @@ class Dataset:
 def load_dataset(path: str | Path) -> Dataset:
     """Load a graphrec dataset directory."""
     return Dataset.load(path)
+
+
+def _write_features(directory: Path, folder: str, features: dict[str, ModalityFeatures]) -> dict[str, Any]:
+    """Write each modality's values and mask under ``directory / folder``; their manifest entries."""
+    entries = {}
+    if features:
+        (directory / folder).mkdir(parents=True, exist_ok=True)
+    for name, feature in features.items():
+        values_file, mask_file = f"{folder}/{name}.npy", f"{folder}/{name}.mask.npy"
+        check_finite(feature.values, values_file)
+        np.save(directory / values_file, feature.values.astype(np.float32))
+        np.save(directory / mask_file, feature.mask.astype(bool))
+        entries[name] = {"file": values_file, "mask": mask_file, "dim": feature.dim,
+                         "missing": feature.num_missing, "encoder": feature.encoder}
+    return entries
+
+
+def _read_features(path: Path, specs: dict[str, Any], table: pd.DataFrame, side: str) -> dict[str, ModalityFeatures]:
+    """The modalities the manifest lists for one side, each checked against that side's table."""
+    features = {}
+    rows, ids = f"{side}s", f"{side}_id"
+    for name, spec in specs.items():
+        values = read_npy(path / spec["file"], name)
+        mask = read_npy(path / spec["mask"], name)
+        if values.ndim != 2 or values.shape[0] != len(table):
+            raise DataFormatError(f"has shape {values.shape} but the dataset has {len(table)} {rows} (expected "
+                                  f"one row per {side})", path=path / spec["file"], field=name)
+        if mask.shape != (len(table),) or mask.dtype != bool:
+            raise DataFormatError(f"has shape {mask.shape} and dtype {mask.dtype}; expected bool "
+                                  f"({len(table)},), one flag per {side}", path=path / spec["mask"], field=name)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            check_finite(values, path / spec["file"], name,
+                         table[ids].astype(str).tolist() if ids in table.columns else None, side=side)
+        features[name] = ModalityFeatures(name, values, mask, spec.get("encoder", {}))
+    return features
 
 
 def _read_parquet(file: Path, required: Sequence[str] = ()) -> pa.Table:
@@ -340,13 +387,13 @@ def _read_parquet(file: Path, required: Sequence[str] = ()) -> pa.Table:
 
 
 def check_finite(values: np.ndarray, where: str | Path, modality: str | None = None,
-                 item_ids: Sequence[str] | None = None) -> None:
-    """Raise a DataFormatError naming the modality, the first item (index and original id) and the
-    column holding NaN or inf."""
+                 item_ids: Sequence[str] | None = None, side: str = "item") -> None:
+    """Raise a DataFormatError naming the modality, the first item (``side="user"``: user), by index
+    and original id, and the column holding NaN or inf."""
     if values.size and not np.isfinite(values).all():
         rows, columns = np.nonzero(~np.isfinite(values.reshape(len(values), -1)))
         row, column = int(rows[0]), int(columns[0])
-        item = f"item {row}" + (f" (id {item_ids[row]!r})" if item_ids is not None else "")
+        item = f"{side} {row}" + (f" (id {item_ids[row]!r})" if item_ids is not None else "")
         what = f"modality {modality!r} " if modality else "features "
         raise DataFormatError(f"{what}holds {values.reshape(len(values), -1)[row, column]} at {item}, column "
                               f"{column} ({len(rows):,} non-finite values in all); re-encode the modality",
