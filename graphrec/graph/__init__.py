@@ -22,6 +22,10 @@ from graphrec.graph.hetero import (
     item_modalities,
     modality_node_types,
     to_networkx,
+    user_entities,
+    user_entity_node_types,
+    user_modalities,
+    user_modality_node_types,
 )
 
 __all__ = [
@@ -46,4 +50,8 @@ __all__ = [
     "symmetric_csr_pattern",
     "symmetric_normalize",
     "to_networkx",
+    "user_entities",
+    "user_entity_node_types",
+    "user_modalities",
+    "user_modality_node_types",
 ]

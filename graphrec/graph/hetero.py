@@ -11,11 +11,24 @@ node type                 what
                           modality; ``x`` its feature row, ``item_index`` its item
 ``genre``, ``category``,  one node per distinct value of the ``genres``, ``categories``,
 ``brand``                 ``brand`` item column; ``names`` the values (sorted)
+``user_<modality>``       e.g. ``user_text``: one node per user that has the user modality;
+                          ``x`` its feature row, ``user_index`` its user
+``user_<column>``         e.g. ``user_age``, ``user_occupation``: one node per value (or, for
+                          a numeric column with many values, per quantile bucket) of a user
+                          attribute column; ``names`` the values
 ========================  ===============================================================
 
 and the edge types ``(user, interacts, item)`` (training interactions only, each
-pair once), ``(item, has_<modality>, <modality>)`` and ``(item, has_<entity>, <entity>)``,
-each with its reverse ``rev_<relation>`` unless ``GraphConfig.reverse_edges`` is False.
+pair once), ``(item, has_<modality>, <modality>)``, ``(item, has_<entity>, <entity>)``,
+``(user, has_user_<modality>, user_<modality>)`` and ``(user, has_user_<column>,
+user_<column>)``, each with its reverse ``rev_<relation>`` unless
+``GraphConfig.reverse_edges`` is False.
+
+Which user columns become entities by default: every attribute column with between 2 and
+``max(2, users / 2)`` distinct values (an id-like column such as a zip code, or a free-text
+self-description, has nearly one value per user and says nothing a user's own embedding
+does not); a numeric column with more than ``USER_NUMERIC_BUCKETS`` values is cut into that
+many quantile buckets (ages become age groups).
 Validation and test interactions never enter the graph: they are what the model
 is judged on.
 """
@@ -43,6 +56,10 @@ REV_INTERACTS = (ITEM, REVERSE_PREFIX + "interacts", USER)
 
 #: item column -> node type of its entities; other columns keep their name as node type.
 ENTITY_NODE_TYPES: dict[str, str] = {"genres": "genre", "categories": "category", "brand": "brand"}
+#: Prefix of the node types on the user side: ``user_<column>`` entities, ``user_<modality>`` features.
+USER_PREFIX = "user_"
+#: How many quantile buckets a numeric user column with more distinct values than this is cut into.
+USER_NUMERIC_BUCKETS = 8
 
 
 @dataclass(frozen=True)
@@ -52,11 +69,16 @@ class GraphConfig:
     ``entities``: item columns whose values become entity nodes (absent or empty columns are skipped).
     ``modalities``: modality names to attach, ``None`` for all of ``dataset.features``.
     ``reverse_edges``: add ``rev_<relation>`` edges so that messages flow both ways.
+    ``user_entities``: user columns whose values become ``user_<column>`` entity nodes, ``None``
+    for the default choice (see the module docstring), ``()`` for none.
+    ``user_modalities``: user modality names to attach, ``None`` for all of ``dataset.user_features``.
     """
 
     entities: tuple[str, ...] = ("genres", "categories", "brand")
     modalities: tuple[str, ...] | None = None
     reverse_edges: bool = True
+    user_entities: tuple[str, ...] | None = None
+    user_modalities: tuple[str, ...] | None = None
 
 
 def chosen_modalities(dataset: Dataset, chosen: Sequence[str] | None) -> list[str]:
@@ -104,7 +126,82 @@ def build_graph(dataset: Dataset, config: GraphConfig = GraphConfig()) -> Hetero
         data[node_type].names = names
         _add_relation(data, (ITEM, f"has_{node_type}", node_type), np.stack([item_index, entity_index]),
                       config.reverse_edges)
+    _add_user_side(data, dataset, config)
     return data
+
+
+def default_user_entity_columns(dataset: Dataset) -> list[str]:
+    """The user columns that become entities when ``GraphConfig.user_entities`` is None."""
+    limit = max(2, dataset.num_users // 2)
+    chosen = []
+    for column in dataset.users.columns:
+        if column in ("user", "user_id"):
+            continue
+        values = dataset.users[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            distinct = min(int(values.nunique()), USER_NUMERIC_BUCKETS)
+        else:
+            try:
+                distinct = int(values.explode().nunique())
+            except TypeError:  # unhashable cells (dicts): not an attribute
+                continue
+        if 2 <= distinct <= limit:
+            chosen.append(column)
+    return chosen
+
+
+def user_entity_values(column: pd.Series) -> pd.Series:
+    """One user column as the values its entity nodes are named by: numeric columns with many
+    distinct values become quantile buckets named by the smallest and largest value in each
+    (``"22-25"``); other cells stay as they are."""
+    if (pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+            and column.nunique() > USER_NUMERIC_BUCKETS):
+        numbers = column.astype("float64")
+        buckets = pd.qcut(numbers, USER_NUMERIC_BUCKETS, labels=False, duplicates="drop")
+        ranges = numbers.groupby(buckets).agg(["min", "max"])
+        names = {bucket: f"{low:g}" if low == high else f"{low:g}-{high:g}"
+                 for bucket, (low, high) in ranges.iterrows()}
+        return buckets.map(names).astype(object)
+    return column
+
+
+def _add_user_side(data: HeteroData, dataset: Dataset, config: GraphConfig) -> None:
+    modalities = list(dataset.user_features) if config.user_modalities is None else list(config.user_modalities)
+    unknown = [name for name in modalities if name not in dataset.user_features]
+    if unknown:
+        raise GraphrecError(f"dataset {dataset.name!r} has no user modality {unknown}; "
+                            f"it has {sorted(dataset.user_features) or 'none'}")
+    if config.user_entities is None:
+        columns = default_user_entity_columns(dataset)
+    else:
+        columns = list(config.user_entities)
+        attributes = [column for column in dataset.users.columns if column not in ("user", "user_id")]
+        missing = [column for column in columns if column not in attributes]
+        if missing:
+            raise GraphrecError(f"user_entities {missing} are not attribute columns of dataset {dataset.name!r}; "
+                                f"its user columns are {attributes}")
+    node_types = [USER_PREFIX + name for name in modalities + columns]
+    clashes = sorted({name for name in node_types if node_types.count(name) > 1 or name in data.node_types})
+    if clashes:
+        raise GraphrecError(f"user-side node type name(s) {clashes} used twice (user modalities and user "
+                            f"columns must differ from each other and from the item side's node types)")
+    for name in modalities:
+        feature = dataset.user_features[name]
+        node_type = USER_PREFIX + name
+        present = np.flatnonzero(np.asarray(feature.mask, dtype=bool))
+        data[node_type].x = torch.from_numpy(np.ascontiguousarray(feature.values[present], dtype=np.float32))
+        data[node_type].user_index = torch.from_numpy(present.astype(np.int64))
+        _add_relation(data, (USER, f"has_{node_type}", node_type), np.stack([present, np.arange(len(present))]),
+                      config.reverse_edges)
+    for column in columns:
+        node_type = USER_PREFIX + column
+        user_index, entity_index, names = _entity_edges(user_entity_values(dataset.users[column]))
+        if not names:
+            continue
+        data[node_type].num_nodes = len(names)
+        data[node_type].names = names
+        _add_relation(data, (USER, f"has_{node_type}", node_type), np.stack([user_index, entity_index]),
+                      config.reverse_edges)
 
 
 def _add_relation(data: HeteroData, edge_type: tuple[str, str, str], edge_index: np.ndarray,
@@ -142,24 +239,49 @@ def entity_node_types(data: HeteroData) -> list[str]:
             if "names" in data[name] and (ITEM, f"has_{name}", name) in data.edge_types]
 
 
+def user_modality_node_types(data: HeteroData) -> list[str]:
+    """Node types that hold one user modality (they carry ``x`` and ``user_index``)."""
+    return [name for name in data.node_types if "user_index" in data[name] and "x" in data[name]]
+
+
+def user_entity_node_types(data: HeteroData) -> list[str]:
+    """Node types that hold user attribute entities (``names`` and a ``user -> entity`` relation)."""
+    return [name for name in data.node_types
+            if "names" in data[name] and (USER, f"has_{name}", name) in data.edge_types]
+
+
 def item_modalities(data: HeteroData) -> dict[str, tuple[Tensor, Tensor]]:
     """Each modality as an item-aligned ``(features [I, F], mask [I])``; missing rows are zeros."""
-    num_items = data[ITEM].num_nodes
-    out = {}
-    for name in modality_node_types(data):
-        store = data[name]
-        features = store.x.new_zeros(num_items, store.x.size(1))
-        features[store.item_index] = store.x
-        mask = torch.zeros(num_items, dtype=torch.bool)
-        mask[store.item_index] = True
-        out[name] = (features, mask)
-    return out
+    return {name: _aligned(data[name], "item_index", data[ITEM].num_nodes) for name in modality_node_types(data)}
+
+
+def user_modalities(data: HeteroData) -> dict[str, tuple[Tensor, Tensor]]:
+    """Each user modality, keyed by its node type (``user_<name>``), as a user-aligned
+    ``(features [U, F], mask [U])``; missing rows are zeros."""
+    return {name: _aligned(data[name], "user_index", data[USER].num_nodes)
+            for name in user_modality_node_types(data)}
+
+
+def _aligned(store: Any, index_name: str, count: int) -> tuple[Tensor, Tensor]:
+    index = store[index_name]
+    features = store.x.new_zeros(count, store.x.size(1))
+    features[index] = store.x
+    mask = torch.zeros(count, dtype=torch.bool)
+    mask[index] = True
+    return features, mask
 
 
 def item_entities(data: HeteroData) -> dict[str, tuple[Tensor, int]]:
     """Each entity type as ``(edge_index (2, E) item -> entity, number of entities)``."""
     return {name: (data[ITEM, f"has_{name}", name].edge_index, int(data[name].num_nodes))
             for name in entity_node_types(data)}
+
+
+def user_entities(data: HeteroData) -> dict[str, tuple[Tensor, int]]:
+    """Each user entity type (``user_<column>``) as ``(edge_index (2, E) user -> entity, number of
+    entities)``."""
+    return {name: (data[USER, f"has_{name}", name].edge_index, int(data[name].num_nodes))
+            for name in user_entity_node_types(data)}
 
 
 # ---------------------------------------------------------------------------- inspection

@@ -35,7 +35,8 @@ def test_nodes_by_type_match_the_hetero_graph(ml100k, graph):
     types = nx.get_node_attributes(graph, "type")
     counts = {node_type: sum(1 for kind in types.values() if kind == node_type) for node_type in ml100k.node_types}
     assert counts == {node_type: ml100k[node_type].num_nodes for node_type in ml100k.node_types}
-    assert counts == {"user": 943, "item": 1682, "genre": 19, "release": 1680}
+    assert counts == {"user": 943, "item": 1682, "genre": 19, "release": 1680,
+                      "user_age": 8, "user_gender": 2, "user_occupation": 21}
     # nodes are numbered type after type, each keeping its index within its type
     offset = 0
     for node_type in ml100k.node_types:
@@ -53,7 +54,8 @@ def test_edges_by_relation_are_the_forward_relations(ml100k, graph):
     forward = {relation: ml100k[source, relation, target].num_edges
                for source, relation, target in ml100k.edge_types if not relation.startswith("rev_")}
     assert counts == forward
-    assert set(counts) == {"interacts", "has_genre", "has_release"}
+    assert set(counts) == {"interacts", "has_genre", "has_release", "has_user_age", "has_user_gender",
+                           "has_user_occupation"}
     assert graph.number_of_edges() == sum(forward.values())
 
 
@@ -71,7 +73,8 @@ def test_degrees_and_structure_agree_with_graph_statistics(ml100k, graph):
 
 
 def test_genre_nodes_carry_their_names_and_items(ml100k, graph):
-    names = nx.get_node_attributes(graph, "name")
+    names = {node: name for node, name in nx.get_node_attributes(graph, "name").items()
+             if graph.nodes[node]["type"] == "genre"}
     assert sorted(names.values()) == sorted(ml100k["genre"].names)
     drama = next(node for node, name in names.items() if name == "Drama")
     items = sorted(graph.nodes[neighbour]["index"] for neighbour in graph.neighbors(drama))
