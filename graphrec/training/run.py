@@ -221,10 +221,18 @@ def _fit_and_test(dataset: Dataset, model_config: ModelConfig, config: TrainConf
         return evaluate_model(model_, dataset_, split, eval_config)
 
     selection = None
+    reference: dict[str, Any] | None = None
     if recommender.trained_by_gradient:
         result = fit(recommender, dataset, config, validate,
                      checkpoint_path=out_path / "last.pt" if out_path is not None else None,
                      resume=resume, log=log, observers=observers)
+        selected = Run(model=result.model, dataset=result.dataset, model_config=model_config, train_config=config,
+                       path=out_path)
+        run, refitted = selected, None
+        if config.refit:
+            run, refitted = _refit(selected, result, log)
+            if result.is_main:
+                reference = _selected_metrics(selected)
     else:
         recommender.to(device)
         if recommender.selects_on_validation:
@@ -234,15 +242,18 @@ def _fit_and_test(dataset: Dataset, model_config: ModelConfig, config: TrainConf
                                                                               **selection.chosen))
             if out_path is not None and is_main:
                 _record_selected_options(out_path, model_config)
+        run = Run(model=recommender, dataset=dataset, model_config=model_config, train_config=config, path=out_path)
+        if config.refit:
+            reference = _selected_metrics(run)
+            # A closed-form solution can take gigabytes (GF-CF's on Gowalla): let the selected one go
+            # before the refit builds its own, so that the two are never held at once.
+            del recommender, run
+            run = _refit_closed_form(dataset, model_config, config, out_path, log)
         # no validation pass here: metrics.json evaluates validation once, with the full metrics
-        result = TrainResult(model=recommender, dataset=dataset,
+        result = TrainResult(model=run.model, dataset=dataset,
                              stopped_reason="closed form" + (": options selected on validation" if selection else ""),
                              train_seconds=build_seconds + (selection.seconds if selection else 0.0))
-    selected = Run(model=result.model, dataset=result.dataset, model_config=model_config, train_config=config,
-                   path=out_path)
-    run, refitted = selected, None
-    if config.refit:
-        run, refitted = _refit(selected, result, log)
+        refitted = None
     if not result.is_main:
         finish_distributed()
         return run
@@ -250,7 +261,7 @@ def _fit_and_test(dataset: Dataset, model_config: ModelConfig, config: TrainConf
         result.notes.insert(0, carve_note)
     if out_path is not None:
         save_tensors(run.model.state_dict(), out_path / "model.pt")
-    run.metrics = _final_metrics(run, result, selected if config.refit else None, refitted, selection)
+    run.metrics = _final_metrics(run, result, reference, refitted, selection)
     if out_path is not None:
         write_json(out_path / "metrics.json", run.metrics)
         if config.plot and result.history:
@@ -263,47 +274,64 @@ def _fit_and_test(dataset: Dataset, model_config: ModelConfig, config: TrainConf
     return run
 
 
-def _refit(selected: Run, result: TrainResult, log: Callable[[str], None]) -> tuple[Run, TrainResult | None]:
-    """The refit protocol: the selected configuration (the best epoch and its learning-rate schedule,
-    or the chosen options) trained again on train + valid. Returns the refit run and, for a model
-    trained by gradient descent, its training record."""
+def _refit(selected: Run, result: TrainResult, log: Callable[[str], None]) -> tuple[Run, TrainResult]:
+    """The refit protocol for a model trained by gradient descent: the selected configuration (the
+    best epoch and its learning-rate schedule) trained again on train + valid. Returns the refit run
+    and its training record."""
     merged = merge_validation_into_training(selected.dataset)
     config = selected.train_config
     model = build_model(selected.model_config, merged, seed=config.seed)
     log(f"refit on train + valid ({merged.split_counts()['train']:,} interactions) with the selected configuration")
-    refitted = None
-    if model.trained_by_gradient:
-        refitted = refit(model, merged, config, result.best_epoch, result.lr_decay_epochs, log=log)
-    else:
-        model.to(resolve_device(config.device))
-        if model.selects_on_validation:
-            model.select({})  # every option is fixed by now
+    refitted = refit(model, merged, config, result.best_epoch, result.lr_decay_epochs, log=log)
     return Run(model=model, dataset=merged, model_config=selected.model_config, train_config=config,
                path=selected.path, refit=True), refitted
 
 
-def _final_metrics(run: Run, result: TrainResult, selected: Run | None = None, refitted: TrainResult | None = None,
-                   selection: Selection | None = None) -> dict[str, Any]:
-    """``metrics.json``. With the refit protocol, ``run`` is the refit model and ``selected`` the one
-    chosen on validation: validation metrics are the selected model's (the refit one has trained on
-    the validation split), test metrics the refit model's, beside the selected model's for reference."""
+def _refit_closed_form(dataset: Dataset, model_config: ModelConfig, config: TrainConfig, path: Path | None,
+                       log: Callable[[str], None]) -> Run:
+    """The refit protocol for a closed-form model: solved again on train + valid with the options
+    chosen on validation (``model_config``)."""
+    merged = merge_validation_into_training(dataset)
+    log(f"refit on train + valid ({merged.split_counts()['train']:,} interactions) with the selected configuration")
+    model = build_model(model_config, merged, seed=config.seed)
+    model.to(resolve_device(config.device))
+    if model.selects_on_validation:
+        model.select({})  # every option is fixed by now
+    return Run(model=model, dataset=merged, model_config=model_config, train_config=config, path=path, refit=True)
+
+
+def _selected_metrics(selected: Run) -> dict[str, Any]:
+    """What the refit protocol reports of the model selected on validation: its validation metrics
+    (the refit model has trained on that split) and, for reference, its test metrics."""
+    metrics = {"valid": selected.evaluate("valid")}
+    if selected.dataset.split_counts()["test"]:
+        metrics["test_without_refit"] = selected.evaluate("test")
+    return metrics
+
+
+def _final_metrics(run: Run, result: TrainResult, reference: dict[str, Any] | None = None,
+                   refitted: TrainResult | None = None, selection: Selection | None = None) -> dict[str, Any]:
+    """``metrics.json``. With the refit protocol, ``run`` is the refit model and ``reference`` holds
+    what :func:`_selected_metrics` measured of the model chosen on validation: validation metrics
+    are that model's (the refit one has trained on the validation split), test metrics the refit
+    model's, beside the selected model's for reference."""
     metrics: dict[str, Any] = {
         "model": run.model_config.name,
         "dataset": run.dataset.name,
-        "protocol": "refit on train + valid" if selected is not None else "selected on validation",
-        "valid": (selected or run).evaluate("valid"),
+        "protocol": "refit on train + valid" if reference is not None else "selected on validation",
+        "valid": reference["valid"] if reference is not None else run.evaluate("valid"),
     }
     if selection is not None:
         metrics["selection"] = selection.to_dict()
-    if selected is not None:
+    if reference is not None:
         metrics["refit"] = {"train_interactions": run.dataset.split_counts()["train"],
                             "epochs": [record.to_dict() for record in refitted.history] if refitted else [],
                             "lr_decay_epochs": refitted.lr_decay_epochs if refitted else [],
                             "train_seconds": refitted.train_seconds if refitted else 0.0}
     if run.dataset.split_counts()["test"]:
         metrics["test"] = run.evaluate("test")
-        if selected is not None:
-            metrics["test_without_refit"] = selected.evaluate("test")
+        if reference is not None:
+            metrics["test_without_refit"] = reference["test_without_refit"]
         cold = cold_items(run.dataset)
         if len(cold) and run.dataset.csr("test")[:, cold].nnz > 0:
             # Ranking N cold items among themselves, a list of K >= N finds every one: no information.
