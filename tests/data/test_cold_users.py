@@ -85,10 +85,11 @@ def test_cold_users_are_chosen_by_the_seed(ml100k, converted, tmp_path):
     assert not np.array_equal(cold_users(other), cold_users(dataset))
 
 
-def test_under_a_temporal_split_a_cold_user_validates_on_the_earlier_half(ml100k, tmp_path):
-    config = ConvertConfig(split="temporal", cold_users=0.1, seed=SEED)
+@pytest.mark.parametrize("split", ["temporal", "leave-last"])
+def test_under_a_time_ordered_split_a_cold_user_validates_on_the_earlier_half(ml100k, tmp_path, split):
+    config = ConvertConfig(split=split, cold_users=0.1, seed=SEED)
     dataset = convert("movielens", ml100k, tmp_path / "t", config).dataset
-    base = convert("movielens", ml100k, tmp_path / "b", ConvertConfig(split="temporal", seed=SEED)).dataset
+    base = convert("movielens", ml100k, tmp_path / "b", ConvertConfig(split=split, seed=SEED)).dataset
     inter, before = dataset.interactions, base.interactions["split"].astype(str).to_numpy()
     moved = inter[(before == "train") & (inter["split"].astype(str).to_numpy() != "train")]
     assert set(moved["user"]) <= set(cold_users(dataset).tolist())
