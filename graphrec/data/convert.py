@@ -36,6 +36,8 @@ from graphrec.data.formats import get_reader
 from graphrec.data.raw import RawDataset
 from graphrec.data.splitting import (
     PROTOCOLS,
+    TEST,
+    VALID,
     check_ratios,
     choose_cold_items,
     choose_cold_users,
@@ -368,7 +370,9 @@ def _hold_out_cold_users(users: np.ndarray, codes: np.ndarray, users_table: pd.D
                          protocol: str, frame: pd.DataFrame, rng: np.random.Generator,
                          notes: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
     """Hold a share of the users with features out of training; returns the new split codes, the
-    cold users and how many users were eligible, and says what moved in ``notes``."""
+    cold users and how many users were eligible, and says what moved in ``notes``. A reader gives
+    users their attributes only (user modalities come later, from ``graphrec encode``), so the
+    attributes decide who has features."""
     attributes = users_table.drop(columns=["user_id"])
     if attributes.empty or attributes.columns.empty:
         raise ConfigError("needs user features, and this source has no user attributes (no user table, or one "
@@ -389,10 +393,10 @@ def _hold_out_cold_users(users: np.ndarray, codes: np.ndarray, users_table: pd.D
     before = codes
     codes = hold_out_users(users, codes, cold, rng,
                            timestamps=frame["timestamp"].to_numpy(np.int64) if in_time_order else None)
-    moved = before != codes
+    moved = codes[before != codes]
     notes.append(f"{len(cold):,} cold users ({config.cold_users:.0%} of the {len(eligible):,} users with a non-empty "
-                 f"attribute) held out of training: their {int(moved.sum()):,} training interactions moved to valid "
-                 f"({int((codes[moved] == 1).sum()):,}) and test ({int((codes[moved] == 2).sum()):,}): per user, "
+                 f"attribute) held out of training: their {len(moved):,} training interactions moved to valid "
+                 f"({int((moved == VALID).sum()):,}) and test ({int((moved == TEST).sum()):,}): per user, "
                  + ("the earlier half (rounded down) to valid, the later to test" if in_time_order
                     else "half (rounded down, at random) to valid, the rest to test"))
     if config.kcore > 1 or config.min_rating is not None:
