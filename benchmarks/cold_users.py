@@ -146,7 +146,7 @@ def main() -> None:
                         help=f"models besides pop (default: {' '.join(DEFAULT_MODELS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="ml-100k conversion and training seeds")
     parser.add_argument("--epochs", type=int, default=None, help="cap on the training epochs (default: the budget's)")
-    parser.add_argument("--skip-synthetic", action="store_true")
+    parser.add_argument("--skip-synthetic", action="store_true", help="ml-100k only (a partial run: results/smoke/)")
     parser.add_argument("--work", type=Path, default=Path("runs/cold-users-bench"))
     args = parser.parse_args()
     require_data("ml-100k")
@@ -170,7 +170,8 @@ def main() -> None:
     print()
     print_table(rows, COLUMNS)
     write_results("cold_users", {"budget": dataclasses.asdict(budget), "cold_users": COLD_USERS, "models": models,
-                                 "seeds": seeds, "rows": rows, "records": records}, results_dir(args.quick))
+                                 "seeds": seeds, "rows": rows, "records": records},
+                  results_dir(args.quick or args.skip_synthetic))
 
 
 if __name__ == "__main__":
