@@ -88,6 +88,8 @@ def convert(
     seed: Annotated[int, typer.Option("--seed")] = _CONVERT.seed,
     cold_items: Annotated[float, typer.Option("--cold-items", help="share of items held out of training")]
         = _CONVERT.cold_items,
+    cold_users: Annotated[float, typer.Option("--cold-users", help="share of the users with features held out "
+                                                                  "of training")] = _CONVERT.cold_users,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing DST")] = False,
     name: Annotated[str | None, typer.Option("--name", help="dataset name (default: DST's name; "
                                                                "'synthetic' for the synthetic format)")] = None,
@@ -121,7 +123,7 @@ def convert(
         reader_options["sep"] = sep
     config = ConvertConfig(min_rating=min_rating, dedupe=dedupe, kcore=kcore, split=split,
                            ratios=None if ratios is None else _parse_ratios(ratios), seed=seed, cold_items=cold_items,
-                           name=name)
+                           cold_users=cold_users, name=name)
     run_convert(format, src, dst, config, overwrite=overwrite, reader_options=reader_options, log=typer.echo)
 
 
@@ -440,7 +442,8 @@ FLAGS = {"select_metric": "--metric", "eval_ks": "--ks"}
 def evaluate(
     run: Annotated[Path, typer.Argument(help="run directory written by graphrec train")],
     split: Annotated[str, typer.Option("--split", help="valid or test")] = "test",
-    protocol: Annotated[str, typer.Option("--protocol", help="warm, or cold (rank among cold items)")] = "warm",
+    protocol: Annotated[str, typer.Option("--protocol", help="warm, cold (rank among cold items) or cold_users "
+                                                             "(users without training interactions)")] = "warm",
     ks: Annotated[str | None, typer.Option("--ks")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -449,8 +452,8 @@ def evaluate(
 
     if split not in ("valid", "test"):
         raise GraphrecError(f"--split must be valid or test, got {split!r}")
-    if protocol not in ("warm", "cold"):
-        raise GraphrecError(f"--protocol must be warm or cold, got {protocol!r}")
+    if protocol not in ("warm", "cold", "cold_users"):
+        raise GraphrecError(f"--protocol must be warm, cold or cold_users, got {protocol!r}")
     metrics = evaluate_run(run, split=split, protocol=protocol, ks=None if ks is None else _parse_ks(ks))
     if as_json:
         typer.echo(json.dumps({"split": split, "protocol": protocol, "metrics": metrics}, indent=2))

@@ -29,6 +29,7 @@ SKIPPED = "BENCHMARK SKIPPED:"
 
 #: Every benchmark, with the files its quick mode writes under results/smoke/ (the JSON first).
 QUICK_OUTPUTS = {
+    "cold_users.py": ["cold_users.json"],
     "convert.py": ["convert.json"],
     "gowalla_lightgcn.py": ["gowalla_lightgcn.json", "gowalla_lightgcn_curves.png"],
     "gpu_gowalla.py": ["gpu_gowalla.json"],

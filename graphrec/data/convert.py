@@ -3,7 +3,8 @@
 The pipeline is the same for every format::
 
     read (format reader) -> min-rating -> de-duplicate -> k-core -> index ids
-        -> split (given | random | temporal | leave-last) -> hold out cold items -> write atomically
+        -> split (given | random | temporal | leave-last) -> hold out cold items -> hold out cold users
+        -> write atomically
 
 Every step that removes rows reports how many and why; the reports are printed
 in the conversion summary and stored in ``manifest.json``.
@@ -35,9 +36,13 @@ from graphrec.data.formats import get_reader
 from graphrec.data.raw import RawDataset
 from graphrec.data.splitting import (
     PROTOCOLS,
+    TEST,
+    VALID,
     check_ratios,
     choose_cold_items,
+    choose_cold_users,
     hold_out_items,
+    hold_out_users,
     split_leave_last,
     split_random,
     split_temporal,
@@ -65,8 +70,13 @@ class ConvertConfig:
     at random per user with ``ratios`` (``None``: :data:`DEFAULT_RATIOS`; only the random and
     temporal splits take ratios, and giving them to another split is an error rather than
     silently ignored). ``cold_items`` holds a random share of items out of training entirely
-    (their training interactions move to valid and test). ``dedupe=False`` keeps repeated
-    pairs within a split; a pair is never in two splits either way.
+    (their training interactions move to valid and test). ``cold_users`` does the same for a
+    random share of the users that have features (a non-empty attribute in the user table): per
+    cold user, half of their interactions validate and the rest test (see
+    :func:`~graphrec.data.splitting.hold_out_users`). Filters run before either hold-out, on all
+    interactions, so a k-core counts a cold user's held-out interactions and never drops a user
+    for being cold. ``dedupe=False`` keeps repeated pairs within a split; a pair is never in two
+    splits either way.
     """
 
     min_rating: float | None = None
@@ -76,6 +86,7 @@ class ConvertConfig:
     ratios: tuple[float, float, float] | None = None
     seed: int = 2020
     cold_items: float = 0.0
+    cold_users: float = 0.0
     name: str | None = None
 
     def __post_init__(self) -> None:
@@ -85,6 +96,8 @@ class ConvertConfig:
                               field="split")
         if self.ratios is not None:
             check_ratios(self.ratios)
+        if not 0.0 <= self.cold_users < 1.0:
+            raise ConfigError(f"must be in [0, 1), got {self.cold_users}", field="cold_users")
         if self.kcore < 0:
             raise ConfigError(f"must be >= 0, got {self.kcore}", field="kcore")
         if self.name is not None and (not self.name.strip() or any(c in self.name for c in "/\\\0")):
@@ -229,6 +242,12 @@ def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name
         if in_time_order:
             notes.append(f"--split {protocol} with --cold-items: a cold item's former training interactions "
                          f"(the earlier half to valid, the later half to test) predate the time cut")
+    users_table, unmatched_users = _align_table(raw.users, "user_id", user_ids)
+    cold_users = np.empty(0, dtype=np.int64)
+    eligible_users = 0
+    if config.cold_users > 0:
+        codes, cold_users, eligible_users = _hold_out_cold_users(users, codes, users_table, config, protocol,
+                                                                 frame, rng, notes)
     keep, repeat_report = drop_repeats_across_splits(users, items, codes)
     if repeat_report is not None:
         reports.append(repeat_report)
@@ -252,7 +271,6 @@ def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name
     })
     interactions["timestamp"] = interactions["timestamp"].astype("Int64")
     items_table, unmatched_items = _align_table(raw.items, "item_id", item_ids)
-    users_table, unmatched_users = _align_table(raw.users, "user_id", user_ids)
     if unmatched_items:
         notes.append(f"{unmatched_items:,} items in the metadata have no interactions and are not in the dataset")
     if unmatched_users:
@@ -265,7 +283,10 @@ def build_dataset(raw: RawDataset, config: ConvertConfig = ConvertConfig(), name
         "provenance": provenance or {"reader": raw.source},
         "split": {"protocol": protocol, "ratios": list(ratios) if protocol in RATIO_PROTOCOLS else None,
                   "seed": config.seed, "cold_items": len(cold), "cold_fraction": config.cold_items,
-                  "items_without_training": int((~item_has_train).sum())},
+                  "items_without_training": int((~item_has_train).sum()),
+                  "cold_users": len(cold_users), "cold_user_fraction": config.cold_users,
+                  "cold_user_eligible": eligible_users,
+                  "users_without_training": int((~has_train).sum())},
         "filters": [r.to_dict() for r in reports],
         "config": asdict(config),
         "notes": notes,
@@ -343,6 +364,45 @@ def _split_codes(frame: pd.DataFrame, users: np.ndarray, protocol: str, ratios: 
                             f"{int(timestamps.isna().sum()):,} have none")
     values = timestamps.to_numpy(np.int64)
     return split_temporal(values, ratios) if protocol == "temporal" else split_leave_last(users, values)
+
+
+def _hold_out_cold_users(users: np.ndarray, codes: np.ndarray, users_table: pd.DataFrame, config: ConvertConfig,
+                         protocol: str, frame: pd.DataFrame, rng: np.random.Generator,
+                         notes: list[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Hold a share of the users with features out of training; returns the new split codes, the
+    cold users and how many users were eligible, and says what moved in ``notes``. A reader gives
+    users their attributes only (user modalities come later, from ``graphrec encode``), so the
+    attributes decide who has features."""
+    attributes = users_table.drop(columns=["user_id"])
+    if attributes.empty or attributes.columns.empty:
+        raise ConfigError("needs user features, and this source has no user attributes (no user table, or one "
+                          "with only ids); cold users are recommended from their features", field="cold_users")
+    filled = attributes.notna() & (attributes.astype(str).apply(lambda column: column.str.strip()) != "")
+    eligible = np.flatnonzero(filled.any(axis=1).to_numpy()).astype(np.int64)
+    if len(eligible) == 0:
+        raise ConfigError(f"needs user features, and none of the {len(users_table):,} users has a non-empty "
+                          f"attribute ({', '.join(attributes.columns)})", field="cold_users")
+    cold = choose_cold_users(eligible, config.cold_users, rng)
+    if len(cold) == 0:
+        raise ConfigError(f"{config.cold_users} of the {len(eligible):,} users with features rounds to no user",
+                          field="cold_users")
+    if len(cold) == len(users_table):
+        raise ConfigError(f"{config.cold_users} of the {len(eligible):,} users with features makes every user cold, "
+                          f"leaving nothing to train on", field="cold_users")
+    in_time_order = protocol in ("temporal", "leave-last")
+    before = codes
+    codes = hold_out_users(users, codes, cold, rng,
+                           timestamps=frame["timestamp"].to_numpy(np.int64) if in_time_order else None)
+    moved = codes[before != codes]
+    notes.append(f"{len(cold):,} cold users ({config.cold_users:.0%} of the {len(eligible):,} users with a non-empty "
+                 f"attribute) held out of training: their {len(moved):,} training interactions moved to valid "
+                 f"({int((moved == VALID).sum()):,}) and test ({int((moved == TEST).sum()):,}): per user, "
+                 + ("the earlier half (rounded down) to valid, the later to test" if in_time_order
+                    else "half (rounded down, at random) to valid, the rest to test"))
+    if config.kcore > 1 or config.min_rating is not None:
+        notes.append("filters ran before the cold users were chosen, on all their interactions: no user was "
+                     "dropped for having no training interactions")
+    return codes, cold, len(eligible)
 
 
 def _align_table(table: pd.DataFrame | None, id_column: str, ids: list[str]) -> tuple[pd.DataFrame, int]:

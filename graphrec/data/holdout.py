@@ -16,6 +16,12 @@ from graphrec.data.dataset import SPLIT_DTYPE, Dataset
 from graphrec.data.splitting import TRAIN, VALID, split_random
 
 
+def holds_out_cold_users(dataset: Dataset) -> bool:
+    """Whether the dataset was converted with cold users held out of training (its manifest's split
+    protocol says how many)."""
+    return int(dataset.manifest.get("split", {}).get("cold_users", 0) or 0) > 0
+
+
 def ensure_validation_split(dataset: Dataset, seed: int, share: float = 0.1) -> tuple[Dataset, str | None]:
     """Return the dataset unchanged if it has validation interactions; else carve them out of
     training, with a note saying how many."""
@@ -39,10 +45,18 @@ def ensure_validation_split(dataset: Dataset, seed: int, share: float = 0.1) -> 
 def merge_validation_into_training(dataset: Dataset) -> Dataset:
     """The dataset with its validation interactions moved into training (the refit protocol: once
     model selection on validation is done, the chosen model is refit on train + valid and tested).
-    The test split is untouched, so testing still masks exactly the items it masked before."""
+    The test split is untouched, so testing still masks exactly the items it masked before.
+
+    On a dataset that holds cold users out (:func:`holds_out_cold_users`), the validation
+    interactions of the users without training interactions stay in validation: moved, they would
+    make the cold users warm and put them in the refit graph."""
     inter = dataset.interactions
     codes = inter["split"].cat.codes.to_numpy().copy()
-    codes[codes == VALID] = TRAIN
+    merged = codes == VALID
+    if holds_out_cold_users(dataset):
+        users = inter["user"].to_numpy()
+        merged &= (np.bincount(users[codes == TRAIN], minlength=dataset.num_users) > 0)[users]
+    codes[merged] = TRAIN
     new_inter = inter.copy()
     new_inter["split"] = pd.Categorical.from_codes(codes, dtype=SPLIT_DTYPE)
     return dataclasses.replace(dataset, interactions=new_inter)

@@ -107,3 +107,29 @@ def hold_out_items(items: np.ndarray, codes: np.ndarray, cold: np.ndarray, rng: 
     rank, size = _rank_within_group(moved_items, timestamps[moved])
     codes[moved] = np.where(rank < size // 2, VALID, TEST).astype(np.int8)
     return codes
+
+
+def choose_cold_users(eligible: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A random ``fraction`` of the ``eligible`` user indices (the users with features), to be held
+    out of training entirely."""
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"must be in [0, 1), got {fraction}", field="cold_users")
+    count = round(len(eligible) * fraction)
+    return np.sort(rng.choice(eligible, size=count, replace=False)) if count else np.empty(0, dtype=np.int64)
+
+
+def hold_out_users(users: np.ndarray, codes: np.ndarray, cold: np.ndarray, rng: np.random.Generator,
+                   timestamps: np.ndarray | None = None) -> np.ndarray:
+    """Move the training interactions of the ``cold`` users to valid or test: per user, half of
+    them (rounded down) validate and the rest test, so a user with one moved interaction tests it.
+
+    As in :func:`hold_out_items`, interactions already in valid or test stay. The halves are the
+    earlier and the later one with ``timestamps``, otherwise drawn at random.
+    """
+    moved = np.flatnonzero(np.isin(users, cold) & (codes == TRAIN))
+    keys = rng.random(len(moved)) if timestamps is None else timestamps[moved]
+    _, moved_users = np.unique(users[moved], return_inverse=True)
+    rank, size = _rank_within_group(moved_users, keys)
+    codes = codes.copy()
+    codes[moved] = np.where(rank < size // 2, VALID, TEST).astype(np.int8)
+    return codes

@@ -14,7 +14,14 @@ metrics of :mod:`graphrec.evaluation.metrics` (and, optionally,
   truth and counted in :attr:`EvaluationResult.num_seen_ground_truth`.
 * **Protocols**: ``"warm"`` ranks all items. ``"cold"`` ranks only the cold items
   (no training interaction, see :func:`cold_items`) and restricts the ground
-  truth to them.
+  truth to them. ``"cold_users"`` ranks all items for the cold users only (no
+  training interaction, see :func:`cold_users`), masked as above (at test, their
+  validation items). On a dataset that holds cold users out by construction
+  (converted with ``cold_users``, recorded in its manifest), the warm protocol
+  leaves the users without training interactions out of its averages, so its
+  numbers stay comparable with the same data without cold users; elsewhere it
+  keeps every user with ground truth, as it always has. The cold protocol keeps
+  every user.
 * Users left with no ground truth are skipped and counted
   (:attr:`EvaluationResult.num_skipped_users`).
 * **Ties**: items are ordered by score, descending; equal scores are ordered by
@@ -40,6 +47,7 @@ import torch
 from torch import Tensor
 
 from graphrec.data.dataset import Dataset
+from graphrec.data.holdout import holds_out_cold_users
 from graphrec.errors import GraphrecError
 from graphrec.evaluation.beyond import BeyondAccuracy
 from graphrec.evaluation.metrics import RANKING_METRICS, ranking_metrics, reciprocal_rank
@@ -47,7 +55,7 @@ from graphrec.evaluation.metrics import RANKING_METRICS, ranking_metrics, recipr
 #: user indices (int64, ``[B]``) -> scores ``[B, num_items]``.
 ScoreFn = Callable[[Tensor], Tensor]
 
-PROTOCOLS: tuple[str, ...] = ("warm", "cold")
+PROTOCOLS: tuple[str, ...] = ("warm", "cold", "cold_users")
 EVALUATED_SPLITS: tuple[str, ...] = ("valid", "test")
 
 
@@ -58,7 +66,8 @@ class EvalConfig:
     Args:
         ks: cut-offs of every ``@K`` metric.
         batch_size: users scored at once; bounds memory to ``batch_size x num_items`` scores.
-        protocol: ``"warm"`` (rank all items) or ``"cold"`` (rank cold items only).
+        protocol: ``"warm"`` (rank all items), ``"cold"`` (rank cold items only) or ``"cold_users"``
+            (rank all items, for cold users only).
         beyond_accuracy: also report coverage, ILD, novelty, average popularity and Gini.
         full_mrr: also report ``mrr`` without cut-off; it ranks every candidate for users with no
             hit in the top K, the slowest part of an evaluation, so training's per-epoch
@@ -111,6 +120,16 @@ def cold_items(dataset: Dataset) -> np.ndarray:
     """Indices (int64, sorted) of the items with no training interaction."""
     _, items = dataset.pairs("train")
     return np.flatnonzero(np.bincount(items, minlength=dataset.num_items) == 0).astype(np.int64)
+
+
+def cold_users(dataset: Dataset) -> np.ndarray:
+    """Indices (int64, sorted) of the users with no training interaction but with validation or
+    test interactions: the cold-start users a conversion with ``cold_users`` held out."""
+    users, _ = dataset.pairs("train")
+    held_out, _ = dataset.pairs(["valid", "test"])
+    has_train = np.bincount(users, minlength=dataset.num_users) > 0
+    has_held_out = np.bincount(held_out, minlength=dataset.num_users) > 0
+    return np.flatnonzero(has_held_out & ~has_train).astype(np.int64)
 
 
 def top_k(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -168,13 +187,21 @@ def _targets(dataset: Dataset, split: str, protocol: str) -> _Targets:
         keep = np.zeros(dataset.num_items, dtype=np.float32)
         keep[candidates] = 1.0
         ground_truth = (ground_truth @ sp.diags(keep)).tocsr()
+    if protocol == "cold_users" and len(cold_users(dataset)) == 0:
+        raise GraphrecError(f"dataset {dataset.name!r}: the cold_users protocol needs users without training "
+                            f"interactions, and every user with held-out interactions has some (convert with "
+                            f"--cold-users F)")
     ground_truth.eliminate_zeros()
     overlap = ground_truth.multiply(seen).tocsr()
     num_seen = int(overlap.nnz)
     if num_seen:
         ground_truth = (ground_truth - overlap).tocsr()
         ground_truth.eliminate_zeros()
-    users = np.flatnonzero(np.diff(ground_truth.indptr) > 0).astype(np.int64)
+    evaluated = np.diff(ground_truth.indptr) > 0
+    if protocol == "cold_users" or (protocol == "warm" and holds_out_cold_users(dataset)):
+        trained = np.diff(dataset.csr("train").indptr) > 0
+        evaluated &= ~trained if protocol == "cold_users" else trained
+    users = np.flatnonzero(evaluated).astype(np.int64)
     return _Targets(ground_truth, seen.tocsr(), candidates, users, num_seen)
 
 

@@ -5,7 +5,8 @@ A run directory holds everything needed to use the model again::
     RUN/run.json       model and training configuration, dataset path, graphrec version
     RUN/model.pt       the best validation weights (loads with ``weights_only=True``)
     RUN/last.pt        the resumable checkpoint (model, optimiser, random states, history)
-    RUN/metrics.json   valid / test (and test_cold) metrics, and one record per epoch
+    RUN/metrics.json   valid / test (and test_cold, valid_cold_users, test_cold_users) metrics, and one
+                       record per epoch
     RUN/curves.png     training curves (with ``plot=True``)
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from graphrec.data.dataset import Dataset, load_dataset
-from graphrec.data.holdout import ensure_validation_split, merge_validation_into_training
+from graphrec.data.holdout import ensure_validation_split, holds_out_cold_users, merge_validation_into_training
 from graphrec.data.storage import (
     OUTPUT_MARKERS,
     check_not_input,
@@ -36,7 +37,7 @@ from graphrec.data.storage import (
 )
 from graphrec.device import resolve_device
 from graphrec.errors import DataFormatError, DatasetExistsError, GraphrecError, Interrupted, RunFailedError
-from graphrec.evaluation import EvalConfig, cold_items, evaluate, evaluate_embeddings
+from graphrec.evaluation import EvalConfig, cold_items, cold_users, evaluate, evaluate_embeddings
 from graphrec.models import MODELS, ModelConfig, Recommender, build_model
 from graphrec.training.checkpoint import load_tensors, save_tensors
 from graphrec.training.config import TrainConfig
@@ -343,6 +344,7 @@ def _final_metrics(run: Run, result: TrainResult, reference: dict[str, Any] | No
                                     f"cut-offs of {len(cold)} or more, where every cold item is in the list")
     else:
         result.notes.append("the dataset has no test split: only validation metrics are reported")
+    metrics.update(_cold_user_metrics(run, selected, result.notes))
     metrics.update({
         "best_epoch": result.best_epoch,
         "stopped_reason": result.stopped_reason,
@@ -356,6 +358,23 @@ def _final_metrics(run: Run, result: TrainResult, reference: dict[str, Any] | No
         "train_config": asdict(run.train_config),
     })
     return metrics
+
+
+def _cold_user_metrics(run: Run, selected: Run | None, notes: list[str]) -> dict[str, Any]:
+    """``valid_cold_users`` and ``test_cold_users``: the users without training interactions, who
+    are scored from their features alone (a model that cannot read them scores them as an
+    untrained user). Selection and early stopping never read these."""
+    users = cold_users(run.dataset)
+    if len(users) == 0:
+        return {}
+    blocks: dict[str, Any] = {}
+    for split, source in (("valid", selected or run), ("test", run)):
+        if run.dataset.csr(split)[users].nnz:
+            blocks[f"{split}_cold_users"] = source.evaluate(split, protocol="cold_users")
+    notes.append(f"{len(users):,} users have no training interactions (cold users): they are measured apart "
+                 f"(valid_cold_users, test_cold_users)" + (", not in the warm averages" if holds_out_cold_users(
+                     run.dataset) else "") + "; early stopping and selection read the warm validation metric")
+    return blocks
 
 
 def load_run(path: str | Path, dataset: Dataset | None = None) -> Run:
@@ -508,7 +527,7 @@ def _silent(_: str) -> None:
 
 
 def _log_metrics(metrics: dict[str, Any], log: Callable[[str], None]) -> None:
-    for split in ("valid", "test", "test_cold"):
+    for split in ("valid", "test", "test_cold", "valid_cold_users", "test_cold_users"):
         if split in metrics:
             shown = {k: v for k, v in metrics[split].items() if k.endswith("@20")}
             log(f"{split:<9} " + "  ".join(f"{k}={v:.4f}" for k, v in shown.items()))
