@@ -44,7 +44,7 @@ def check_has_files(dataset: Dataset, kind: str, side: str, column: str) -> None
     if all(location is None for location in dataset.file_locations(column, side=side)):
         rows = dataset.num_items if side == "item" else dataset.num_users
         raise GraphrecError(f"dataset {dataset.name!r} has no local {kind} for any of its {rows:,} {side}s "
-                            f"({side}s.parquet needs a {column!r} column of file paths); there is nothing to encode")
+                            f"({side}s.parquet needs a column {column!r} of file paths); there is nothing to encode")
 
 
 def encode_media_files(dataset: Dataset, kind: str, side: str, column: str, encode_files: EncodeFilesFn,
