@@ -224,7 +224,7 @@ def encode(
             raise GraphrecError(f"{flag} must be a positive number, got {megabytes}")
     if frames is not None and key_frames is not None:
         raise GraphrecError("--frames and --key-frames both set the number of frames; give one")
-    sizes: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
+    sizes: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}  # else each config's default
     max_file_bytes = max(1, round(max_file_mb * 2**20))
     config: TextEncoderConfig | ImageEncoderConfig | AudioEncoderConfig | VideoEncoderConfig
     if modality == "text":
@@ -236,13 +236,15 @@ def encode(
         config = ImageEncoderConfig(model=model, weights=weights, device=device, num_workers=num_workers,
                                     max_image_bytes=max(1, round(max_image_mb * 2**20)), **sizes)
     elif modality == "audio":
-        config = AudioEncoderConfig(model=model, device=device, tile=tile, max_file_bytes=max_file_bytes,
-                                    **({} if max_seconds is None else {"max_seconds": max_seconds}), **sizes)
+        if max_seconds is not None:
+            sizes["max_seconds"] = max_seconds
+        config = AudioEncoderConfig(model=model, device=device, tile=tile, max_file_bytes=max_file_bytes, **sizes)
     else:
         counted = key_frames if key_frames is not None else frames
+        if counted is not None:
+            sizes["frames"] = counted
         config = VideoEncoderConfig(model=model, weights=weights, device=device, fps=fps,
-                                    key_frames=key_frames is not None, max_file_bytes=max_file_bytes,
-                                    **({} if counted is None else {"frames": counted}), **sizes)
+                                    key_frames=key_frames is not None, max_file_bytes=max_file_bytes, **sizes)
     features = run_encode(dataset, modality, config, name=name, cache_dir=cache_dir, log=typer.echo, side=side,
                           column=column)
     rows = "items" if side == "item" else "users"
