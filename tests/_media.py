@@ -3,7 +3,8 @@
 ``write_tone`` writes a real WAV file with soundfile, ``write_video`` a real MP4 (MPEG-4 part 2) with
 PyAV; ``set_column`` gives a dataset directory's items or users a column (file paths, a bio);
 ``tiny_wav2vec2`` saves a real wav2vec 2.0 architecture, tiny and seeded, with its feature extractor,
-through ``save_pretrained``, so tests load it by path as a user loads a downloaded model.
+through ``save_pretrained``, so tests load it by path as a user loads a downloaded model; ``tiny_clap``
+does the same for a CLAP model.
 """
 
 from __future__ import annotations
@@ -69,4 +70,19 @@ def tiny_wav2vec2(directory: Path, seed: int = 0, hidden_size: int = 32) -> Path
     transformers.Wav2Vec2Model(config).save_pretrained(directory)
     transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, do_normalize=True,
                                           return_attention_mask=False).save_pretrained(directory)
+    return directory
+
+
+def tiny_clap(directory: Path, seed: int = 0) -> Path:
+    """A CLAP model (HTSAT audio tower with fusion, one-layer text tower) with seeded random weights and its
+    feature extractor; ``get_audio_features`` gives 16-d projected embeddings."""
+    torch.manual_seed(seed)
+    config = transformers.ClapConfig(
+        text_config={"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
+                     "vocab_size": 100},
+        audio_config={"patch_embeds_hidden_size": 16, "depths": [1, 1, 1, 1], "num_attention_heads": [1, 2, 4, 8],
+                      "hidden_size": 128, "projection_hidden_size": 32, "enable_fusion": True},
+        projection_dim=16)
+    transformers.ClapModel(config).save_pretrained(directory)
+    transformers.ClapFeatureExtractor().save_pretrained(directory)
     return directory

@@ -10,7 +10,8 @@ over time; a clip's embedding is their mean, normalised to unit length,
     \bar{\mathbf{h}} = \frac{1}{T} \sum_{t=1}^{T} \mathbf{h}_t,
 
 as for the text encoder. A CLAP model (Elizalde et al., ICASSP 2023) contributes its audio
-tower's projected embedding (``get_audio_features``), normalised the same way.
+tower's projected embedding (``get_audio_features``), normalised the same way; its clips may be
+no longer than its feature extractor's window (10 s), which cuts longer ones at random.
 
 The model is any Hugging Face audio model loaded with ``AutoFeatureExtractor`` and
 ``AutoModel`` from a Hub name or a local directory (``save_pretrained``); the tests use a
@@ -140,6 +141,11 @@ class AudioEncoder:
                                 "is it an audio model?")
         self.sampling_rate = rate
         self.pooling = "projection" if hasattr(self.model, "get_audio_features") else "mean"
+        longest = getattr(self.extractor, "nb_max_samples", None)
+        if isinstance(longest, int) and config.max_seconds * rate > longest:
+            # CLAP's extractor cuts a longer input at a random place: the embedding would not be reproducible.
+            raise ConfigError(f"audio model {config.model!r} takes at most {longest / rate:g} s per clip; got "
+                              f"{config.max_seconds:g}", field="max_seconds")
         self.identity: dict[str, Any] = {
             "kind": "audio", **self.source["identity"], "sampling_rate": rate, "max_seconds": config.max_seconds,
             "tile": config.tile, "pooling": self.pooling, "normalised": True, "resampler": "scipy.resample_poly",

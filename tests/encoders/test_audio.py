@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from _media import set_column, tiny_wav2vec2, write_tone
+from _media import set_column, tiny_clap, tiny_wav2vec2, write_tone
 
 from graphrec.data.dataset import load_dataset
 from graphrec.encoders import AudioEncoder, AudioEncoderConfig, encode, encode_audio
@@ -143,6 +143,21 @@ def test_crop_and_tile(tmp_path: Path, wav2vec2_dir: Path) -> None:
     assert padded.identity != tiling.identity  # the cache never mixes the two
     files = [tmp_path / "short.wav"]
     assert not np.allclose(padded.encode_files(files)[0], tiling.encode_files(files)[0])
+
+
+def test_clap_embeds_with_its_audio_projection(tmp_path: Path) -> None:
+    """CLAP: the projected audio embedding (16-d here), at 48 kHz, for clips within its 10 s window."""
+    model = tiny_clap(tmp_path / "clap")
+    encoder = AudioEncoder(AudioEncoderConfig(str(model), max_seconds=2.0, device="cpu"))
+    assert encoder.pooling == "projection" and encoder.sampling_rate == 48_000
+    files = [write_tone(tmp_path / f"{f}.wav", f, seconds=1.5) for f in (300.0, 900.0)]
+    values, ok, _ = encoder.encode_files(files)
+    assert values.shape == (2, 16) and ok.all() and not np.allclose(values[0], values[1])
+    np.testing.assert_allclose(np.linalg.norm(values, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(encoder.encode_files(files)[0], values, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="takes at most 10 s per clip") as raised:
+        AudioEncoder(AudioEncoderConfig(str(model), max_seconds=30.0, device="cpu"))
+    assert raised.value.field == "max_seconds"
 
 
 def test_audio_configuration_and_model_errors(tmp_path: Path, minilm_dir: Path, synthetic_source: Path) -> None:
