@@ -113,8 +113,8 @@ def load_waveform(data: bytes, target_rate: int, max_seconds: float, tile: bool)
     """
     with soundfile.SoundFile(io.BytesIO(data)) as audio:
         rate = int(audio.samplerate)
-        wanted = audio.frames if audio.frames <= 0 else min(audio.frames, math.ceil(max_seconds * rate))
-        frames = audio.read(wanted if wanted > 0 else -1, dtype="float32", always_2d=True)
+        # read() stops at the end of a shorter file, also where the header does not give its length
+        frames = audio.read(math.ceil(max_seconds * rate), dtype="float32", always_2d=True)
     mono = frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
     return fit_length(resample(mono, rate, target_rate), round(max_seconds * target_rate), tile)
 

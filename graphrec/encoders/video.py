@@ -19,7 +19,8 @@ video, at times :math:`t_k = (k + \tfrac12)\, D / N` for a video of duration :ma
 with ``fps``, they form a clip of :math:`N / \text{fps}` seconds at that rate, centred in the
 video (a shorter video repeats its last frame). The frame shown at :math:`t_k` (the last one
 that starts at or before it) is taken, and frames are decoded in one pass without keeping
-the others, so a long video needs no more memory than a short one.
+the others, so a long video needs no more memory than a short one; frames larger than
+:data:`MAX_SHORT_SIDE` on their shorter side are scaled down when decoded.
 
 Weights come from a torchvision weights name (``"DEFAULT"``, ``"KINETICS400_V1"``), a file
 holding a ``state_dict``, or none (a seeded random initialisation, logged as carrying no
@@ -70,6 +71,8 @@ from graphrec.errors import ConfigError, GraphrecError
 
 #: The torchvision video classifiers that can serve as clip encoders.
 VIDEO_MODELS = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")
+#: Decoded frames are scaled down to this shorter side first: every preset resizes to 342 or less.
+MAX_SHORT_SIDE = 384
 #: What PyAV raises for a file it cannot demux or decode (FFmpegError is neither an OSError nor a ValueError).
 _UNDECODABLE = (av.FFmpegError, OSError, ValueError, RuntimeError, IndexError)
 
@@ -125,9 +128,11 @@ def sample_times(duration: float, frames: int, fps: float | None) -> np.ndarray:
     return start + k / fps
 
 
-def read_frames(data: bytes, frames: int, fps: float | None) -> np.ndarray:
+def read_frames(data: bytes, frames: int, fps: float | None, short_side: int | None = None) -> np.ndarray:
     """Decode a video file's bytes and return the sampled frames as ``uint8`` ``[N, H, W, 3]`` RGB.
 
+    With ``short_side``, larger frames are scaled down (aspect kept) until their shorter side is
+    ``short_side``, so that a 4K video's frames take no more memory than the model needs.
     ``ValueError`` says why a file has nothing to give (no video stream, no frames).
     """
     duration = _duration(data)
@@ -144,12 +149,16 @@ def read_frames(data: bytes, frames: int, fps: float | None) -> np.ndarray:
         previous: Any = None
         previous_array: np.ndarray | None = None
         k = 0
+        size: dict[str, int] = {}
+        if short_side is not None and min(stream.width, stream.height) > short_side:
+            scale = short_side / min(stream.width, stream.height)
+            size = {"width": max(1, round(stream.width * scale)), "height": max(1, round(stream.height * scale))}
         for index, frame in enumerate(container.decode(stream)):
             time = frame.time if frame.time is not None else index / float(stream.average_rate or 25)
             first = time if first is None else first
             while k < frames and time - first > targets[k] + 1e-6:
                 if previous_array is None:
-                    previous_array = (previous if previous is not None else frame).to_ndarray(format="rgb24")
+                    previous_array = (previous if previous is not None else frame).to_ndarray(format="rgb24", **size)
                 picked.append(previous_array)
                 k += 1
             if k == frames:
@@ -159,7 +168,7 @@ def read_frames(data: bytes, frames: int, fps: float | None) -> np.ndarray:
             raise ValueError("has no video frames")
         while k < frames:  # targets after the last frame's start: it is still showing
             if previous_array is None:
-                previous_array = previous.to_ndarray(format="rgb24")
+                previous_array = previous.to_ndarray(format="rgb24", **size)
             picked.append(previous_array)
             k += 1
     return np.stack(picked)
@@ -249,7 +258,8 @@ class VideoEncoder:
 
     def load(self, path: Path) -> np.ndarray:
         """A file's sampled frames; ``ValueError`` saying why when the video is unusable."""
-        clip = read_frames(read_regular_file(path, self.config.max_file_bytes), self.config.frames, self.config.fps)
+        clip = read_frames(read_regular_file(path, self.config.max_file_bytes), self.config.frames, self.config.fps,
+                           short_side=MAX_SHORT_SIDE)
         if int(clip.max()) <= self.config.black_level:
             raise ValueError(f"is black (no sampled frame has a pixel above {self.config.black_level} of 255)")
         return clip

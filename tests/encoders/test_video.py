@@ -66,6 +66,9 @@ def test_frames_are_sampled_uniformly_or_at_a_rate(tmp_path: Path) -> None:
     assert columns(uniform) == [2, 6, 12, 16, 20]  # frames 1, 3, 6, 8, 10 of 12 at 8 fps
     assert columns(read_frames(data, 5, 4.0)) == [2, 6, 10, 14, 18]  # frames 1, 3, 5, 7, 9
     assert columns(read_frames(data, 3, 1.0)) == [0, 16, 22]  # past the end: the last frame stays
+    large = write_video(tmp_path / "large.mp4", (10, 200, 10), size=96).read_bytes()
+    assert read_frames(large, 2, None, short_side=48).shape == (2, 48, 48, 3)
+    assert read_frames(large, 2, None, short_side=128).shape == (2, 96, 96, 3)  # never scaled up
 
 
 def test_encode_video_end_to_end_with_cache(synthetic_dir: Path, r3d: VideoEncoder, weights: dict[str, Path],
