@@ -73,6 +73,28 @@ def tiny_wav2vec2(directory: Path, seed: int = 0, hidden_size: int = 32) -> Path
     return directory
 
 
+def tiny_hubert(directory: Path, seed: int = 0) -> Path:
+    """A two-layer HuBERT (``HubertConfig``) with seeded random weights and a wav2vec 2.0 feature extractor."""
+    torch.manual_seed(seed)
+    config = transformers.HubertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+        conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    transformers.HubertModel(config).save_pretrained(directory)
+    transformers.Wav2Vec2FeatureExtractor(sampling_rate=16_000, return_attention_mask=False).save_pretrained(directory)
+    return directory
+
+
+def tiny_ast(directory: Path, seed: int = 0) -> Path:
+    """A one-layer Audio Spectrogram Transformer (``ASTConfig``, 32 mel bins, 128 frames) with seeded random
+    weights and its feature extractor."""
+    torch.manual_seed(seed)
+    config = transformers.ASTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                    max_length=128, num_mel_bins=32)
+    transformers.ASTModel(config).save_pretrained(directory)
+    transformers.ASTFeatureExtractor(num_mel_bins=32, max_length=128).save_pretrained(directory)
+    return directory
+
+
 def tiny_clap(directory: Path, seed: int = 0) -> Path:
     """A CLAP model (HTSAT audio tower with fusion, one-layer text tower) with seeded random weights and its
     feature extractor; ``get_audio_features`` gives 16-d projected embeddings."""

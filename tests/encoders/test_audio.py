@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
-from _media import set_column, tiny_clap, tiny_wav2vec2, write_tone
+from _media import set_column, tiny_ast, tiny_clap, tiny_hubert, tiny_wav2vec2, write_tone
 
 from graphrec.data.dataset import load_dataset
 from graphrec.encoders import AudioEncoder, AudioEncoderConfig, encode, encode_audio
@@ -143,6 +144,16 @@ def test_crop_and_tile(tmp_path: Path, wav2vec2_dir: Path) -> None:
     assert padded.identity != tiling.identity  # the cache never mixes the two
     files = [tmp_path / "short.wav"]
     assert not np.allclose(padded.encode_files(files)[0], tiling.encode_files(files)[0])
+
+
+@pytest.mark.parametrize(("build", "architecture"), [(tiny_hubert, "HubertModel"), (tiny_ast, "ASTModel")])
+def test_hubert_and_ast_embed_by_mean_pooling(build: Callable[[Path], Path], architecture: str, tmp_path: Path) -> None:
+    encoder = AudioEncoder(AudioEncoderConfig(str(build(tmp_path / "model")), max_seconds=1.0, device="cpu"))
+    assert type(encoder.model).__name__ == architecture and encoder.pooling == "mean"
+    files = [write_tone(tmp_path / f"{f}.wav", f) for f in (300.0, 2000.0)]
+    values, ok, _ = encoder.encode_files(files)
+    assert values.shape == (2, 32) and ok.all() and not np.allclose(values[0], values[1])
+    np.testing.assert_allclose(np.linalg.norm(values, axis=1), 1.0, rtol=1e-5)
 
 
 def test_clap_embeds_with_its_audio_projection(tmp_path: Path) -> None:
