@@ -285,26 +285,35 @@ def _build(config: ImageEncoderConfig) -> tuple[nn.Module, Callable[[Any], Tenso
     if name not in classification_models():
         raise GraphrecError(f"unknown image model {name!r}; torchvision's classification models are: "
                             f"{', '.join(classification_models())}")
-    weights = config.weights
+    return build_torchvision(name, config.weights, "image", standard_transform(name))
+
+
+def build_torchvision(name: str, weights: str | None, what: str, transform: Callable[[Any], Tensor]
+                      ) -> tuple[nn.Module, Callable[[Any], Tensor], dict[str, Any]]:
+    """A torchvision network with its weights, its preprocessing, and where the weights come from.
+
+    ``weights`` is None (random initialisation), a ``state_dict`` file or a torchvision weights
+    name; ``transform`` is the preprocessing without a weights name (a weights name brings its
+    own). ``what`` ("image", "video") words the errors.
+    """
     if weights is None:
         model = torchvision.models.get_model(name, weights=None)
-        return model, standard_transform(name), {
+        return model, transform, {
             "weights": None, "identity": {"weights": None, "state_sha256": sha256_state_dict(model.state_dict())}}
     path = Path(weights).expanduser()
     if path.is_file():
         model = torchvision.models.get_model(name, weights=None)
         load_backbone_weights(model, path)
         digest = sha256_file(path)
-        return model, standard_transform(name), {
-            "weights": str(path.resolve()), "identity": {"weights_sha256": digest}}
+        return model, transform, {"weights": str(path.resolve()), "identity": {"weights_sha256": digest}}
     if path.suffix in _WEIGHTS_FILE_SUFFIXES or "/" in weights or "\\" in weights or path.exists():
         raise GraphrecError(f"weights file {weights} does not exist (or is not a file)")
-    enum = weights_enum(name, weights)
+    enum = weights_enum(name, weights, what)
     try:
         model = torchvision.models.get_model(name, weights=enum)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; a broken cached download a RuntimeError
         raise GraphrecError(
-            f"could not load the {enum} weights of image model {name!r}: they are not in torch's cache "
+            f"could not load the {enum} weights of {what} model {name!r}: they are not in torch's cache "
             f"({Path(torch.hub.get_dir()) / 'checkpoints'}) and downloading {enum.url} failed (downloads are "
             f"unavailable offline). Copy that file into the cache, or save the weights on a machine with "
             f"internet with torch.save(torchvision.models.get_model({name!r}, weights={weights!r}).state_dict(), "
@@ -390,6 +399,6 @@ def encode_images(dataset: Dataset, config: ImageEncoderConfig | ImageEncoder, c
                               root is not None, encoder.config.max_image_bytes, encoder.provenance(), log)
 
 
-__all__ = ["ImageEncoder", "ImageEncoderConfig", "classification_models", "encode_images", "find_classification_head",
-           "load_backbone_weights", "load_rgb", "remove_classification_head", "save_random_weights",
-           "standard_transform", "weights_enum"]
+__all__ = ["ImageEncoder", "ImageEncoderConfig", "build_torchvision", "classification_models", "encode_images",
+           "find_classification_head", "load_backbone_weights", "load_rgb", "remove_classification_head",
+           "save_random_weights", "standard_transform", "weights_enum"]

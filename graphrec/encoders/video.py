@@ -50,24 +50,16 @@ from tqdm.auto import tqdm
 from graphrec.data.dataset import Dataset, ModalityFeatures
 from graphrec.data.storage import DEFAULT_MAX_BYTES, read_regular_file
 from graphrec.device import resolve_device
-from graphrec.encoders.cache import (
-    ENCODER_FORMAT_VERSION,
-    EmbeddingCache,
-    identity_digest,
-    sha256_file,
-    sha256_state_dict,
-)
+from graphrec.encoders.cache import ENCODER_FORMAT_VERSION, EmbeddingCache, identity_digest
 from graphrec.encoders.image import (
-    _WEIGHTS_FILE_SUFFIXES,
     ImageEncoder,
     ImageEncoderConfig,
+    build_torchvision,
     classification_models,
-    load_backbone_weights,
     remove_classification_head,
-    weights_enum,
 )
 from graphrec.encoders.media import check_has_files, default_cache_root, encode_media_files, media_column
-from graphrec.errors import ConfigError, GraphrecError
+from graphrec.errors import ConfigError
 
 #: The torchvision video classifiers that can serve as clip encoders.
 VIDEO_MODELS = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v2_s", "swin3d_t")
@@ -329,33 +321,9 @@ class VideoEncoder:
 
 def _build(config: VideoEncoderConfig) -> tuple[nn.Module, Callable[[Tensor], Tensor], dict[str, Any]]:
     """The full video classifier, its preprocessing, and where its weights come from."""
-    name, weights = config.model, config.weights
-    preset = torchvision.models.get_model_weights(name).DEFAULT.transforms()
-    if weights is None:
-        model = torchvision.models.get_model(name, weights=None)
-        return model, preset, {"weights": None,
-                               "identity": {"weights": None, "state_sha256": sha256_state_dict(model.state_dict())}}
-    path = Path(weights).expanduser()
-    if path.is_file():
-        model = torchvision.models.get_model(name, weights=None)
-        load_backbone_weights(model, path)
-        return model, preset, {"weights": str(path.resolve()), "identity": {"weights_sha256": sha256_file(path)}}
-    if path.suffix in _WEIGHTS_FILE_SUFFIXES or "/" in weights or "\\" in weights or path.exists():
-        raise GraphrecError(f"weights file {weights} does not exist (or is not a file)")
-    enum = weights_enum(name, weights, what="video")
-    try:
-        model = torchvision.models.get_model(name, weights=enum)
-    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a broken cached download a RuntimeError
-        raise GraphrecError(
-            f"could not load the {enum} weights of video model {name!r}: they are not in torch's cache "
-            f"({Path(torch.hub.get_dir()) / 'checkpoints'}) and downloading {enum.url} failed (downloads are "
-            f"unavailable offline). Save them on a machine with internet with torch.save(torchvision.models."
-            f"get_model({name!r}, weights={weights!r}).state_dict(), FILE) and pass --weights FILE. Cause: {exc}"
-        ) from exc
-    checkpoint = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
-    return model, enum.transforms(), {
-        "weights": str(enum), "identity": {"weights": str(enum), "weights_url": enum.url,
-                                           "weights_sha256": sha256_file(checkpoint) if checkpoint.is_file() else None}}
+    # Without a weights name, the preset of the default weights (built without downloading them).
+    preset = torchvision.models.get_model_weights(config.model).DEFAULT.transforms()
+    return build_torchvision(config.model, config.weights, "video", preset)
 
 
 # ------------------------------------------------------------------- dataset
