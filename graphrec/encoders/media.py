@@ -112,7 +112,7 @@ def encode_media_files(dataset: Dataset, kind: str, side: str, column: str, enco
         if without_path:
             log(f"{kind}: {without_path} of {len(paths)} {side}s have no local {kind} path (column {column!r} empty "
                 "or a URL); they are marked missing")
-        log(stats.summary(kind if side == "item" else f"user {kind}"))
+        log(stats.summary(kind if side == "item" else f"user {kind}", rows=f"{side}s"))
     # The manifest lists the first problems only; the log has them all.
     run = {**stats.as_dict(), "without_path": without_path, "problem_items": list(stats.problems[:100]),
            "absolute_paths": len(absolute), "absolute_path_items": absolute[:100]}

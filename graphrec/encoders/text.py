@@ -355,7 +355,7 @@ def encode_text(dataset: Dataset, config: TextEncoderConfig | TextEncoder, cache
         if without:
             log(f"text: {without} of {len(texts)} {side}s have none of the fields {fields}; they are marked "
                 "missing (mask False, zero row)")
-        log(stats.summary("text" if side == "item" else "user text"))
+        log(stats.summary("text" if side == "item" else "user text", rows=f"{side}s"))
     info = {**encoder.provenance(fields), "side": side, "created": utc_now(), "run": stats.as_dict()}
     return ModalityFeatures("text", values, mask, info)
 

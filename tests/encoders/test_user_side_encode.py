@@ -69,6 +69,7 @@ def test_user_text_is_encoded_from_the_bio_into_features_user(synthetic_dir: Pat
     np.testing.assert_allclose(stored.values[7], expected, rtol=1e-5, atol=1e-6)
     assert any("12 of 60 users have none of the fields ['bio']" in line for line in lines), lines
     assert any("added user modality 'text'" in line for line in lines), lines
+    assert any(line.startswith("user text: 60 users: 48 encoded") and "users/s" in line for line in lines), lines
     assert {k: v for k, v in _snapshot(synthetic_dir / "features").items() if not k.startswith((".", "user/"))} \
         == before
 
