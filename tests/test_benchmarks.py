@@ -30,6 +30,7 @@ SKIPPED = "BENCHMARK SKIPPED:"
 #: Every benchmark, with the files its quick mode writes under results/smoke/ (the JSON first).
 QUICK_OUTPUTS = {
     "convert.py": ["convert.json"],
+    "encode.py": ["encode.json"],
     "gowalla_lightgcn.py": ["gowalla_lightgcn.json", "gowalla_lightgcn_curves.png"],
     "gpu_gowalla.py": ["gpu_gowalla.json"],
     "graph_filter_kernels.py": ["graph_filter_kernels.json"],
@@ -43,7 +44,7 @@ QUICK_OUTPUTS = {
     "serve.py": ["serve.json"],
 }
 #: The benchmarks whose quick mode reads none of the real datasets.
-NO_DATA = {"lazy_adam.py", "mmrec_compare.py"}
+NO_DATA = {"encode.py", "lazy_adam.py", "mmrec_compare.py"}
 #: Scripts in benchmarks/ that are no benchmark of their own (modules starting with ``_`` are helpers too).
 NOT_BENCHMARKS = {
     "mmrec_runner.py": "MMRec's half of mmrec_compare.py; it runs in ../mmrec-venv, never imports graphrec, and "
