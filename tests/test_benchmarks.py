@@ -31,12 +31,14 @@ SKIPPED = "BENCHMARK SKIPPED:"
 QUICK_OUTPUTS = {
     "cold_users.py": ["cold_users.json"],
     "convert.py": ["convert.json"],
+    "encode.py": ["encode.json"],
     "gowalla_lightgcn.py": ["gowalla_lightgcn.json", "gowalla_lightgcn_curves.png"],
     "gpu_gowalla.py": ["gpu_gowalla.json"],
     "graph_filter_kernels.py": ["graph_filter_kernels.json"],
     "graph_filters.py": ["graph_filters.json", "graph_filters.md"],
     "lazy_adam.py": ["lazy_adam.json"],
     "mmrec_compare.py": ["mmrec_compare.json", "mmrec_compare.md"],
+    "modality_ablation.py": ["modality_ablation.json", "modality_ablation.md"],
     "multimodal.py": ["multimodal.json", "multimodal.md", "multimodal.png"],
     "multimodal_graph_filter.py": ["multimodal_graph_filter.json"],
     "recbole_compare.py": ["recbole_compare.json"],
@@ -44,7 +46,7 @@ QUICK_OUTPUTS = {
     "serve.py": ["serve.json"],
 }
 #: The benchmarks whose quick mode reads none of the real datasets.
-NO_DATA = {"lazy_adam.py", "mmrec_compare.py"}
+NO_DATA = {"encode.py", "lazy_adam.py", "mmrec_compare.py", "modality_ablation.py"}
 #: Scripts in benchmarks/ that are no benchmark of their own (modules starting with ``_`` are helpers too).
 NOT_BENCHMARKS = {
     "mmrec_runner.py": "MMRec's half of mmrec_compare.py; it runs in ../mmrec-venv, never imports graphrec, and "

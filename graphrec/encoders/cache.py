@@ -208,9 +208,9 @@ class EncodingStats:
                 "seconds": round(self.seconds, 3), "items_per_second": round(self.items_per_second, 2)
                 if self.encoded else None, "problems": len(self.problems)}
 
-    def summary(self, modality: str) -> str:
-        rate = f" ({self.items_per_second:.1f} items/s)" if self.encoded else ""
-        return (f"{modality}: {self.items} items: {self.encoded} encoded{rate}, {self.cached} from cache, "
+    def summary(self, modality: str, rows: str = "items") -> str:
+        rate = f" ({self.items_per_second:.1f} {rows}/s)" if self.encoded else ""
+        return (f"{modality}: {self.items} {rows}: {self.encoded} encoded{rate}, {self.cached} from cache, "
                 f"{self.missing} missing, in {self.seconds:.1f} s")
 
 

@@ -26,7 +26,6 @@ pass.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,17 +40,16 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from graphrec.data.dataset import Dataset, ModalityFeatures
-from graphrec.data.storage import DEFAULT_MAX_BYTES, read_regular_file
+from graphrec.data.storage import DEFAULT_MAX_BYTES
 from graphrec.device import resolve_device
 from graphrec.encoders.cache import (
     ENCODER_FORMAT_VERSION,
     EmbeddingCache,
-    encode_with_cache,
     identity_digest,
     sha256_file,
     sha256_state_dict,
-    utc_now,
 )
+from graphrec.encoders.media import check_has_files, default_cache_root, encode_media_files, media_column
 from graphrec.errors import ConfigError, GraphrecError
 
 #: Attributes that hold the classification head in torchvision's classifiers, in the order looked for.
@@ -59,6 +57,8 @@ HEAD_ATTRIBUTES = ("fc", "heads", "head", "classifier")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _WEIGHTS_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".tar")
+#: Layers a classification head ends with (a 1x1x1 convolution in S3D's video head).
+_HEAD_LAYERS = (nn.Linear, nn.Conv2d, nn.Conv3d)
 _UNREADABLE = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
 
 
@@ -117,15 +117,15 @@ def find_classification_head(model: nn.Module) -> str:
     """Qualified name of the layer that maps penultimate features to class scores.
 
     It is the head attribute itself when that is a layer (``fc`` of ResNet, ``head`` of
-    Swin), else the last linear (or, for SqueezeNet, 1x1 convolution) layer inside it
+    Swin), else the last linear (or, for SqueezeNet and S3D, 1x1 convolution) layer inside it
     (``classifier.3`` of MobileNetV3, ``classifier.2`` of ConvNeXt, ``heads.head`` of ViT).
     """
     for attribute in HEAD_ATTRIBUTES:
         head = getattr(model, attribute, None)
-        if isinstance(head, (nn.Linear, nn.Conv2d)):
+        if isinstance(head, _HEAD_LAYERS):
             return attribute
         if isinstance(head, nn.Module):
-            layers = [name for name, module in head.named_modules() if isinstance(module, (nn.Linear, nn.Conv2d))]
+            layers = [name for name, module in head.named_modules() if isinstance(module, _HEAD_LAYERS)]
             if layers:
                 return f"{attribute}.{layers[-1]}"
     raise GraphrecError(f"cannot find the classification head of {type(model).__name__} (looked for a linear "
@@ -285,26 +285,35 @@ def _build(config: ImageEncoderConfig) -> tuple[nn.Module, Callable[[Any], Tenso
     if name not in classification_models():
         raise GraphrecError(f"unknown image model {name!r}; torchvision's classification models are: "
                             f"{', '.join(classification_models())}")
-    weights = config.weights
+    return build_torchvision(name, config.weights, "image", standard_transform(name))
+
+
+def build_torchvision(name: str, weights: str | None, what: str, transform: Callable[[Any], Tensor]
+                      ) -> tuple[nn.Module, Callable[[Any], Tensor], dict[str, Any]]:
+    """A torchvision network with its weights, its preprocessing, and where the weights come from.
+
+    ``weights`` is None (random initialisation), a ``state_dict`` file or a torchvision weights
+    name; ``transform`` is the preprocessing without a weights name (a weights name brings its
+    own). ``what`` ("image", "video") words the errors.
+    """
     if weights is None:
         model = torchvision.models.get_model(name, weights=None)
-        return model, standard_transform(name), {
+        return model, transform, {
             "weights": None, "identity": {"weights": None, "state_sha256": sha256_state_dict(model.state_dict())}}
     path = Path(weights).expanduser()
     if path.is_file():
         model = torchvision.models.get_model(name, weights=None)
         load_backbone_weights(model, path)
         digest = sha256_file(path)
-        return model, standard_transform(name), {
-            "weights": str(path.resolve()), "identity": {"weights_sha256": digest}}
+        return model, transform, {"weights": str(path.resolve()), "identity": {"weights_sha256": digest}}
     if path.suffix in _WEIGHTS_FILE_SUFFIXES or "/" in weights or "\\" in weights or path.exists():
         raise GraphrecError(f"weights file {weights} does not exist (or is not a file)")
-    enum = _weights_enum(name, weights)
+    enum = weights_enum(name, weights, what)
     try:
         model = torchvision.models.get_model(name, weights=enum)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; a broken cached download a RuntimeError
         raise GraphrecError(
-            f"could not load the {enum} weights of image model {name!r}: they are not in torch's cache "
+            f"could not load the {enum} weights of {what} model {name!r}: they are not in torch's cache "
             f"({Path(torch.hub.get_dir()) / 'checkpoints'}) and downloading {enum.url} failed (downloads are "
             f"unavailable offline). Copy that file into the cache, or save the weights on a machine with "
             f"internet with torch.save(torchvision.models.get_model({name!r}, weights={weights!r}).state_dict(), "
@@ -316,16 +325,17 @@ def _build(config: ImageEncoderConfig) -> tuple[nn.Module, Callable[[Any], Tenso
                                            "weights_sha256": checkpoint_digest}}
 
 
-def _weights_enum(model: str, weights: str) -> torchvision.models.WeightsEnum:
+def weights_enum(model: str, weights: str, what: str = "image") -> torchvision.models.WeightsEnum:
+    """The torchvision weights named ``weights`` (``"DEFAULT"``, ``"KINETICS400_V1"``, ...) of ``model``."""
     try:
         enum_class = torchvision.models.get_model_weights(model)
     except (ValueError, KeyError) as exc:
-        raise GraphrecError(f"image model {model!r} has no torchvision weights; pass --weights FILE") from exc
+        raise GraphrecError(f"{what} model {model!r} has no torchvision weights; pass --weights FILE") from exc
     member = weights.rpartition(".")[2] if weights.startswith(f"{enum_class.__name__}.") else weights
     try:
         return enum_class[member]
     except KeyError:
-        raise GraphrecError(f"unknown weights {weights!r} for image model {model!r}; choose a file or one of "
+        raise GraphrecError(f"unknown weights {weights!r} for {what} model {model!r}; choose a file or one of "
                             f"{', '.join(enum_class.__members__)}") from None
 
 
@@ -366,89 +376,29 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
 
 # ----------------------------------------------------------------- dataset
 def encode_images(dataset: Dataset, config: ImageEncoderConfig | ImageEncoder, cache_dir: str | Path | None = None,
-                  log: Callable[[str], None] | None = None) -> ModalityFeatures:
-    """Embed every item's image; items without a readable image get a zero row and ``mask`` False.
+                  log: Callable[[str], None] | None = None, side: str = "item",
+                  column: str | None = None) -> ModalityFeatures:
+    """Embed every item's (``side="user"``: user's) image; rows without a readable image get a zero
+    row and ``mask`` False.
 
-    ``config`` may be an already loaded :class:`ImageEncoder`. Embeddings are cached by
-    the image file's content under ``cache_dir`` (default ``DATASET/features/.cache/image``;
-    no cache for a dataset that is not on disk). Missing and unreadable files are
-    reported through ``log`` (item index, original id, path) and listed, with the pass'
-    counts, in the returned features' ``encoder["run"]``.
+    ``column`` defaults to ``image`` for items and ``avatar`` for users. ``config`` may be an
+    already loaded :class:`ImageEncoder`. Embeddings are cached by the image file's content
+    under ``cache_dir`` (default ``DATASET/features/.cache/image``; no cache for a dataset that
+    is not on disk). Missing and unreadable files are reported through ``log`` (row index,
+    original id, path) and listed, with the pass' counts, in the returned features' ``encoder["run"]``.
     """
-    locations = dataset.image_locations()
-    paths = [None if location is None else location.path for location in locations]
-    if all(path is None for path in paths):  # checked before a model is loaded
-        raise GraphrecError(f"dataset {dataset.name!r} has no local image for any of its {dataset.num_items:,} items "
-                            f"(items.parquet needs an 'image' column of file paths); there is nothing to encode")
+    column = media_column("image", side, column)
+    check_has_files(dataset, "image", side, column)  # before a model is loaded
     encoder = config if isinstance(config, ImageEncoder) else ImageEncoder(config)
     if encoder.source["weights"] is None and log is not None:
         log(f"image: {encoder.config.model} is randomly initialised (no weights): its features carry no "
             "visual meaning; pass weights for real use")
-    item_ids = (dataset.items["item_id"].astype(str).tolist() if "item_id" in dataset.items.columns
-                else [str(i) for i in range(dataset.num_items)])
-    root = Path(cache_dir) if cache_dir is not None else (
-        dataset.path / "features" / ".cache" / "image" if dataset.path is not None else None)
+    root = default_cache_root(dataset, "image", cache_dir)
     cache = EmbeddingCache(root if root is not None else ".", encoder.identity)
-
-    def describe(position: int, reason: str) -> str:
-        return f"item {position} (id {item_ids[position]!r}): image {paths[position]} {reason}"
-
-    problems: list[str] = []
-    keys: list[str | None] = []
-    max_bytes = encoder.config.max_image_bytes
-    for position, (path, location) in enumerate(zip(paths, locations, strict=True)):
-        if path is None or location is None:
-            keys.append(None)
-            continue
-        if location.problem is not None:
-            problems.append(describe(position, location.problem))
-            keys.append(None)
-            continue
-        try:
-            # a regular file under the size cap only: a FIFO would block, /dev/zero never ends
-            keys.append(cache.key(read_regular_file(path, max_bytes)))
-        except FileNotFoundError:
-            problems.append(describe(position, "does not exist"))
-            keys.append(None)
-        except OSError as exc:
-            problems.append(describe(position, f"cannot be read ({exc})"))
-            keys.append(None)
-
-    # Files with identical bytes share a key and are decoded once; a failure is reported for every
-    # item that has those bytes (failed downloads often leave many identical empty files).
-    undecodable: dict[str, str] = {}
-
-    def compute(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        values, ok, failures = encoder.encode_files([paths[i] for i in positions])
-        for j, reason in failures:
-            key = keys[int(positions[j])]
-            if key is not None:  # always: encode_with_cache asks only about items that have a key
-                undecodable[key] = reason
-        return values, ok, []
-
-    values, mask, stats = encode_with_cache(keys, compute, lambda: encoder.dim, cache if root is not None else None)
-    problems += [describe(position, f"cannot be decoded ({undecodable[key]})")
-                 for position, key in enumerate(keys) if key is not None and key in undecodable]
-    stats = dataclasses.replace(stats, problems=tuple(problems))
-    without_path = sum(path is None for path in paths)
-    absolute = [describe(position, "is an absolute path, outside the dataset folder")
-                for position, location in enumerate(locations) if location is not None and location.absolute]
-    if log is not None:
-        if absolute:
-            log(f"image: {len(absolute)} items name their image by an absolute path, outside the dataset folder "
-                f"(first: {absolute[0]})")
-        for problem in stats.problems:
-            log(f"image: {problem}; the item is marked missing")
-        if without_path:
-            log(f"image: {without_path} of {len(paths)} items have no local image path (column 'image' empty or a "
-                "URL); they are marked missing")
-        log(stats.summary("image"))
-    # The manifest lists the first problems only; the log has them all.
-    run = {**stats.as_dict(), "without_path": without_path, "problem_items": list(stats.problems[:100]),
-           "absolute_paths": len(absolute), "absolute_path_items": absolute[:100]}
-    info = {**encoder.provenance(), "created": utc_now(), "run": run}
-    return ModalityFeatures("image", values, mask, info)
+    return encode_media_files(dataset, "image", side, column, encoder.encode_files, lambda: encoder.dim, cache,
+                              root is not None, encoder.config.max_image_bytes, encoder.provenance(), log)
 
 
-__all__ = ["ImageEncoder", "ImageEncoderConfig", "classification_models", "encode_images", "find_classification_head",
-           "load_backbone_weights", "load_rgb", "remove_classification_head", "standard_transform"]
+__all__ = ["ImageEncoder", "ImageEncoderConfig", "build_torchvision", "classification_models", "encode_images",
+           "find_classification_head", "load_backbone_weights", "load_rgb", "remove_classification_head",
+           "save_random_weights", "standard_transform", "weights_enum"]

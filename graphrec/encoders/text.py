@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import huggingface_hub
 import numpy as np
@@ -40,7 +40,7 @@ import transformers
 from huggingface_hub.utils import HfHubHTTPError
 from tqdm.auto import tqdm
 
-from graphrec.data.dataset import Dataset, ModalityFeatures
+from graphrec.data.dataset import SIDES, Dataset, ModalityFeatures
 from graphrec.device import resolve_device
 from graphrec.encoders.bundled import BUNDLED_MINILM, bundled_minilm
 from graphrec.encoders.cache import (
@@ -54,9 +54,12 @@ from graphrec.encoders.cache import (
 from graphrec.errors import GraphrecError
 
 #: Fields whose value is written bare; every other field is written as ``"Label: value"``.
-UNLABELLED_FIELDS = ("title", "text")
+UNLABELLED_FIELDS = ("title", "text", "bio")
 #: The fields used when none are chosen: whichever of them a dataset has.
 DEFAULT_TEXT_FIELDS = ("title", "year", "genres", "categories", "brand", "text")
+T = TypeVar("T")
+#: The user fields used when none are chosen (``side="user"``).
+DEFAULT_USER_TEXT_FIELDS = ("bio",)
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class TextEncoderConfig:
 
 
 # ------------------------------------------------------------------- texts
-def assemble_text(items: pd.DataFrame, fields: Sequence[str]) -> list[str]:
+def assemble_text(items: pd.DataFrame, fields: Sequence[str], what: str = "items") -> list[str]:
     """One text per item: the non-missing ``fields`` in order, as sentences.
 
     ``title`` and ``text`` are written as they are, other fields as ``"Label: value"``;
@@ -97,7 +100,7 @@ def assemble_text(items: pd.DataFrame, fields: Sequence[str]) -> list[str]:
     """
     present = [name for name in fields if name in items.columns]
     if not present:
-        raise GraphrecError(f"the items have none of the text fields {list(fields)}; their columns are "
+        raise GraphrecError(f"the {what} have none of the text fields {list(fields)}; their columns are "
                             f"{list(items.columns)} (choose fields with --fields)")
     columns = [[_segment(name, value) for value in items[name].tolist()] for name in present]
     return [_join_sentences(parts) for parts in zip(*columns)] if columns else []
@@ -215,31 +218,50 @@ def _load_pretrained(name: str) -> tuple[Any, transformers.PreTrainedModel, dict
     """Tokenizer, model and identity of a Hub name or a local directory; GraphrecError when it cannot load."""
     if name == BUNDLED_MINILM:
         name = str(bundled_minilm())
+
+    def load(target: str, local_files_only: bool) -> tuple[Any, transformers.PreTrainedModel]:
+        return (transformers.AutoTokenizer.from_pretrained(target, local_files_only=local_files_only),
+                transformers.AutoModel.from_pretrained(target, local_files_only=local_files_only))
+
+    (tokenizer, model), source = load_hub_model(name, "text", "the tokenizer", load)
+    return tokenizer, model, source
+
+
+def load_hub_model(name: str, what: str, preprocessor: str,
+                   load: Callable[[str, bool], T]) -> tuple[T, dict[str, Any]]:
+    """``load(target, local_files_only)`` on a Hub name or a local directory, and the source's identity.
+
+    ``what`` ("text", "audio") and ``preprocessor`` ("the tokenizer") word the errors. A local
+    directory is identified by the hash of its files, a Hub model by its name and cached revision.
+    """
     path = Path(name).expanduser()
     if path.is_dir():
         source: dict[str, Any] = {"identity": {"model_sha256": sha256_directory(path)}, "local": True}
         target = str(path)
     elif path.exists():
-        raise GraphrecError(f"text model {name!r} is a file; pass the model's directory (the folder holding "
-                            "config.json, the weights and the tokenizer files)")
+        raise GraphrecError(f"{what} model {name!r} is a file; pass the model's directory (the folder holding "
+                            f"config.json, the weights and {preprocessor} files)")
     elif name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name:
-        raise GraphrecError(f"text model directory {name!r} does not exist")
+        raise GraphrecError(f"{what} model directory {name!r} does not exist")
     else:
         source, target = {"identity": {"model": name}, "local": False}, name
     unreachable = None if source["local"] else _unreachable_hub(name)
     if unreachable is not None and _cached_config(name) is None:
-        raise _hub_model_error(name, "the Hugging Face Hub cannot be reached", unreachable)
+        raise _hub_model_error(name, what, "the Hugging Face Hub cannot be reached", unreachable)
     try:
         # A cached model loads from the cache without the network's retries when the Hub is unreachable.
-        tokenizer = transformers.AutoTokenizer.from_pretrained(target, local_files_only=unreachable is not None)
-        model = transformers.AutoModel.from_pretrained(target, local_files_only=unreachable is not None)
+        loaded = load(target, unreachable is not None)
     except (OSError, ValueError) as exc:  # HF hub, HTTP and URL errors derive from these
         if source["local"]:
-            raise GraphrecError(f"could not load a text model from directory {path}: {exc}") from exc
-        raise _hub_model_error(name, "downloading it failed (downloads are unavailable offline)", exc) from exc
+            raise GraphrecError(f"could not load {_article(what)} {what} model from directory {path}: {exc}") from exc
+        raise _hub_model_error(name, what, "downloading it failed (downloads are unavailable offline)", exc) from exc
     if not source["local"]:
         source["identity"]["revision"] = _hub_revision(name)
-    return tokenizer, model, source
+    return loaded, source
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 #: Seconds one request to the Hub may take before the Hub counts as unreachable.
@@ -265,13 +287,15 @@ def _unreachable_hub(name: str) -> Exception | None:
     return None
 
 
-def _hub_model_error(name: str, reason: str, cause: BaseException) -> GraphrecError:
+def _hub_model_error(name: str, what: str, reason: str, cause: BaseException) -> GraphrecError:
+    saver = "tokenizer" if what == "text" else "feature_extractor"
+    bundled = f"{BUNDLED_MINILM!r} is the one text model that needs no download. " if what == "text" else ""
     return GraphrecError(
-        f"could not load text model {name!r}: it is not a local directory and it is not in the Hugging Face "
+        f"could not load {what} model {name!r}: it is not a local directory and it is not in the Hugging Face "
         f"cache, and {reason}. On a machine with internet, "
         f"save it with `huggingface-cli download {name} --local-dir DIR` (or model.save_pretrained(DIR) and "
-        f"tokenizer.save_pretrained(DIR)), copy DIR here and pass it as the model (--model DIR); "
-        f"{BUNDLED_MINILM!r} is the one text model that needs no download. Cause: {cause}")
+        f"{saver}.save_pretrained(DIR)), copy DIR here and pass it as the model (--model DIR); "
+        f"{bundled}Cause: {cause}")
 
 
 def _cached_config(name: str) -> Path | None:
@@ -291,24 +315,31 @@ def _hub_revision(name: str) -> str | None:
 
 # ----------------------------------------------------------------- dataset
 def encode_text(dataset: Dataset, config: TextEncoderConfig | TextEncoder, cache_dir: str | Path | None = None,
-                log: Callable[[str], None] | None = None) -> ModalityFeatures:
-    """Embed every item's assembled text; items with no text at all get a zero row and ``mask`` False.
+                log: Callable[[str], None] | None = None, side: str = "item") -> ModalityFeatures:
+    """Embed every item's (``side="user"``: user's) assembled text; rows with no text at all get a
+    zero row and ``mask`` False.
 
-    ``config`` may be an already loaded :class:`TextEncoder` (to reuse it across datasets).
+    ``config`` may be an already loaded :class:`TextEncoder` (to reuse it across datasets). On
+    the user side, the default fields are :data:`DEFAULT_USER_TEXT_FIELDS` (a ``bio``).
     Embeddings are cached by content under ``cache_dir`` (default
     ``DATASET/features/.cache/text``; no cache for a dataset that is not on disk), so
-    only items whose text changed are encoded again. The returned features' ``encoder``
+    only rows whose text changed are encoded again. The returned features' ``encoder``
     holds the provenance and, under ``"run"``, what this pass did
     (:class:`~graphrec.encoders.cache.EncodingStats`).
     """
-    chosen = config.config.fields if isinstance(config, TextEncoder) else config.fields
-    unknown = [name for name in chosen if name not in dataset.items.columns]
-    if tuple(chosen) != DEFAULT_TEXT_FIELDS and unknown:  # checked before a model is loaded
-        raise GraphrecError(f"text field(s) {unknown} are not item columns of dataset {dataset.name!r}; its "
-                            f"columns are {[c for c in dataset.items.columns if c not in ('item', 'item_id')]}")
+    if side not in SIDES:
+        raise GraphrecError(f"unknown side {side!r}; choose one of {', '.join(SIDES)}")
+    table = dataset.items if side == "item" else dataset.users
+    chosen = tuple(config.config.fields if isinstance(config, TextEncoder) else config.fields)
+    if side == "user" and chosen == DEFAULT_TEXT_FIELDS:
+        chosen = DEFAULT_USER_TEXT_FIELDS
+    unknown = [name for name in chosen if name not in table.columns]
+    if chosen != DEFAULT_TEXT_FIELDS and unknown:  # checked before a model is loaded
+        raise GraphrecError(f"text field(s) {unknown} are not {side} columns of dataset {dataset.name!r}; its "
+                            f"columns are {[c for c in table.columns if c not in (side, f'{side}_id')]}")
     encoder = config if isinstance(config, TextEncoder) else TextEncoder(config)
-    fields = [name for name in encoder.config.fields if name in dataset.items.columns]
-    texts = assemble_text(dataset.items, encoder.config.fields)
+    fields = [name for name in chosen if name in table.columns]
+    texts = assemble_text(table, chosen, what=f"{side}s")
     root = Path(cache_dir) if cache_dir is not None else (
         dataset.path / "features" / ".cache" / "text" if dataset.path is not None else None)
     cache = EmbeddingCache(root if root is not None else ".", encoder.identity)
@@ -322,10 +353,10 @@ def encode_text(dataset: Dataset, config: TextEncoderConfig | TextEncoder, cache
     if log is not None:
         without = len(texts) - sum(map(bool, texts))
         if without:
-            log(f"text: {without} of {len(texts)} items have none of the fields {fields}; they are marked "
+            log(f"text: {without} of {len(texts)} {side}s have none of the fields {fields}; they are marked "
                 "missing (mask False, zero row)")
-        log(stats.summary("text"))
-    info = {**encoder.provenance(fields), "created": utc_now(), "run": stats.as_dict()}
+        log(stats.summary("text" if side == "item" else "user text", rows=f"{side}s"))
+    info = {**encoder.provenance(fields), "side": side, "created": utc_now(), "run": stats.as_dict()}
     return ModalityFeatures("text", values, mask, info)
 
 

@@ -18,19 +18,22 @@ from graphrec.data.raw import RawDataset
 from graphrec.errors import GraphrecError
 
 SMALL = SyntheticConfig(users=120, items=80, seed=3, image_size=32, mean_interactions=12.0)
+#: The tests here look at pictures, text and interactions; sound clips and videos are
+#: test_synthetic_media.py's, and leaving them out keeps the larger sets quick to generate.
+NO_MEDIA = {"audio": False, "video": False}
 
 
 @pytest.fixture(scope="module")
 def default_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[RawDataset, Path]:
     workdir = tmp_path_factory.mktemp("synthetic-default")
-    return read("-", workdir=workdir), workdir
+    return read("-", workdir=workdir, **NO_MEDIA), workdir
 
 
 @pytest.fixture(scope="module")
 def many_cold_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[RawDataset, Path]:
     """Enough cold items (200) that Recall@20 among them is far from trivially high."""
     workdir = tmp_path_factory.mktemp("synthetic-cold")
-    return read("-", workdir=workdir, users=600, items=1000, cold_fraction=0.2, seed=7), workdir
+    return read("-", workdir=workdir, users=600, items=1000, cold_fraction=0.2, seed=7, **NO_MEDIA), workdir
 
 
 def _indices(raw: RawDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -98,7 +101,7 @@ def _hue_labels(pixels_hsv: np.ndarray) -> np.ndarray:
 
 
 def test_images_are_pngs_of_the_asked_size_whose_dominant_colour_is_the_items(tmp_path: Path) -> None:
-    config = SyntheticConfig(users=50, items=160, seed=11, image_size=48)
+    config = SyntheticConfig(users=50, items=160, seed=11, image_size=48, **NO_MEDIA)
     raw = generate(config, tmp_path)
     names = list(COLOURS)
     matches = 0
@@ -196,7 +199,8 @@ def test_invariants_hold_at_the_edges(config: SyntheticConfig, tmp_path: Path) -
 def _content_scores(raw: RawDataset, train: sp.csr_matrix) -> np.ndarray:
     """log P(item's attribute values | user's train items), smoothed, summed over attributes."""
     columns = {"colour": raw.items["colour"], "shape": raw.items["shape"], "texture": raw.items["texture"],
-               "brand": raw.items["brand"], "category": raw.items["categories"].map(lambda c: c[0])}
+               "brand": raw.items["brand"], "category": raw.items["categories"].map(lambda c: c[0]),
+               "sound": raw.items["sound"], "motion": raw.items["motion"]}
     scores = np.zeros(train.shape)
     for column in columns.values():
         codes = pd.factorize(column)[0]
@@ -249,7 +253,7 @@ def test_item_popularity_is_skewed(default_set: tuple[RawDataset, Path]) -> None
 
 # ------------------------------------------------------------ sparse regime
 def test_density_sets_the_share_of_observed_pairs_and_is_deterministic(tmp_path: Path) -> None:
-    config = SyntheticConfig(users=1500, items=1200, seed=5, image_size=16, density=0.006)
+    config = SyntheticConfig(users=1500, items=1200, seed=5, image_size=16, density=0.006, **NO_MEDIA)
     raw = generate(config, tmp_path / "a")
     users, _, _ = _indices(raw)
     observed = len(raw.interactions) / (config.users * config.items)
@@ -283,7 +287,8 @@ def test_density_is_a_typed_reader_option() -> None:
 
 
 def test_content_still_ranks_far_better_than_random_at_sparse_density(tmp_path: Path) -> None:
-    config = SyntheticConfig(users=2500, items=2000, seed=9, image_size=16, cold_fraction=0.2, density=0.004)
+    config = SyntheticConfig(users=2500, items=2000, seed=9, image_size=16, cold_fraction=0.2, density=0.004,
+                             **NO_MEDIA)
     raw = generate(config, tmp_path)
     users, items, split = _indices(raw)
     assert len(raw.interactions) / (config.users * config.items) < 0.005

@@ -50,7 +50,8 @@ def synthetic_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic dataset directory (24 items with PNG pictures and descriptions); do not modify."""
     destination = tmp_path_factory.mktemp("synthetic") / "dataset"
     convert("synthetic", "-", destination,
-            reader_options={"users": 60, "items": 24, "seed": 0, "mean_interactions": 8})
+            reader_options={"users": 60, "items": 24, "seed": 0, "mean_interactions": 8,
+                            "audio": False, "video": False})  # the tests write their own clips and videos
     return destination
 
 

@@ -120,8 +120,12 @@ def test_failed_encode_leaves_the_dataset_unchanged(synthetic_dir: Path, text_en
 
 
 def test_encode_rejects_bad_arguments(synthetic_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(GraphrecError, match="unknown modality 'audio'"):
+    with pytest.raises(GraphrecError, match="unknown modality 'smell'"):
+        encode(synthetic_dir, "smell", ImageEncoderConfig())
+    with pytest.raises(GraphrecError, match="needs a AudioEncoderConfig"):
         encode(synthetic_dir, "audio", ImageEncoderConfig())
+    with pytest.raises(GraphrecError, match="unknown side 'shop'"):
+        encode(synthetic_dir, "image", ImageEncoderConfig(), side="shop")
     with pytest.raises(GraphrecError, match="needs a TextEncoderConfig"):
         encode(synthetic_dir, "text", ImageEncoderConfig())
     with pytest.raises(GraphrecError, match="invalid modality name"):

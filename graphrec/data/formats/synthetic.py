@@ -1,10 +1,14 @@
-r"""The embedded default dataset: synthetic shoppers, products, pictures and descriptions.
+r"""The embedded default dataset: synthetic shoppers with profiles, and products with pictures,
+descriptions, sound clips and videos.
 
-Every item has five latent attributes: a ``colour``, a ``shape`` and a ``texture``
-(which its picture shows and its description mostly names) and a product
-``category`` and ``brand`` (which its title and description name). Each user
-belongs to one of a few taste clusters and has preferences over attribute values
-drawn around the cluster's. A user :math:`u` picks :math:`n_u` distinct items
+Every item has seven latent attributes: a ``colour``, a ``shape`` and a ``texture``
+(which its picture shows and its description mostly names), a product ``category``
+and ``brand`` (which its title and description name), a ``sound`` (heard only in its
+audio clip) and a ``motion`` (seen only in its video, which also shows its colour and
+shape). Each modality therefore carries a signal the others lack: texture only the
+picture, category and brand only the text, sound only the audio, motion only the
+video. Each user belongs to one of a few taste clusters and has preferences over
+attribute values drawn around the cluster's. A user :math:`u` picks :math:`n_u` distinct items
 without replacement from
 
 .. math::
@@ -23,6 +27,15 @@ cannot explain and only collaborative filtering can learn (``hidden_strength``
 :math:`h`). Sampling without replacement uses the Gumbel-top-:math:`k` trick, so
 it is vectorised over users and items.
 
+Users have a profile drawn from their cluster, with noise: an ``age`` around the
+cluster's typical age (standard deviation :data:`AGE_SPREAD` years), a ``gender``, an
+``occupation`` and a ``country``, each from a cluster profile :math:`\sim
+\mathrm{Dirichlet}(\alpha_p)` mixed with a uniform draw (:data:`PROFILE_NOISE`), and
+a free-text ``bio`` naming one to three of their tastes (their favourite value of the
+attribute, or with probability :data:`PROFILE_NOISE` a random one) among
+distractor sentences. A user without interactions can so be recommended for from
+their profile alone.
+
 The split is given: a ``cold_fraction`` of items are *cold* (new arrivals) whose
 interactions all go to valid and test (half each) and come last in each user's
 history; every user's warm interactions are split at random 80/10/10, and every
@@ -31,13 +44,17 @@ user keeps at least one training interaction.
 Pictures are real PNG files drawn with Pillow (shape filled with the colour,
 texture drawn in a darker shade, with position, size, rotation, colour and
 background jitter); descriptions are sentences built from templates with
-synonyms, varied order, omitted attributes and distractor sentences.
+synonyms, varied order, omitted attributes and distractor sentences; sound clips
+(WAV) and videos (MP4) are rendered by :mod:`graphrec.data.formats.synthetic_media`.
+The latent attributes and interactions do not depend on which media are written
+(``audio=False`` or ``video=False`` only leaves their files out).
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -45,10 +62,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from graphrec.data.formats.synthetic_media import MOTIONS, SOUNDS, render_mp4, render_wav
 from graphrec.data.raw import RawDataset, interactions_frame
 from graphrec.errors import GraphrecError
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 
 #: The colours items come in, with the RGB the pictures use.
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -117,12 +135,25 @@ SYNONYMS: dict[str, dict[str, tuple[str, ...]]] = {
 
 #: The attributes users have tastes for, and how much each weighs in their choices.
 ATTRIBUTE_WEIGHTS: dict[str, float] = {"colour": 1.0, "shape": 0.8, "category": 1.0, "texture": 0.5,
-                                       "brand": 0.4}
+                                       "brand": 0.4, "sound": 0.8, "motion": 0.8}
 
 _ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
     "colour": tuple(COLOURS), "shape": SHAPES, "texture": TEXTURES, "category": tuple(CATEGORIES),
-    "brand": BRANDS,
+    "brand": BRANDS, "sound": tuple(SOUNDS), "motion": MOTIONS,
 }
+#: The attributes only audio and video show; drawn from a stream of their own, so that adding them
+#: left the draws of the others as they were.
+_MEDIA_ATTRIBUTES = ("sound", "motion")
+
+GENDERS: tuple[str, ...] = ("female", "male", "non-binary")
+OCCUPATIONS: tuple[str, ...] = ("student", "teacher", "engineer", "nurse", "designer", "chef", "retiree",
+                                "sales assistant", "farmer", "programmer", "artist", "accountant")
+COUNTRIES: tuple[str, ...] = ("United Kingdom", "Ireland", "France", "Germany", "Spain", "Italy",
+                              "Netherlands", "Poland", "Sweden", "Portugal")
+#: Standard deviation of a user's age around their cluster's typical age, in years.
+AGE_SPREAD = 8.0
+#: The chance that a profile field (or a taste a bio names) is drawn at random instead of from the cluster.
+PROFILE_NOISE = 0.25
 _BASE_TIMESTAMP = 1_600_000_000  # 2020-09-13, so the timestamps look like real Unix times
 _DAY = 86_400
 
@@ -137,6 +168,11 @@ class SyntheticConfig:
     choices and ``hidden_strength`` the hidden, content-free factor;
     ``text_omit_probability`` is the chance that a description leaves out a given
     attribute.
+
+    ``audio`` and ``video`` write each item's sound clip (``audio_sample_rate`` Hz,
+    ``audio_seconds`` long) and video (``video_frames`` frames of ``video_size`` pixels
+    square, at :data:`~graphrec.data.formats.synthetic_media.VIDEO_FPS` frames a second);
+    turning them off changes nothing else.
 
     ``density`` sets the share of observed user–item pairs instead: when it is positive, users
     draw ``density * items`` interactions on average (still at least ``min_interactions`` each)
@@ -159,6 +195,12 @@ class SyntheticConfig:
     hidden_strength: float = 0.5
     text_omit_probability: float = 0.15
     density: float = 0.0
+    audio: bool = True
+    audio_sample_rate: int = 16_000
+    audio_seconds: float = 1.0
+    video: bool = True
+    video_frames: int = 12
+    video_size: int = 32
 
     def __post_init__(self) -> None:
         def fail(option: str, requirement: str) -> None:
@@ -191,6 +233,14 @@ class SyntheticConfig:
                 fail(option, "must be between 0 and 10")
         if not 0.0 <= self.text_omit_probability <= 1.0:
             fail("text_omit_probability", "must be in [0, 1]")
+        if not 8_000 <= self.audio_sample_rate <= 48_000:
+            fail("audio_sample_rate", "must be between 8000 and 48000 Hz")
+        if not 0.25 <= self.audio_seconds <= 10.0:
+            fail("audio_seconds", "must be between 0.25 and 10 seconds")
+        if not 4 <= self.video_frames <= 64:
+            fail("video_frames", "must be between 4 and 64")
+        if not (16 <= self.video_size <= 256 and self.video_size % 2 == 0):
+            fail("video_size", "must be an even number of pixels between 16 and 256")
 
     @property
     def interactions_per_user(self) -> float:
@@ -206,8 +256,10 @@ def read(src: str | Path = "-", *, workdir: Path, users: int = 1000, items: int 
          image_size: int = 64, cold_fraction: float = 0.1, mean_interactions: float = 30.0,
          min_interactions: int = 5, taste_clusters: int = 6, popularity_exponent: float = 1.0,
          preference_strength: float = 1.0, hidden_strength: float = 0.5,
-         text_omit_probability: float = 0.15, density: float = 0.0) -> RawDataset:
-    """Generate the synthetic dataset, writing its images under ``workdir / "images"``.
+         text_omit_probability: float = 0.15, density: float = 0.0, audio: bool = True,
+         audio_sample_rate: int = 16_000, audio_seconds: float = 1.0, video: bool = True, video_frames: int = 12,
+         video_size: int = 32) -> RawDataset:
+    """Generate the synthetic dataset, writing its media under ``workdir`` (``images/``, ``audio/``, ``video/``).
 
     ``src`` is ignored (the command line passes ``-``); the options are those of
     :class:`SyntheticConfig`.
@@ -217,26 +269,32 @@ def read(src: str | Path = "-", *, workdir: Path, users: int = 1000, items: int 
                              min_interactions=min_interactions, taste_clusters=taste_clusters,
                              popularity_exponent=popularity_exponent, preference_strength=preference_strength,
                              hidden_strength=hidden_strength, text_omit_probability=text_omit_probability,
-                             density=density)
+                             density=density, audio=audio, audio_sample_rate=audio_sample_rate,
+                             audio_seconds=audio_seconds, video=video, video_frames=video_frames,
+                             video_size=video_size)
     return generate(config, Path(workdir))
 
 
 def generate(config: SyntheticConfig, workdir: Path) -> RawDataset:
-    """Draw items, users and interactions from ``config.seed`` and write one PNG per item.
+    """Draw items, users and interactions from ``config.seed`` and write each item's PNG (and, unless
+    turned off, WAV and MP4).
 
     The result is a function of the configuration alone: the same seed gives the
-    same interactions, tables and image bytes.
+    same interactions, tables and media bytes.
     """
-    streams = np.random.SeedSequence([config.seed, 0x6772_6563]).spawn(6)
-    item_rng, user_rng, choice_rng, split_rng, text_rng, image_rng = (np.random.default_rng(s) for s in streams)
+    streams = np.random.SeedSequence([config.seed, 0x6772_6563]).spawn(10)
+    item_rng, user_rng, choice_rng, split_rng, text_rng, image_rng, media_attribute_rng, audio_rng, video_rng, \
+        profile_rng = (np.random.default_rng(s) for s in streams)
 
     attributes = _draw_item_attributes(config, item_rng)
+    attributes.update(_draw_media_attributes(config, media_attribute_rng))
     cold = np.zeros(config.items, dtype=bool)
     cold[item_rng.choice(config.items, size=config.num_cold_items, replace=False)] = True
     popularity_rank = item_rng.permutation(config.items) + 1
     hidden_items = item_rng.normal(size=(config.items, 4)) / 2.0
 
     cluster, tastes = _draw_user_tastes(config, user_rng)
+    tastes.update(_draw_tastes(config, cluster, _MEDIA_ATTRIBUTES, media_attribute_rng))
     hidden_users = user_rng.normal(size=(config.users, 4)) / 2.0
     counts = config.min_interactions + user_rng.negative_binomial(
         2, 2.0 / (2.0 + config.interactions_per_user - config.min_interactions), size=config.users)
@@ -252,15 +310,17 @@ def generate(config: SyntheticConfig, workdir: Path) -> RawDataset:
     user_ids = np.array([f"user_{u:0{width}d}" for u in range(config.users)])
     item_ids = np.array([f"item_{i:0{width}d}" for i in range(config.items)])
 
-    image_dir = workdir / "images"
-    image_dir.mkdir(parents=True, exist_ok=True)
-    image_paths = []
-    for index in range(config.items):
-        relative = f"images/{item_ids[index]}.png"
-        png = _render_png(attributes["colour"][index], attributes["shape"][index],
-                          attributes["texture"][index], config.image_size, image_rng)
-        (workdir / relative).write_bytes(png)
-        image_paths.append(relative)
+    media = {"image": _write_media(workdir, "images", item_ids, "png", lambda index: _render_png(
+        attributes["colour"][index], attributes["shape"][index], attributes["texture"][index], config.image_size,
+        image_rng))}
+    if config.audio:
+        media["audio"] = _write_media(workdir, "audio", item_ids, "wav", lambda index: render_wav(
+            attributes["sound"][index], config.audio_sample_rate, config.audio_seconds, audio_rng))
+    if config.video:
+        media["video"] = _write_media(workdir, "video", item_ids, "mp4", lambda index: render_mp4(
+            _shape_sprite(attributes["shape"][index], config.video_size, video_rng),
+            COLOURS[attributes["colour"][index]], attributes["motion"][index], config.video_frames,
+            config.video_size, video_rng))
 
     titles, texts = _describe_items(attributes, config.text_omit_probability, text_rng)
     items_table = pd.DataFrame({
@@ -269,23 +329,29 @@ def generate(config: SyntheticConfig, workdir: Path) -> RawDataset:
         "text": texts,
         "categories": [[category] for category in attributes["category"]],
         "brand": attributes["brand"],
-        "image": image_paths,
+        **media,
         "colour": attributes["colour"],
         "shape": attributes["shape"],
         "texture": attributes["texture"],
+        "sound": attributes["sound"],
+        "motion": attributes["motion"],
         "cold": cold,
     })
-    users_table = pd.DataFrame({"user_id": user_ids, "taste_cluster": cluster.astype(np.int32)})
+    users_table = pd.DataFrame({"user_id": user_ids, **_draw_profiles(config, cluster, tastes, profile_rng),
+                                "taste_cluster": cluster.astype(np.int32)})
 
     interactions = interactions_frame(user_ids[user], item_ids[item], timestamp=timestamp, split=split)
     notes = [
         f"synthetic: {config.users} users in {config.taste_clusters} taste clusters choose among "
-        f"{config.items} items by their tastes for colour, shape, category, texture and brand "
+        f"{config.items} items by their tastes for colour, shape, category, texture, brand, sound and motion "
         f"(weights {', '.join(f'{name} {weight}' for name, weight in ATTRIBUTE_WEIGHTS.items())}; strength "
         f"{config.preference_strength}), a Zipf popularity "
         f"(exponent {config.popularity_exponent}) and a hidden factor that content does not show "
         f"(strength {config.hidden_strength}); pictures show colour, shape and texture, descriptions name "
-        f"the attributes with synonyms (each left out with probability {config.text_omit_probability}).",
+        f"colour, shape, texture, category and brand with synonyms (each left out with probability "
+        f"{config.text_omit_probability}), " + ("sound clips (audio) play the sound, " if config.audio else "")
+        + ("videos show the shape in its colour making the motion, " if config.video else "")
+        + "and user profiles (age, gender, occupation, country, bio) follow the taste clusters with noise.",
     ]
     split_notes = [
         f"synthetic: {config.num_cold_items} cold items ({config.cold_fraction:.0%}) have interactions only "
@@ -300,7 +366,8 @@ def generate(config: SyntheticConfig, workdir: Path) -> RawDataset:
         "generator": "graphrec.data.formats.synthetic",
         "version": GENERATOR_VERSION,
         "config": asdict(config),
-        "files": ["images/"],
+        "files": [f"{folder}/" for folder, on in (("images", True), ("audio", config.audio),
+                                                   ("video", config.video)) if on],
     }
     return RawDataset(interactions=interactions, items=items_table, users=users_table,
                       user_universe=user_ids.tolist(), item_universe=item_ids.tolist(),
@@ -324,20 +391,70 @@ def _draw_item_attributes(config: SyntheticConfig, rng: np.random.Generator) -> 
     return out
 
 
+def _draw_media_attributes(config: SyntheticConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Each item's sound and motion, from uneven marginals like the other attributes'."""
+    out = {}
+    for name in _MEDIA_ATTRIBUTES:
+        values = _ATTRIBUTE_VALUES[name]
+        marginal = rng.dirichlet(np.full(len(values), 4.0))
+        out[name] = np.asarray(values, dtype=object)[rng.choice(len(values), size=config.items, p=marginal)]
+    return out
+
+
 def _draw_user_tastes(config: SyntheticConfig,
                       rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Each user's cluster and, per attribute, a log-probability for every value (users x values)."""
+    """Each user's cluster and, per attribute but sound and motion, a log-probability for every value
+    (users x values)."""
     cluster_weights = rng.dirichlet(np.full(config.taste_clusters, 5.0))
     cluster = rng.choice(config.taste_clusters, size=config.users, p=cluster_weights)
+    names = tuple(name for name in _ATTRIBUTE_VALUES if name not in _MEDIA_ATTRIBUTES)
+    return cluster, _draw_tastes(config, cluster, names, rng)
+
+
+def _draw_tastes(config: SyntheticConfig, cluster: np.ndarray, names: tuple[str, ...],
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Per attribute of ``names``, each user's log-probability for every value, around their cluster's."""
     tastes = {}
-    for name, values in _ATTRIBUTE_VALUES.items():
+    for name in names:
+        values = _ATTRIBUTE_VALUES[name]
         profiles = rng.dirichlet(np.full(len(values), 0.4), size=config.taste_clusters)
         concentration = 6.0 * len(values) * profiles[cluster] + 0.3
         theta = rng.gamma(concentration)
         theta /= theta.sum(axis=1, keepdims=True)
         # A floor keeps disliked values possible (people do buy outside their taste).
         tastes[name] = np.log(np.maximum(theta, 1e-3))
-    return cluster, tastes
+    return tastes
+
+
+def _draw_profiles(config: SyntheticConfig, cluster: np.ndarray, tastes: dict[str, np.ndarray],
+                   rng: np.random.Generator) -> dict[str, object]:
+    """The users' profile columns: age, gender, occupation and country follow their cluster, the bio
+    names some of their own tastes; each with noise."""
+    typical_age = rng.uniform(20.0, 62.0, size=config.taste_clusters)
+    age = np.clip(np.rint(rng.normal(typical_age[cluster], AGE_SPREAD)), 16, 90).astype(np.int32)
+    columns: dict[str, object] = {"age": age}
+    for name, values in (("gender", GENDERS), ("occupation", OCCUPATIONS), ("country", COUNTRIES)):
+        profiles = rng.dirichlet(np.full(len(values), 0.5), size=config.taste_clusters)
+        mixed = (1 - PROFILE_NOISE) * profiles[cluster] + PROFILE_NOISE / len(values)
+        columns[name] = np.asarray(values, dtype=object)[_sample_rows(rng, mixed)]
+    favourites = {name: tastes[name].argmax(axis=1) for name in _BIO_SENTENCES}
+    bios = []
+    for user in range(config.users):
+        named = rng.choice(len(_BIO_SENTENCES), size=rng.integers(1, 4), replace=False)
+        sentences = []
+        for k in named:
+            attribute = tuple(_BIO_SENTENCES)[k]
+            values = _ATTRIBUTE_VALUES[attribute]
+            value = values[int(rng.integers(len(values)))] if rng.random() < PROFILE_NOISE \
+                else values[favourites[attribute][user]]
+            words = SYNONYMS[attribute][value] if attribute in SYNONYMS else \
+                _MOTION_WORDS[value] if attribute == "motion" else (value,)
+            word = _pick(rng, words)
+            sentences.append(_pick(rng, _BIO_SENTENCES[attribute]).format(w=word))
+        sentences += [_BIO_FILLERS[k] for k in rng.choice(len(_BIO_FILLERS), size=rng.integers(0, 3), replace=False)]
+        bios.append(" ".join(sentences[k] for k in rng.permutation(len(sentences))))
+    columns["bio"] = bios
+    return columns
 
 
 def _sample_interactions(config: SyntheticConfig, rng: np.random.Generator, counts: np.ndarray,
@@ -412,6 +529,18 @@ def _order_and_split(config: SyntheticConfig, rng: np.random.Generator, user: np
     return user, item, timestamp, split
 
 
+def _write_media(workdir: Path, folder: str, item_ids: np.ndarray, suffix: str,
+                 render: Callable[[int], bytes]) -> list[str]:
+    """Write ``render(index)`` for every item to ``workdir/folder/<item id>.<suffix>``; the relative paths."""
+    (workdir / folder).mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index, item_id in enumerate(item_ids):
+        relative = f"{folder}/{item_id}.{suffix}"
+        (workdir / relative).write_bytes(render(index))
+        paths.append(relative)
+    return paths
+
+
 def _codes(values: np.ndarray, attribute: str) -> np.ndarray:
     lookup = {value: code for code, value in enumerate(_ATTRIBUTE_VALUES[attribute])}
     return np.fromiter((lookup[value] for value in values), dtype=np.int64, count=len(values))
@@ -452,6 +581,15 @@ def _render_png(colour: str, shape: str, texture: str, size: int, rng: np.random
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
+
+
+def _shape_sprite(shape: str, video_size: int, rng: np.random.Generator) -> np.ndarray:
+    """The alpha mask (values in [0, 1]) of ``shape`` as a video shows it, about 0.4 of the frame across."""
+    side = max(6, round(0.42 * video_size))
+    canvas = side * _SUPERSAMPLE * 2
+    mask = Image.new("L", (canvas, canvas), 0)
+    _draw_shape(ImageDraw.Draw(mask), shape, canvas / 2, canvas / 2, canvas * 0.4, rng.uniform(-0.3, 0.3))
+    return np.asarray(mask.resize((side, side), Image.Resampling.LANCZOS), dtype=np.float64) / 255.0
 
 
 def _polygon(centre_x: float, centre_y: float, radii: list[float], angle: float) -> list[tuple[float, float]]:
@@ -576,6 +714,24 @@ def _describe_items(attributes: dict[str, np.ndarray], omit_probability: float,
         body = [sentences[k] for k in order]
         texts.append(" ".join([opener] + [s[0].upper() + s[1:] for s in body]))
     return titles, texts
+
+
+_BIO_SENTENCES: dict[str, tuple[str, ...]] = {
+    "colour": ("My favourite colour is {w}.", "I can't resist anything {w}.", "Mostly wear {w}."),
+    "shape": ("Big fan of {w} designs.", "I collect anything with a {w} motif."),
+    "texture": ("I like my things {w}.", "Always drawn to {w} patterns."),
+    "category": ("Always shopping for {w}.", "I spend far too much on {w}.", "Into {w} lately."),
+    "sound": ("I love a {w} sound.", "Anything with a {w} jingle gets me."),
+    "motion": ("Product videos that move {w} make me smile.", "I notice things moving {w}."),
+}
+#: How a bio says the motion values.
+_MOTION_WORDS: dict[str, tuple[str, ...]] = {
+    "rightward": ("to the right", "left to right"), "leftward": ("to the left", "right to left"),
+    "rising": ("upwards", "up and away"), "falling": ("downwards", "down"),
+    "pulsing": ("in pulses", "in and out"), "orbiting": ("in circles", "round and round"),
+}
+_BIO_FILLERS = ("Coffee first.", "Dog person.", "Weekend hiker.", "Looking for gifts for friends.",
+                "New to the city.", "Reads a lot.", "Bargain hunter.", "Plant parent.")
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str:
