@@ -164,6 +164,10 @@ class AudioEncoder:
         inputs = self.extractor([np.asarray(w, dtype=np.float32) for w in waveforms],
                                 sampling_rate=self.sampling_rate, return_tensors="pt")
         inputs = {name: value.to(self.device) for name, value in inputs.items() if isinstance(value, torch.Tensor)}
+        if "is_longer" in inputs:
+            # CLAP's fusion extractor flags one clip of a batch at random as longer than its window when
+            # none is; none is (max_seconds is checked against the window), and the flag must not be random.
+            inputs["is_longer"] = torch.zeros_like(inputs["is_longer"])
         autocast = (torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda"
                     else contextlib.nullcontext())
         with torch.inference_mode(), autocast:

@@ -166,6 +166,8 @@ def test_clap_embeds_with_its_audio_projection(tmp_path: Path) -> None:
     assert values.shape == (2, 16) and ok.all() and not np.allclose(values[0], values[1])
     np.testing.assert_allclose(np.linalg.norm(values, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(encoder.encode_files(files)[0], values, rtol=1e-5, atol=1e-6)
+    # Alone or in a batch, the same embedding (the extractor's random "longer" flag is not used).
+    np.testing.assert_allclose(encoder.encode_files(files[1:])[0][0], values[1], rtol=1e-4, atol=1e-5)
     with pytest.raises(ConfigError, match="takes at most 10 s per clip") as raised:
         AudioEncoder(AudioEncoderConfig(str(model), max_seconds=30.0, device="cpu"))
     assert raised.value.field == "max_seconds"
