@@ -230,7 +230,7 @@ class MultimodalGraphFilter(GFCF):
             else (options.map_ridge,)
         content_map = ContentMap(graph, side_by_side(dataset, modalities), ridges)
         content = content_graphs(dataset, options.neighbours, modalities, weighted=options.weighted_edges)
-        return cls(graph, basis, content_map, content, options)
+        return cls(graph, basis, content_map, content, options).with_cold_users(dataset, options.cold_user_neighbours)
 
     def _weights(self, entries: tuple[str, ...] | None) -> dict[str, float] | None:
         if entries is None:
@@ -297,9 +297,8 @@ class MultimodalGraphFilter(GFCF):
         return lambda users: chunked(lambda ids: self._row_scores_mm(self.graph.rows(ids), chosen)[0], users,
                                      self.num_items)
 
-    @torch.no_grad()
-    def score_histories(self, rows: sp.csr_matrix) -> Tensor:
-        return self._row_scores_mm(self.graph.history_rows(rows), [self._chosen()])[0]
+    def _filter(self, rows: sp.csr_matrix) -> Tensor:
+        return self._row_scores_mm(rows, [self._chosen()])[0]
 
     def _chosen(self) -> tuple[MultimodalGraphFilterOptions, dict[str, float]]:
         check_chosen(self, self.options)
