@@ -42,6 +42,10 @@ without content; then :math:`\lambda` and :math:`\beta` over the chosen filter; 
 :math:`w_m`, every combination of ``weight_grid`` when that makes at most
 :data:`JOINT_WEIGHT_SETTINGS` settings, else one modality at a time. Warm validation decides, so the
 options favour warm items; a cold item's rank among cold items depends only on the content terms.
+
+A cold *user* (no training interaction) is filtered from a pseudo-history, the mean training row of
+its most similar warm users by user features (``cold_user_neighbours``, as in
+:class:`~graphrec.models.gfcf.GFCF`): every term above is linear in the row.
 """
 
 from __future__ import annotations
