@@ -145,3 +145,18 @@ def test_pseudo_histories_give_cold_users_of_a_graph_filter_a_ranking(cold_ml100
     warm = np.setdiff1d(np.arange(dataset.num_users), cold)[:50]
     assert torch.equal(with_pseudo.model.scorer()(torch.from_numpy(warm)),
                        without.model.scorer()(torch.from_numpy(warm)))  # warm users keep their own rows
+
+
+def test_gat_with_user_sources_on_a_fully_sampled_subgraph_equals_the_full_graph(cold_ml100k):
+    from graphrec.graph import build_graph
+    from graphrec.sampling import TorchNeighborSampler, bpr_subgraph
+
+    dataset, _ = cold_ml100k
+    model = build_model(ModelConfig("gat", SMALL["gat"]), dataset).eval()
+    users, items = (torch.from_numpy(array[:16]) for array in dataset.pairs("train"))
+    batch = bpr_subgraph(TorchNeighborSampler(build_graph(dataset), [-1, -1], seed=0), users, items, items.roll(1))
+    with torch.no_grad():
+        local_users, _ = model.embed_subgraph(batch.data)
+        full_users, _ = model.embed()
+    seeds = batch.data["user"].n_id[batch.users]
+    assert torch.allclose(local_users[batch.users], full_users[seeds], atol=1e-5)
