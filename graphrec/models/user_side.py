@@ -312,8 +312,12 @@ def _entity_block(edges: Mapping[str, Tensor], attributes: UserAttributes, count
     return sp.hstack(parts, format="csr") if parts else sp.csr_matrix((count, 0))
 
 
+#: Largest ``rows x warm users`` block of similarities computed at once (floats).
+_SIMILARITY_BLOCK = 1 << 24
+
+
 def pseudo_histories(profiles: sp.csr_matrix, train: sp.csr_matrix, neighbours: int,
-                     rows: np.ndarray | None = None, chunk: int = 1024) -> sp.csr_matrix:
+                     rows: np.ndarray | None = None) -> sp.csr_matrix:
     r"""The pseudo-histories :math:`\tilde{\mathbf{r}}` ``[len(rows), num_items]`` of the profiles
     ``profiles[rows]`` (default: every row), from the binary training rows ``train`` of the warm
     users (see the module docstring). A profile of zeros gets an empty row."""
@@ -330,6 +334,7 @@ def pseudo_histories(profiles: sp.csr_matrix, train: sp.csr_matrix, neighbours: 
     warm_unit = unit[warm].T.tocsc()
     chosen = np.arange(count) if rows is None else np.asarray(rows)
     parts = []
+    chunk = max(1, _SIMILARITY_BLOCK // len(warm))
     for start in range(0, count, chunk):
         block = chosen[start:start + chunk]
         sims = np.asarray((unit[block] @ warm_unit).todense())
@@ -348,9 +353,10 @@ class PseudoHistories:
 
     def __init__(self, dataset: Dataset, neighbours: int) -> None:
         self.neighbours = int(neighbours)
-        self.attributes = UserAttributes.from_dataset(dataset)
-        self.profiles = user_profile_matrix(dataset, self.attributes)
+        self.attributes = UserAttributes.from_dataset(dataset, None if self.neighbours > 0 else ())
         self.train = dataset.csr("train")
+        self.profiles = (user_profile_matrix(dataset, self.attributes) if self.neighbours > 0
+                         else sp.csr_matrix((dataset.num_users, 0)))
 
     @property
     def usable(self) -> bool:
