@@ -36,6 +36,7 @@ COLD_SHARE = 0.1
 COLUMNS = ["model", "valid cold r@20", "valid warm r@20", "test cold r@20", "test warm r@20", "seconds"]
 GAT = {"dim": 64, "layers": 2}
 OFF = {"user_entities": False, "user_modalities": False}
+ON = {"user_entities": True, "user_modalities": True}
 FILTER_OFF = {"cold_user_neighbours": 0}
 
 
@@ -46,8 +47,8 @@ def arms(quick: bool) -> list[tuple[str, ModelConfig]]:
         ("gat, user sources", ModelConfig("gat", **GAT)),
         ("gat, user sources, id dropout 0.3", ModelConfig("gat", **GAT, user_id_dropout=0.3)),
         ("vbpr, no user sources", ModelConfig("vbpr", dim=64, **OFF)),
-        ("vbpr, user sources", ModelConfig("vbpr", dim=64)),
-        ("vbpr, user sources, id dropout 0.3", ModelConfig("vbpr", dim=64, user_id_dropout=0.3)),
+        ("vbpr, user sources", ModelConfig("vbpr", dim=64, **ON)),
+        ("vbpr, user sources, id dropout 0.3", ModelConfig("vbpr", dim=64, **ON, user_id_dropout=0.3)),
         ("gfcf, no pseudo-history", ModelConfig("gfcf", **FILTER_OFF)),
         ("gfcf, pseudo-history k=20", ModelConfig("gfcf", cold_user_neighbours=20)),
         ("gfcf, pseudo-history k=50", ModelConfig("gfcf", cold_user_neighbours=50)),

@@ -241,7 +241,7 @@ class Recommender(torch.nn.Module, abc.ABC):
         with embeddings and :attr:`scores_new_users`; a cold user of the dataset with the same
         attributes (and no user modality) has the same vector."""
         raise GraphrecError(f"model {self.name!r} cannot place a user by its attributes; models that can: "
-                            f"gat and vbpr (with user_entities on), gfcf and mmgf")
+                            f"gat and vbpr with user_entities on, gfcf and mmgf")
 
     @torch.no_grad()
     def score_new_users(self, attributes: Sequence[Mapping[str, Any]]) -> Tensor:

@@ -27,13 +27,15 @@ per user modality its features (:mod:`graphrec.models.user_side`), each projecte
 :math:`\mathbf{W}_s`; a second attention, with its own parameters, weighs them,
 
 .. math::
-    \mathbf{e}'_u = w_u \mathbf{e}_u + \sum_{s \in \mathcal{S}_u} \alpha_{u,s} \mathbf{z}_{u,s},
+    \mathbf{e}'_u = w_u \mathbf{e}_u + (1 - w_u) \bar{\mathbf{e}}
+    + \sum_{s \in \mathcal{S}_u} \alpha_{u,s} \mathbf{z}_{u,s},
     \qquad \alpha_{u,s} = \operatorname{softmax}_{s \in \mathcal{S}_u}
     \mathbf{a}_U^\top \tanh(\mathbf{W}_{a,U} \mathbf{z}_{u,s} + \mathbf{b}_U),
 
 and :math:`\mathbf{e}'_u` replaces :math:`\mathbf{e}_u` in :math:`\mathbf{x}^{(0)}`. :math:`w_u = 0` for a
 user without training interactions (its :math:`\mathbf{e}_u` never trained), which is then placed by
-its sources alone: it receives no message, so its final vector is :math:`\mathbf{e}'_u / (L + 1)`,
+its sources and :math:`\bar{\mathbf{e}}`, the mean id embedding of the warm users, held fixed (its
+expected id embedding): it receives no message, so its final vector is :math:`\mathbf{e}'_u / (L + 1)`,
 and each source's share of a score is :math:`\langle \alpha_{u,s} \mathbf{z}_{u,s}, \mathbf{x}_i \rangle
 / (L + 1)` (:meth:`ModalityGAT.user_source_parts`, which explanations show with the weights
 :math:`\alpha_{u,s}`). Otherwise :math:`w_u = 1`, or, in training with ``user_id_dropout`` :math:`p`,
@@ -148,7 +150,14 @@ from graphrec.models.base import (
     layerwise_mean,
 )
 from graphrec.models.fusion import FUSION_STRATEGIES, Fusion
-from graphrec.models.user_side import Attributes, UserAttributes, UserSources, warm_users
+from graphrec.models.user_side import (
+    AVERAGE_USER,
+    Attributes,
+    UserAttributes,
+    UserSources,
+    average_user,
+    warm_users,
+)
 
 #: The entity columns the GAT uses unless told otherwise: whichever of them a dataset has (chosen
 #: columns must all exist).
@@ -670,7 +679,8 @@ class ModalityGAT(Recommender):
         fused = self.user_fusion(*self.user_sources.inputs(user_ids))
         if user_ids is None and self.user_fusion.last_weights is not None:
             self._last_user_attention = self.user_fusion.last_weights
-        return users * keep.unsqueeze(1) + fused
+        prior = average_user(self.user_embedding.weight, self.warm_users)
+        return torch.where(keep.unsqueeze(1), users, prior) + fused
 
     def _new_user_inputs(self, users: Tensor | None,
                          attributes: Sequence[Attributes] | None) -> tuple[dict[str, Tensor], Tensor]:
@@ -692,7 +702,8 @@ class ModalityGAT(Recommender):
     def new_user_embeddings(self, attributes: Sequence[Attributes]) -> Tensor:
         inputs, mask = self._new_user_inputs(None, attributes)
         assert self.user_fusion is not None
-        return self._widen(self.user_fusion(inputs, mask))
+        prior = average_user(self.user_embedding.weight, self.warm_users)
+        return self._widen(prior + self.user_fusion(inputs, mask))
 
     @torch.no_grad()
     def user_source_parts(self, users: Tensor | None = None,
@@ -708,8 +719,10 @@ class ModalityGAT(Recommender):
             projected = self.user_fusion.attention_weights(projected, mask).unsqueeze(-1) * projected
         elif self.fusion_strategy == "mean":
             projected = projected / mask.sum(1, keepdim=True).clamp(min=1).unsqueeze(-1).to(projected.dtype)
-        parts = torch.stack([self._widen(projected[:, s]) for s in range(projected.size(1))], dim=1)
-        return list(self.user_sources.names), parts
+        prior = average_user(self.user_embedding.weight, self.warm_users).expand(projected.size(0), -1)
+        parts = torch.stack([self._widen(prior)] + [self._widen(projected[:, s]) for s in range(projected.size(1))],
+                            dim=1)
+        return [AVERAGE_USER, *self.user_sources.names], parts
 
     @torch.no_grad()
     def user_source_attention(self, users: Tensor | None = None,

@@ -14,8 +14,10 @@ learned entity embeddings :math:`\mathbf{w}_e` averaged per type (:class:`UserSo
 the user lacks is masked out.
 
 **Cold users.** A user with no training interaction has an id embedding that no gradient ever
-reached; the models leave it out, exactly as they leave out a cold item's, so such a user is
-placed by its sources alone. A *new* user, one the dataset does not have, is described by a
+reached; the models leave it out, as they leave out a cold item's, and put in its place the
+expected id embedding, the mean over warm users :math:`\bar{\mathbf{e}}` (held fixed,
+:func:`average_user`), so such a user is placed by the average user and its own sources.
+A *new* user, one the dataset does not have, is described by a
 mapping from attribute column to value; :class:`UserAttributes` turns the values into the same
 entities (a numeric value into the quantile bucket whose range holds it, or the nearest one), so
 a new user with the attributes of a cold user of the dataset is scored exactly as that user.
@@ -273,6 +275,17 @@ class UserSources(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"sources={self.names}"
+
+
+#: The name of the part of a cold user's vector that stands in for its id embedding (explanations).
+AVERAGE_USER = "average user"
+
+
+def average_user(weight: Tensor, warm: Tensor) -> Tensor:
+    """The mean id embedding of the warm users ``[d]``, held fixed (a statistic of the trained
+    embeddings, not a parameter): a cold user's expected id embedding, where its own never trained."""
+    rows = weight.detach()[warm]
+    return rows.mean(0) if rows.numel() else weight.new_zeros(weight.size(1))
 
 
 def warm_users(num_users: int, edge_index: Tensor) -> Tensor:

@@ -24,14 +24,16 @@ attribute entities (mean learned embedding per type, :mod:`graphrec.models.user_
 modalities (projected by :math:`\mathbf{P}_m`) add a content part to the user vector,
 
 .. math::
-    \mathbf{u}_u = w_u [\boldsymbol{\gamma}_u \| \boldsymbol{\theta}_u] + \mathbf{q}_u, \qquad
+    \mathbf{u}_u = w_u [\boldsymbol{\gamma}_u \| \boldsymbol{\theta}_u] + (1 - w_u) \bar{\mathbf{u}}
+    + \mathbf{q}_u, \qquad
     \mathbf{q}_u = \sum_{t \in \mathcal{T}_u} \frac{1}{|\mathcal{E}_{u,t}|} \sum_{e \in \mathcal{E}_{u,t}}
     \mathbf{w}_e + \sum_{m \in \mathcal{M}_u} \mathbf{P}_m \mathbf{x}_{u,m},
 
 over the sources the user has (the entity embeddings are ``dim + content_dim`` wide, as
 :math:`\mathbf{u}_u`). :math:`w_u = 0` for a user without training interactions, whose
 :math:`\boldsymbol{\gamma}_u, \boldsymbol{\theta}_u` were never trained (a cold user is placed by
-:math:`\mathbf{q}_u` alone, as a cold item by its content), else 1; in training, with
+:math:`\mathbf{q}_u` and :math:`\bar{\mathbf{u}}`, the mean :math:`[\boldsymbol{\gamma} \| \boldsymbol{\theta}]`
+of the warm users, held fixed: its expected id part), else 1; in training, with
 ``user_id_dropout`` :math:`p`, :math:`w_u` is 0 with probability :math:`p` for each warm user and
 forward (DropoutNet, Volkovs et al., NeurIPS 2017), so that :math:`\mathbf{q}_u` also learns to
 score alone.
@@ -63,7 +65,7 @@ from graphrec.models.base import (
     check_positive,
     info_nce,
 )
-from graphrec.models.user_side import Attributes, UserAttributes, UserSources
+from graphrec.models.user_side import AVERAGE_USER, Attributes, UserAttributes, UserSources, average_user
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,11 @@ class VBPROptions(ModelOptions):
                                            "space": {"choices": (32, 64, 128)}})
     modalities: tuple[str, ...] | None = field(default=None, metadata={
         "help": "modalities to read, comma-separated (all: every one the dataset has)"})
-    user_entities: bool = field(default=True, metadata={
-        "help": "the user attribute columns (age bucket, gender, ...) add learned entity embeddings to the user"})
-    user_modalities: bool = field(default=True, metadata={
+    user_entities: bool = field(default=False, metadata={
+        "help": "the user attribute columns (age bucket, gender, ...) add learned entity embeddings to the user "
+                "(off by default: on ml-100k they placed cold users far better but cost warm users more, on "
+                "validation, benchmarks/results/user_sources.json)"})
+    user_modalities: bool = field(default=False, metadata={
         "help": "the user modalities (encoded user text, ...) add their projection to the user"})
     user_id_dropout: float = field(default=0.0, metadata={
         "help": "in training, drop a warm user's id embeddings with this probability, so that its sources "
@@ -247,7 +251,11 @@ class VBPR(Recommender):
         keep = self.warm_users if users is None else self.warm_users.index_select(0, users)
         if self.training and self.user_id_dropout > 0:
             keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.user_id_dropout)
-        return ids * keep.unsqueeze(1) + content
+        return torch.where(keep.unsqueeze(1), ids, self._average_user()) + content
+
+    def _average_user(self) -> Tensor:
+        weight = torch.cat([self.user_embedding.weight, self.user_content_embedding.weight], dim=1)
+        return average_user(weight, self.warm_users)
 
     def embed(self) -> tuple[Tensor, Tensor]:
         items = torch.cat([self.item_embedding.weight * self.warm_items.unsqueeze(1), self.content()], dim=1)
@@ -267,7 +275,9 @@ class VBPR(Recommender):
             inputs, mask = self.user_sources.new_inputs(self.user_attributes.entity_edges(attributes), len(attributes))
         else:
             inputs, mask = self.user_sources.inputs(users)
-        return list(self.user_sources.names), self._source_parts(inputs, mask)
+        parts = self._source_parts(inputs, mask)
+        prior = self._average_user().expand(parts.size(0), 1, -1)
+        return [AVERAGE_USER, *self.user_sources.names], torch.cat([prior, parts], dim=1)
 
     def alignment_loss(self, items: Tensor, temperature: float = 0.2) -> Tensor:
         """InfoNCE between the projected content of ``items`` and their id embeddings

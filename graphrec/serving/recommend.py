@@ -169,7 +169,7 @@ def attributes_recommend(run: Run, attributes: Mapping[str, Any], k: int = 20, e
     model = run.model.eval()
     if not model.scores_new_users:
         raise GraphrecError(f"model {run.model_config.name!r} cannot place a user by its attributes; models that "
-                            f"can: gat and vbpr (with user_entities on), gfcf and mmgf")
+                            f"can: gat and vbpr with user_entities on, gfcf and mmgf")
     item_emb: Tensor | None = None
     with torch.no_grad():
         if model.has_embeddings:

@@ -261,7 +261,7 @@ def cold_runs(shared_data, tmp_path_factory):
     dataset, cold = ml100k_cold_users(shared_data, root / "converted")
     path = dataset.save(root / "ml-100k-cold")
     config = TrainConfig(epochs=2, progress=False, batch_size=4096, eval_ks=(20,))
-    vbpr = train(path, ModelConfig("vbpr", dim=16), config, out=root / "vbpr", **QUIET)
+    vbpr = train(path, ModelConfig("vbpr", dim=16, user_entities=True), config, out=root / "vbpr", **QUIET)
     gat = train(path, ModelConfig("gat", dim=16, layers=1), config, out=root / "gat", **QUIET)
     user_ids = dataset.users["user_id"].astype(str).to_numpy()
     return {"vbpr": vbpr, "gat": gat, "cold": [str(user) for user in user_ids[cold]], "cold_index": cold}
@@ -283,7 +283,7 @@ def test_cold_and_new_users_from_their_attributes_over_http(cold_runs):
     # the new user with a cold user's attributes is that cold user, its seen items aside
     assert expected.items == recommend(run, [cold_id], k=10, explain=False, exclude_seen=False)[0].items
     why = expected.explanations[0]
-    assert set(why.user_sources) == {"user_age", "user_gender", "user_occupation"}
+    assert set(why.user_sources) == {"average user", "user_age", "user_gender", "user_occupation"}
     assert sum(why.user_sources.values()) == pytest.approx(expected.scores[0], rel=1e-4, abs=1e-6)
     assert sum(why.user_source_weights.values()) == pytest.approx(1.0)
     with server(run.path) as client:
@@ -315,7 +315,8 @@ def test_cli_recommends_for_cold_and_new_users(cold_runs):
     as_json = json.loads(graphrec("recommend", run.path, "--user-attributes", json.dumps(given), "-k", "5", "--json",
                                   check=True).stdout)
     assert new[0]["items"] == as_json[0]["items"] == recommend(run, [cold_id], k=5, exclude_seen=False)[0].items
-    assert set(new[0]["explanations"][0]["user_sources"]) == {"user_age", "user_gender", "user_occupation"}
+    sources = {"average user", "user_age", "user_gender", "user_occupation"}
+    assert set(new[0]["explanations"][0]["user_sources"]) == sources
     cold = graphrec("recommend", run.path, "--user", cold_id, "-k", "3", check=True).stdout
     assert "user features user_age" in cold
     assert_clean_error(graphrec("recommend", run.path, "--attribute", "shoe_size=44"), 2, "'shoe_size'")
