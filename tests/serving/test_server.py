@@ -318,7 +318,7 @@ def test_cli_recommends_for_cold_and_new_users(cold_runs):
     sources = {"average user", "user_age", "user_gender", "user_occupation"}
     assert set(new[0]["explanations"][0]["user_sources"]) == sources
     cold = graphrec("recommend", run.path, "--user", cold_id, "-k", "3", check=True).stdout
-    assert "user features user_age" in cold
+    assert "user features average user " in cold and ", user_age " in cold
     assert_clean_error(graphrec("recommend", run.path, "--attribute", "shoe_size=44"), 2, "'shoe_size'")
     assert_clean_error(graphrec("recommend", run.path, "--user-attributes", "[1]"), 2, "expects a JSON object")
     assert_clean_error(graphrec("recommend", run.path), 2, "give --user ID, or a new user's --attribute")
