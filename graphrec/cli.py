@@ -527,16 +527,28 @@ def quickstart(
 @app.command()
 def recommend(
     run: Annotated[Path, typer.Argument(help="run directory written by graphrec train")],
-    user: Annotated[list[str], typer.Option("--user", help="original user id (repeatable)")],
+    user: Annotated[list[str] | None, typer.Option("--user", help="original user id (repeatable)")] = None,
+    attribute: Annotated[list[str] | None, typer.Option(
+        "--attribute", help="a new user's attribute, KEY=VALUE (repeatable), e.g. --attribute age=25")] = None,
+    user_attributes: Annotated[str | None, typer.Option(
+        "--user-attributes", help='a new user\'s attributes as JSON, e.g. \'{"age": 25, "gender": "F"}\'')] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="how many items")] = 20,
     explain: Annotated[bool, typer.Option("--explain/--no-explain")] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Top-k items for users (original ids), excluding what they have seen, with explanations."""
+    """Top-k items for users (original ids), excluding what they have seen, with explanations; or for a
+    new user given by attributes (--attribute, --user-attributes), placed by the model's user sources."""
+    from graphrec.serving import attributes_recommend
     from graphrec.serving import recommend as run_recommend
     from graphrec.training.run import load_run
 
-    results = run_recommend(load_run(run), user, k=k, explain=explain)
+    attributes = _new_user_attributes(attribute or [], user_attributes)
+    if bool(user) == (attributes is not None):
+        raise GraphrecError("give --user ID, or a new user's --attribute KEY=VALUE / --user-attributes JSON "
+                            "(one of the two)")
+    loaded = load_run(run)
+    results = ([attributes_recommend(loaded, attributes, k=k, explain=explain)] if attributes is not None
+               else run_recommend(loaded, user or [], k=k, explain=explain))
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in results], indent=2))
         return
@@ -555,7 +567,25 @@ def recommend(
                 if why.because_of:
                     measure = "" if why.because_of_measure == "cosine" else "contribution "
                     line += "  because of " + ", ".join(f"{_escaped(i)} ({measure}{s:.3g})" for i, s in why.because_of)
+                if why.user_sources:
+                    line += "  user features " + ", ".join(f"{_escaped(name)} {share:+.3g}"
+                                                           for name, share in why.user_sources.items())
             typer.echo(line)
+
+
+def _new_user_attributes(pairs: list[str], as_json: str | None) -> dict[str, Any] | None:
+    """The new user's attributes from --attribute KEY=VALUE and --user-attributes JSON (None: none given)."""
+    attributes: dict[str, Any] = {}
+    if as_json is not None:
+        try:
+            parsed = json.loads(as_json)
+        except json.JSONDecodeError as error:
+            raise GraphrecError(f"--user-attributes expects a JSON object, got {as_json!r} ({error.msg})") from None
+        if not isinstance(parsed, dict):
+            raise GraphrecError(f"--user-attributes expects a JSON object like '{{\"age\": 25}}', got {as_json!r}")
+        attributes.update(parsed)
+    attributes.update(_parse_key_values(pairs, "--attribute"))
+    return attributes if attributes or as_json is not None else None
 
 
 def _escaped(text: object) -> str:

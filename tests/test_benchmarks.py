@@ -44,6 +44,7 @@ QUICK_OUTPUTS = {
     "recbole_compare.py": ["recbole_compare.json"],
     "scale.py": ["scale.json", "scale.md", "scale.png"],
     "serve.py": ["serve.json"],
+    "user_sources.py": ["user_sources.json"],
 }
 #: The benchmarks whose quick mode reads none of the real datasets.
 NO_DATA = {"encode.py", "lazy_adam.py", "mmrec_compare.py", "modality_ablation.py"}

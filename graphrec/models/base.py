@@ -86,6 +86,14 @@ def check_non_negative(options: ModelOptions, *names: str) -> None:
             raise ConfigError(f"must be >= 0, got {value!r}", field=name)
 
 
+def check_dropout(options: ModelOptions, *names: str) -> None:
+    """A :class:`~graphrec.errors.ConfigError` for the first of ``names`` outside ``[0, 1)``."""
+    for name in names:
+        value = getattr(options, name)
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"must lie in [0, 1), got {value!r}", field=name)
+
+
 #: ``score_fn(users)``: scores ``[B, num_items]`` of the int64 user indices ``users`` ``[B]``.
 ScoreFn = Callable[[Tensor], Tensor]
 
@@ -130,6 +138,10 @@ class Recommender(torch.nn.Module, abc.ABC):
     #: any rows (a new user folded in without retraining), and an item's score is a sum of
     #: contributions of the user's items, which explanations show.
     linear_in_history: ClassVar[bool] = False
+    #: Scores a user from its own features alone: a user of the dataset without training interactions
+    #: (a cold user) from the features the dataset holds, a new user from attribute values
+    #: (:meth:`score_new_users`), when the model is built with user sources.
+    scores_new_users: ClassVar[bool] = False
 
     #: Width of the layer-0 embeddings (0: none), for memory planning.
     dim: int = 0
@@ -223,6 +235,32 @@ class Recommender(torch.nn.Module, abc.ABC):
         """Scores ``[B, num_items]`` of the interaction rows ``rows`` ``[B, num_items]`` (sparse, of any
         users, new ones too), when :attr:`linear_in_history`."""
         raise GraphrecError(f"model {self.name!r} scores only the users it was built for")
+
+    def new_user_embeddings(self, attributes: Sequence[Mapping[str, Any]]) -> Tensor:
+        """Final vectors ``[B, d]`` of new users given by attribute values (column -> value), for a model
+        with embeddings and :attr:`scores_new_users`; a cold user of the dataset with the same
+        attributes (and no user modality) has the same vector."""
+        raise GraphrecError(f"model {self.name!r} cannot place a user by its attributes; models that can: "
+                            f"gat and vbpr with user_entities on, gfcf and mmgf")
+
+    @torch.no_grad()
+    def score_new_users(self, attributes: Sequence[Mapping[str, Any]]) -> Tensor:
+        """Scores ``[B, num_items]`` of new users given by attribute values (see :meth:`new_user_embeddings`)."""
+        return self.new_user_embeddings(attributes) @ self.embed_layerwise()[1].t()
+
+    def user_source_parts(self, users: Tensor | None = None,
+                          attributes: Sequence[Mapping[str, Any]] | None = None) -> tuple[list[str], Tensor] | None:
+        """For users placed by their own sources (cold ``users`` of the dataset, or new users given by
+        ``attributes``): the source names and ``[B, S, d]`` parts of their final vectors, one per source,
+        which sum to the vectors, so that ``<part_s, item>`` is source ``s``'s share of the score.
+        ``None`` for a model without user sources."""
+        return None
+
+    def user_source_attention(self, users: Tensor | None = None,
+                              attributes: Sequence[Mapping[str, Any]] | None = None) -> tuple[list[str], Tensor] | None:
+        """Source names and ``[B, S]`` attention weights over the users' own sources (as
+        :meth:`modality_attention` over an item's); ``None`` for a model without such attention."""
+        return None
 
     def selection_stage(self, options: ModelOptions, stage: int,
                         best: Mapping[str, Any]) -> list[dict[str, Any]] | None:

@@ -61,6 +61,12 @@ backward (:class:`_Product`), the transposed product.
 
 Neighbour sampling does not apply: the item–item convolution and the pruned graph are
 whole-graph operations (``supports_subgraphs`` is off, so the trainer refuses it).
+
+**User features.** The paper builds and freezes item–item graphs only; it has no user-side content,
+and a user is its id embedding :math:`\mathbf{E}_U` alone. User attribute entities and user
+modalities are therefore not read here (ModalityGAT and VBPR read them, and GF-CF and mmgf give a
+cold user a pseudo-history from them): a user without training interactions has an untrained
+embedding, as in the paper.
 """
 
 from __future__ import annotations

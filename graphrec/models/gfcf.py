@@ -19,6 +19,13 @@ filter that keeps only its :math:`k` smoothest frequencies. Nothing is learnt:
 :meth:`GFCF.from_dataset` normalises the training matrix and solves the truncated SVD once.
 Items without a training interaction have an empty column in :math:`\tilde{R}` and score 0.
 
+**Cold users.** A user without a training interaction has :math:`r_u = 0` and would score 0 everywhere.
+With ``cold_user_neighbours`` :math:`k > 0` and user features in the dataset (attribute columns, user
+modalities), :math:`r_u` is replaced by a pseudo-history, the mean training row of the :math:`k` warm
+users most similar to it by cosine of their features (:mod:`graphrec.models.user_side`). The filters
+are linear in the row, so :math:`s_u` is the mean of those neighbours' scores; a new user given by its
+attribute values is scored the same way (:meth:`GFCF.score_new_users`). Warm users are unchanged.
+
 **Choosing** :math:`\alpha` **and** :math:`k`. Left ``None`` they are chosen on the validation split
 (:meth:`GFCF.setting_scorer` and :meth:`GFCF.select`). Every setting shares :math:`r_u \tilde{P}` and
 the projection :math:`r_u D_I^{-1/2} V_K` on the largest :math:`K` of the grid; the ideal term of a
@@ -62,7 +69,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -73,6 +80,7 @@ from torch import Tensor
 from graphrec.data.dataset import Dataset
 from graphrec.errors import ConfigError, GraphrecError
 from graphrec.models.base import ModelOptions, Recommender, ScoreFn, check_non_negative, check_positive
+from graphrec.models.user_side import Attributes, PseudoHistories
 
 #: Truncated SVD solvers (see the module docstring).
 SVD_SOLVERS: tuple[str, ...] = ("auto", "randomized", "arpack", "dense")
@@ -84,6 +92,9 @@ DENSE_SVD_ENTRIES = 4_000_000
 AUTO_SVD_SOLVER = "randomized"
 #: Users per sparse product: bounds the sparse intermediates of a large batch (not its dense scores).
 USER_CHUNK = 2048
+
+#: Warm users whose training rows make a cold user's pseudo-history, unless told otherwise.
+DEFAULT_COLD_USER_NEIGHBOURS = 50
 
 OptionsT = TypeVar("OptionsT", bound=ModelOptions)
 
@@ -146,10 +157,18 @@ class GFCFOptions(LowPassOptions):
                                                              (0.0, 0.1, 0.3, 0.6, 1.0)))
     k: int | None = field(default=None, metadata=grid_metadata("singular vectors of the ideal low-pass filter, fewer "
                                                        "than the items and users", (64, 128, 256, 448)))
+    cold_user_neighbours: int = field(default=DEFAULT_COLD_USER_NEIGHBOURS, metadata={
+        "help": "a user without training interactions is filtered from the mean training row of this many warm "
+                "users most similar by user features (0: off; no effect without user features)"})
+
+    #: Runs saved before cold users had pseudo-histories scored them from an empty row.
+    added_later: ClassVar[Mapping[str, Any]] = {"cold_user_neighbours": 0}
 
     def __post_init__(self) -> None:
         check_number(self, "alpha")
         check_number(self, "k", minimum=0, integer=True, strict=True)
+        check_number(self, "cold_user_neighbours", integer=True)
+        check_non_negative(self, "cold_user_neighbours")
         super().__post_init__()
 
 
@@ -198,6 +217,9 @@ class ItemGraph:
         self.materialised = item_graph == "materialise" or (
             item_graph == "auto" and self.estimated_bytes <= budget_mb * 2 ** 20)
         self.item_item: sp.csr_matrix | None = (self.norm_t @ self.norm).tocsr() if self.materialised else None
+        #: ``[num_users, num_items]`` pseudo-histories of the cold users (empty rows for the warm ones),
+        #: which :meth:`rows` adds; ``None``: every user is scored from its own row.
+        self.cold_rows: sp.csr_matrix | None = None
         self._norm = _torch_csr(self.norm)
         self._norm_t = _torch_csr(self.norm_t)
 
@@ -210,6 +232,8 @@ class ItemGraph:
         """The binary training rows :math:`r_u` of ``users`` (``[B, N]``, sparse)."""
         rows = self.norm[users]
         rows.data[:] = 1.0
+        if self.cold_rows is not None:  # empty rows of cold users take their pseudo-histories
+            rows = sp.csr_matrix(rows + self.cold_rows[users], dtype=np.float32)
         return rows
 
     def history_rows(self, rows: sp.csr_matrix) -> sp.csr_matrix:
@@ -381,6 +405,7 @@ class GFCF(Recommender):
     has_embeddings = False
     selects_on_validation = True
     linear_in_history = True
+    scores_new_users = True
 
     def __init__(self, graph: ItemGraph, basis: LowPassBasis, options: GFCFOptions) -> None:
         super().__init__(graph.num_users, graph.num_items)
@@ -388,6 +413,7 @@ class GFCF(Recommender):
         self.basis = basis
         self.search = options if options.k is None or options.k <= basis.rank else replace(options, k=basis.rank)
         self.options = self.search
+        self.pseudo_histories: PseudoHistories | None = None
 
     @classmethod
     def from_dataset(cls, dataset: Dataset, options: GFCFOptions, seed: int = 0) -> GFCF:
@@ -396,7 +422,14 @@ class GFCF(Recommender):
         rank = graph.rank_for(options.k, option_grid(GFCFOptions, "k"))
         basis = LowPassBasis.solve(graph, rank, options.solver, options.oversampling, options.power_iterations,
                                    seed)
-        return cls(graph, basis, options)
+        return cls(graph, basis, options).with_cold_users(dataset, options.cold_user_neighbours)
+
+    def with_cold_users(self, dataset: Dataset, neighbours: int) -> Self:
+        """This filter, scoring ``dataset``'s cold users from their pseudo-histories (see the module
+        docstring); call it once the filter's own structures are built from the training rows."""
+        self.pseudo_histories = PseudoHistories(dataset, neighbours)
+        self.graph.cold_rows = self.pseudo_histories.cold_rows()
+        return self
 
     def reset_parameters(self) -> None:
         """Nothing to learn: the filters are fixed by the training graph."""
@@ -418,8 +451,19 @@ class GFCF(Recommender):
 
     @torch.no_grad()
     def score_histories(self, rows: sp.csr_matrix) -> Tensor:
+        return self._filter(self.graph.history_rows(rows))
+
+    @torch.no_grad()
+    def score_new_users(self, attributes: Sequence[Attributes]) -> Tensor:
+        """Scores ``[B, num_items]`` of new users given by attribute values, through their pseudo-histories."""
+        if self.pseudo_histories is None:
+            raise GraphrecError(f"model {self.name!r} was built without user features")
+        return self._filter(self.pseudo_histories.of_new_users(attributes))
+
+    def _filter(self, rows: sp.csr_matrix) -> Tensor:
+        """The chosen filter of any (pseudo-)history rows."""
         check_chosen(self, self.options)
-        return self._row_scores(self.graph.history_rows(rows), [self.options])[0]
+        return self._row_scores(rows, [self.options])[0]
 
     def _scores(self, users: np.ndarray, settings: Sequence[GFCFOptions]) -> list[Tensor]:
         return self._row_scores(self.graph.rows(users), settings)

@@ -42,6 +42,10 @@ without content; then :math:`\lambda` and :math:`\beta` over the chosen filter; 
 :math:`w_m`, every combination of ``weight_grid`` when that makes at most
 :data:`JOINT_WEIGHT_SETTINGS` settings, else one modality at a time. Warm validation decides, so the
 options favour warm items; a cold item's rank among cold items depends only on the content terms.
+
+A cold *user* (no training interaction) is filtered from a pseudo-history, the mean training row of
+its most similar warm users by user features (``cold_user_neighbours``, as in
+:class:`~graphrec.models.gfcf.GFCF`): every term above is linear in the row.
 """
 
 from __future__ import annotations
@@ -230,7 +234,7 @@ class MultimodalGraphFilter(GFCF):
             else (options.map_ridge,)
         content_map = ContentMap(graph, side_by_side(dataset, modalities), ridges)
         content = content_graphs(dataset, options.neighbours, modalities, weighted=options.weighted_edges)
-        return cls(graph, basis, content_map, content, options)
+        return cls(graph, basis, content_map, content, options).with_cold_users(dataset, options.cold_user_neighbours)
 
     def _weights(self, entries: tuple[str, ...] | None) -> dict[str, float] | None:
         if entries is None:
@@ -297,9 +301,8 @@ class MultimodalGraphFilter(GFCF):
         return lambda users: chunked(lambda ids: self._row_scores_mm(self.graph.rows(ids), chosen)[0], users,
                                      self.num_items)
 
-    @torch.no_grad()
-    def score_histories(self, rows: sp.csr_matrix) -> Tensor:
-        return self._row_scores_mm(self.graph.history_rows(rows), [self._chosen()])[0]
+    def _filter(self, rows: sp.csr_matrix) -> Tensor:
+        return self._row_scores_mm(rows, [self._chosen()])[0]
 
     def _chosen(self) -> tuple[MultimodalGraphFilterOptions, dict[str, float]]:
         check_chosen(self, self.options)

@@ -20,6 +20,29 @@ last forward are kept for explanations (:meth:`ModalityGAT.modality_attention`).
 attention can be swapped for another :class:`~graphrec.models.fusion.Fusion` strategy
 (``fusion=``) for ablations; with ``concat``, learned placeholders stand in for missing sources.
 
+**User representation**, symmetric to the item's (``user_entities``, ``user_modalities``). A user
+:math:`u` has its id embedding :math:`\mathbf{e}_u` and its own sources :math:`\mathcal{S}_u`: per
+attribute column (age bucket, gender, occupation, ...) the mean learned embedding of its entities,
+per user modality its features (:mod:`graphrec.models.user_side`), each projected by its own
+:math:`\mathbf{W}_s`; a second attention, with its own parameters, weighs them,
+
+.. math::
+    \mathbf{e}'_u = w_u \mathbf{e}_u + (1 - w_u) \bar{\mathbf{e}}
+    + \sum_{s \in \mathcal{S}_u} \alpha_{u,s} \mathbf{z}_{u,s},
+    \qquad \alpha_{u,s} = \operatorname{softmax}_{s \in \mathcal{S}_u}
+    \mathbf{a}_U^\top \tanh(\mathbf{W}_{a,U} \mathbf{z}_{u,s} + \mathbf{b}_U),
+
+and :math:`\mathbf{e}'_u` replaces :math:`\mathbf{e}_u` in :math:`\mathbf{x}^{(0)}`. :math:`w_u = 0` for a
+user without training interactions (its :math:`\mathbf{e}_u` never trained), which is then placed by
+its sources and :math:`\bar{\mathbf{e}}`, the mean id embedding of the warm users, held fixed (its
+expected id embedding): it receives no message, so its final vector is :math:`\mathbf{e}'_u / (L + 1)`,
+and each source's share of a score is :math:`\langle \alpha_{u,s} \mathbf{z}_{u,s}, \mathbf{x}_i \rangle
+/ (L + 1)` (:meth:`ModalityGAT.user_source_parts`, which explanations show with the weights
+:math:`\alpha_{u,s}`). Otherwise :math:`w_u = 1`, or, in training with ``user_id_dropout`` :math:`p`,
+0 with probability :math:`p` per warm user and forward (DropoutNet, Volkovs et al., NeurIPS 2017),
+so that the sources also learn to place a user alone. With content channels, a cold user's free
+preferences :math:`\boldsymbol{\theta}_{u,s}` are left out too.
+
 **Propagation.** On the homogeneous graph of users and items joined by the training
 interactions in both directions, :math:`\mathbf{x}^{(0)} = [\mathbf{e}_u ; \mathbf{h}_i]` and
 :math:`L` graph attention layers (:class:`GraphAttention`)
@@ -90,7 +113,7 @@ batch; projections and attention are shared weights (use weight decay for them i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
@@ -119,6 +142,7 @@ from graphrec.models.base import (
     ModelOptions,
     Recommender,
     check_both_directions,
+    check_dropout,
     check_non_negative,
     check_positive,
     edges_within_hops,
@@ -126,6 +150,14 @@ from graphrec.models.base import (
     layerwise_mean,
 )
 from graphrec.models.fusion import FUSION_STRATEGIES, Fusion
+from graphrec.models.user_side import (
+    AVERAGE_USER,
+    Attributes,
+    UserAttributes,
+    UserSources,
+    average_user,
+    warm_users,
+)
 
 #: The entity columns the GAT uses unless told otherwise: whichever of them a dataset has (chosen
 #: columns must all exist).
@@ -169,13 +201,22 @@ class ModalityGATOptions(ModelOptions):
     alignment: str = field(default="infonce", metadata={
         "help": "what --contrastive-weight trains: infonce (content vs id, in-batch negatives) or "
                 "bootstrap (BM3-style, no negatives)"})
+    user_entities: bool = field(default=True, metadata={
+        "help": "the user attribute columns (age bucket, gender, ...) become user sources, weighed by a user-side "
+                "attention beside the user's id embedding"})
+    user_modalities: bool = field(default=True, metadata={
+        "help": "the user modalities (encoded user text, ...) become user sources"})
+    user_id_dropout: float = field(default=0.0, metadata={
+        "help": "in training, drop a warm user's id embedding with this probability, so that its sources learn "
+                "to place it alone, as they place a cold user", "space": {"low": 0.0, "high": 0.5}})
 
     #: Runs saved before the content channels were trained without them.
     added_later: ClassVar[Mapping[str, Any]] = {"channels": False, "channel_propagation": False,
                                                 "own_preferences": True, "regularize_content": False,
                                                 "user_attention": False,
                                                 "item_graph_neighbours": 0,
-                                                "alignment": "infonce"}
+                                                "alignment": "infonce", "user_entities": False,
+                                                "user_modalities": False, "user_id_dropout": 0.0}
 
     def __post_init__(self) -> None:
         check_positive(self, "dim", "heads")
@@ -189,8 +230,7 @@ class ModalityGATOptions(ModelOptions):
         if self.channels and self.fusion == "concat":
             raise ConfigError("content channels need a fusion that projects each source; concat does not "
                               "(leave --channels off with it)", field="fusion")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"must lie in [0, 1), got {self.dropout}", field="dropout")
+        check_dropout(self, "dropout", "user_id_dropout")
         if self.fusion not in GAT_FUSIONS:
             raise ConfigError(f"unknown fusion {self.fusion!r}; choose one of {', '.join(GAT_FUSIONS)}",
                               field="fusion")
@@ -328,6 +368,7 @@ class ModalityGAT(Recommender):
     supports_subgraphs = True
     supports_alignment = True
     reads_features = True
+    scores_new_users = True
     # buffers registered in __init__ (and per source: features_*, mask_*, entity_index_*)
     crow_indices: Tensor
     col_indices: Tensor
@@ -336,6 +377,7 @@ class ModalityGAT(Recommender):
     degree: Tensor
     edge_scale: Tensor
     warm_items: Tensor
+    warm_users: Tensor
     mean_scale: Tensor
     item_graph_rows: Tensor  # with an item graph only
     item_graph_columns: Tensor
@@ -351,7 +393,9 @@ class ModalityGAT(Recommender):
                  attention_bound: float | None = 1.0, transform_messages: bool = False,
                  channels: bool = False, channel_propagation: bool = True, own_preferences: bool = True,
                  user_attention: bool = False, item_graph: tuple[Tensor, Tensor, Tensor] | None = None,
-                 alignment: str = "infonce", regularize_content: bool = False) -> None:
+                 alignment: str = "infonce", regularize_content: bool = False,
+                 user_sources: UserSources | None = None, user_id_dropout: float = 0.0,
+                 user_attributes: UserAttributes | None = None) -> None:
         super().__init__(num_users, num_items)
         modality_features = dict(modality_features or {})
         modality_masks = dict(modality_masks or {})
@@ -460,7 +504,16 @@ class ModalityGAT(Recommender):
         warm = torch.zeros(num_items, dtype=torch.bool)
         warm[edge_index[1].to(torch.long)] = True
         self.register_buffer("warm_items", warm, persistent=False)
+        self.register_buffer("warm_users", warm_users(num_users, edge_index), persistent=False)
+        if user_sources is not None and user_sources.dim != self.dim:
+            raise ValueError(f"user_sources must be dim = {self.dim} wide, got {user_sources.dim}")
+        self.user_sources = user_sources if user_sources else None
+        self.user_fusion = (Fusion(fusion, user_sources.in_dims, dim)
+                            if self.user_sources is not None and user_sources else None)
+        self.user_attributes = user_attributes
+        self.user_id_dropout = float(user_id_dropout)
         self._last_attention: Tensor | None = None
+        self._last_user_attention: Tensor | None = None
         self._last_sources: Tensor | None = None
         self.reset_parameters()
 
@@ -486,13 +539,18 @@ class ModalityGAT(Recommender):
             columns = [c for c in dataset.items.columns if c not in ("item", "item_id")]
             raise GraphrecError(f"entities {unknown} are not item columns of dataset {dataset.name!r}; its columns "
                                 f"are {columns}")
-        graph = build_graph(dataset, GraphConfig(entities=options.entities, modalities=options.modalities))
+        graph = build_graph(dataset, GraphConfig(entities=options.entities, modalities=options.modalities,
+                                                 user_entities=None if options.user_entities else (),
+                                                 user_modalities=None if options.user_modalities else ()))
+        attributes = UserAttributes.from_dataset(dataset, None if options.user_entities else ())
         return cls.from_graph(graph, dim=options.dim, num_layers=options.layers, heads=options.heads,
                               dropout=options.dropout, fusion=options.fusion, channels=options.channels,
                               channel_propagation=options.channel_propagation,
                               own_preferences=options.own_preferences, user_attention=options.user_attention,
                               regularize_content=options.regularize_content,
-                              item_graph_neighbours=options.item_graph_neighbours, alignment=options.alignment)
+                              item_graph_neighbours=options.item_graph_neighbours, alignment=options.alignment,
+                              user_sources=options.user_entities or options.user_modalities,
+                              user_id_dropout=options.user_id_dropout, user_attributes=attributes)
 
     @classmethod
     def from_graph(cls, data: HeteroData, dim: int = 64, num_layers: int = 2, heads: int = 1,
@@ -500,10 +558,12 @@ class ModalityGAT(Recommender):
                    attention_bound: float | None = 1.0, transform_messages: bool = False,
                    channels: bool = False, channel_propagation: bool = True, own_preferences: bool = True,
                    user_attention: bool = False, item_graph_neighbours: int = 0,
-                   alignment: str = "infonce", regularize_content: bool = False) -> ModalityGAT:
+                   alignment: str = "infonce", regularize_content: bool = False, user_sources: bool = False,
+                   user_id_dropout: float = 0.0, user_attributes: UserAttributes | None = None) -> ModalityGAT:
         """ModalityGAT over a graph from :func:`~graphrec.graph.build_graph`: its training
-        interactions, every modality node type and every entity node type; with
-        ``item_graph_neighbours`` > 0, the mean of its modalities' k-NN cosine item graphs."""
+        interactions, every modality node type and every entity node type (with ``user_sources``, the
+        user-side ones too; ``user_attributes`` maps new users' attribute values to the graph's user
+        entities); with ``item_graph_neighbours`` > 0, the mean of its modalities' k-NN cosine item graphs."""
         modalities = item_modalities(data)
         entities = item_entities(data)
         item_graph = None
@@ -524,7 +584,9 @@ class ModalityGAT(Recommender):
                    transform_messages=transform_messages, channels=channels,
                    channel_propagation=channel_propagation, own_preferences=own_preferences,
                    user_attention=user_attention, item_graph=item_graph, alignment=alignment,
-                   regularize_content=regularize_content)
+                   regularize_content=regularize_content,
+                   user_sources=UserSources.from_graph(data, dim) if user_sources else None,
+                   user_id_dropout=user_id_dropout, user_attributes=user_attributes)
 
     def reset_parameters(self) -> None:
         torch.nn.init.normal_(self.user_embedding.weight, std=EMBEDDING_INIT_STD)
@@ -542,7 +604,12 @@ class ModalityGAT(Recommender):
                 torch.nn.init.xavier_uniform_(linear.weight)
                 if linear.bias is not None:
                     torch.nn.init.zeros_(linear.bias)
+        if self.user_sources is not None:
+            self.user_sources.reset_parameters()
+        if self.user_fusion is not None:
+            self.user_fusion.reset_parameters()
         self._last_attention = None
+        self._last_user_attention = None
 
     def source_mask(self) -> Tensor:
         """``[num_items, S]`` bool: which sources (in :attr:`source_names` order) each item has."""
@@ -598,8 +665,79 @@ class ModalityGAT(Recommender):
         r"""``(x, sources, channels)``: :math:`\mathbf{x}^{(0)} = [\mathbf{e}_u ; \mathbf{h}_i]` of the
         given users then items (default: all of them), and the items' fused sources and content channels."""
         sources, channels = self._content(item_ids)
+        return torch.cat([self._user_layer0(user_ids), self._item_layer0(item_ids, sources)]), sources, channels
+
+    def _user_layer0(self, user_ids: Tensor | None) -> Tensor:
+        r""":math:`\mathbf{e}'_u` of the distinct ``user_ids`` (default: every user): the id embedding
+        (warm users only; dropped at random in training with ``user_id_dropout``) plus the fused user sources."""
         users = self.user_embedding.weight if user_ids is None else self.user_embedding(user_ids)
-        return torch.cat([users, self._item_layer0(item_ids, sources)]), sources, channels
+        if self.user_sources is None or self.user_fusion is None:
+            return users
+        keep = self.warm_users if user_ids is None else self.warm_users.index_select(0, user_ids)
+        if self.training and self.user_id_dropout > 0:
+            keep = keep & (torch.rand(keep.shape, device=keep.device) >= self.user_id_dropout)
+        fused = self.user_fusion(*self.user_sources.inputs(user_ids))
+        if user_ids is None and self.user_fusion.last_weights is not None:
+            self._last_user_attention = self.user_fusion.last_weights
+        prior = average_user(self.user_embedding.weight, self.warm_users)
+        return torch.where(keep.unsqueeze(1), users, prior) + fused
+
+    def _new_user_inputs(self, users: Tensor | None,
+                         attributes: Sequence[Attributes] | None) -> tuple[dict[str, Tensor], Tensor]:
+        if self.user_sources is None or self.user_attributes is None:
+            raise GraphrecError("this gat was trained without user sources (user_entities and user_modalities off, "
+                                "or a dataset without user features): it cannot place a user by them")
+        if attributes is not None:
+            return self.user_sources.new_inputs(self.user_attributes.entity_edges(attributes), len(attributes))
+        return self.user_sources.inputs(users)
+
+    def _widen(self, users: Tensor) -> Tensor:
+        """Final vectors of users placed by their sources alone (no message, no channel preference)."""
+        users = users / (self.num_layers + 1)
+        if not self.channels:
+            return users
+        return torch.cat([users, users.new_zeros(users.size(0), len(self.source_names) * self.dim)], 1)
+
+    @torch.no_grad()
+    def new_user_embeddings(self, attributes: Sequence[Attributes]) -> Tensor:
+        inputs, mask = self._new_user_inputs(None, attributes)
+        assert self.user_fusion is not None
+        prior = average_user(self.user_embedding.weight, self.warm_users)
+        return self._widen(prior + self.user_fusion(inputs, mask))
+
+    @torch.no_grad()
+    def user_source_parts(self, users: Tensor | None = None,
+                          attributes: Sequence[Attributes] | None = None) -> tuple[list[str], Tensor] | None:
+        """See :meth:`~graphrec.models.base.Recommender.user_source_parts`; ``None`` for a fusion whose
+        result is not a sum over the sources (``product``, ``gated``, ``concat``)."""
+        inputs, mask = self._new_user_inputs(users, attributes)
+        assert self.user_sources is not None and self.user_fusion is not None
+        if self.fusion_strategy not in ("attention", "sum", "mean"):
+            return None
+        projected = self.user_fusion.project(inputs, mask)
+        if self.fusion_strategy == "attention":
+            projected = self.user_fusion.attention_weights(projected, mask).unsqueeze(-1) * projected
+        elif self.fusion_strategy == "mean":
+            projected = projected / mask.sum(1, keepdim=True).clamp(min=1).unsqueeze(-1).to(projected.dtype)
+        prior = average_user(self.user_embedding.weight, self.warm_users).expand(projected.size(0), -1)
+        parts = torch.stack([self._widen(prior)] + [self._widen(projected[:, s]) for s in range(projected.size(1))],
+                            dim=1)
+        return [AVERAGE_USER, *self.user_sources.names], parts
+
+    @torch.no_grad()
+    def user_source_attention(self, users: Tensor | None = None,
+                              attributes: Sequence[Attributes] | None = None) -> tuple[list[str], Tensor] | None:
+        """The user-side attention weights :math:`\alpha_{u,s}` ``[B, S]`` of ``users`` (all: those of the
+        last forward) or of new users given by ``attributes``; ``None`` without attention fusion."""
+        if self.fusion_strategy != "attention":
+            return None
+        if users is None and attributes is None and self._last_user_attention is not None:
+            assert self.user_sources is not None
+            return list(self.user_sources.names), self._last_user_attention
+        inputs, mask = self._new_user_inputs(users, attributes)
+        assert self.user_sources is not None and self.user_fusion is not None
+        return list(self.user_sources.names), self.user_fusion.attention_weights(self.user_fusion.project(inputs, mask),
+                                                                               mask)
 
     def _item_layer0(self, item_ids: Tensor | None, sources: Tensor) -> Tensor:
         r""":math:`\mathbf{h}_i`: the id embedding (warm items only) plus the fused sources."""
@@ -677,6 +815,8 @@ class ModalityGAT(Recommender):
         if self.has_item_graph:
             items = items + self._item_graph_term(None, layer0_items)
         preferences = self._full_preferences(channels) if channels is not None else None
+        if preferences is not None and self.user_sources is not None:  # a cold user's own preferences never trained
+            preferences = preferences * self.warm_users.unsqueeze(1)
         return self._finish(users, items, preferences, channels)
 
     @torch.no_grad()
@@ -798,6 +938,7 @@ class ModalityGAT(Recommender):
             return self.user_embedding(users)
         return torch.cat([self.user_embedding(users), self.user_preference(users)], 1)
 
+
     def item_ego(self, items: Tensor) -> Tensor:
         if not self.regularize_content:
             return self.item_embedding(items)
@@ -810,4 +951,5 @@ class ModalityGAT(Recommender):
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, dim={self.dim}, num_layers={self.num_layers}, heads={self.heads}, "
                 f"normalization={self.normalization!r}, attention_bound={self.attention_bound}, "
-                f"transform_messages={self.transform_messages}, sources={self.source_names}")
+                f"transform_messages={self.transform_messages}, sources={self.source_names}"
+                + (f", user_sources={self.user_sources.names}" if self.user_sources is not None else ""))

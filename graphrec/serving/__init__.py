@@ -1,7 +1,8 @@
 """Using a trained run: top-k recommendations with explanations, embedding export and an ANN index.
 
 * :func:`recommend` / :func:`new_user_recommend`: ranked original item ids for known users,
-  or for a new user folded in from a few items, never repeating what the user has seen.
+  or for a new user folded in from a few items, never repeating what the user has seen;
+  :func:`attributes_recommend`: for a new user given by attribute values (age, gender, ...).
 * :class:`Explanation`: the user's training items nearest to a recommendation, and the
   modality attention of models that have one.
 * :func:`export_embeddings` / :func:`load_embeddings`: final embeddings with original ids
@@ -13,7 +14,7 @@
 from graphrec.serving.explain import Explanation, explain_items, modality_weights, nearest_history_items
 from graphrec.serving.export import EMBEDDING_FORMATS, Embeddings, export_embeddings, load_embeddings
 from graphrec.serving.index import INDEX_BACKENDS, INDEX_METRICS, EmbeddingIndex, build_index, faiss_available
-from graphrec.serving.recommend import Recommendation, new_user_recommend, recommend
+from graphrec.serving.recommend import Recommendation, attributes_recommend, new_user_recommend, recommend
 
 __all__ = [
     "EMBEDDING_FORMATS",
@@ -23,6 +24,7 @@ __all__ = [
     "Embeddings",
     "Explanation",
     "Recommendation",
+    "attributes_recommend",
     "build_index",
     "explain_items",
     "export_embeddings",

@@ -25,6 +25,13 @@ Two kinds of evidence, both read off the trained model rather than invented afte
   :math:`\alpha_{i,s}` with which each source (text, image, genre, ...) entered the item's
   representation in the model's last forward; they sum to 1 over the sources the item has.
 
+* **User sources** (cold users, with no training item to point to, and new users given by
+  attributes). A content model places such a user by its own sources alone (age bucket, gender,
+  occupation, user text: :mod:`graphrec.models.user_side`), and its vector is a sum of one part per
+  source, :math:`\mathbf{u} = \sum_s \mathbf{u}_s` (:meth:`~graphrec.models.base.Recommender.user_source_parts`),
+  so :math:`\hat{y}_{ui} = \sum_s \langle \mathbf{u}_s, \mathbf{v}_i \rangle`: each source's share of the
+  score is exact. ModalityGAT adds its user-side attention weights :math:`\alpha_{u,s}` over them.
+
 Weights that are the same for every item explain nothing about any one of them.
 :func:`attention_spread` measures how much they vary: over the items with at least two sources,
 the mean entropy :math:`H_i = -\sum_s \alpha_{i,s} \ln \alpha_{i,s}` (0: one source takes all;
@@ -34,7 +41,7 @@ the mean entropy :math:`H_i = -\sum_s \alpha_{i,s} \ln \alpha_{i,s}` (0: one sou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +50,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from graphrec.errors import GraphrecError
 from graphrec.models.base import Recommender
 
 #: Largest ``users x recommended x history`` similarity block computed at once (floats).
@@ -64,13 +72,21 @@ class Explanation:
     modality_weights: dict[str, float] | None
     because_of: list[tuple[str, float]]
     because_of_measure: str = "cosine"
+    #: For a user placed by its own sources (see the module docstring): each user source's share of
+    #: the score, and the model's attention weight on it (``None``: not such a user, or no attention).
+    user_sources: dict[str, float] | None = None
+    user_source_weights: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         key = "similarity" if self.because_of_measure == "cosine" else "contribution"
-        return {"item_id": self.item_id,
-                "modality_weights": None if self.modality_weights is None else dict(self.modality_weights),
-                "because_of_measure": self.because_of_measure,
-                "because_of": [{"item_id": item, key: value} for item, value in self.because_of]}
+        out = {"item_id": self.item_id,
+               "modality_weights": None if self.modality_weights is None else dict(self.modality_weights),
+               "because_of_measure": self.because_of_measure,
+               "because_of": [{"item_id": item, key: value} for item, value in self.because_of]}
+        if self.user_sources is not None:
+            out["user_sources"] = dict(self.user_sources)
+            out["user_source_weights"] = None if self.user_source_weights is None else dict(self.user_source_weights)
+        return out
 
 
 def modality_weights(model: Recommender) -> tuple[list[str], np.ndarray] | None:
@@ -256,6 +272,36 @@ def explain_items(model: Recommender, item_emb: Tensor | None, item_ids: Sequenc
     return out
 
 
+@torch.no_grad()
+def add_user_sources(explanations: Sequence[Sequence[Explanation]], model: Recommender, item_emb: Tensor | None,
+                     items: np.ndarray, users: np.ndarray | None = None,
+                     attributes: Sequence[Mapping[str, Any]] | None = None) -> None:
+    """Fill in :attr:`Explanation.user_sources` (and the weights) of users placed by their own sources:
+    row ``b`` of ``explanations`` and of ``items`` ``[B, k]`` belongs to ``users[b]`` (cold users of the
+    dataset) or to the new user ``attributes[b]``. A model without user sources, or without item
+    embeddings to take the shares against, leaves them ``None``."""
+    if item_emb is None or not len(explanations):
+        return
+    wanted = None if users is None else torch.from_numpy(np.asarray(users, dtype=np.int64))
+    try:
+        parts = model.user_source_parts(wanted, attributes)
+        attention = model.user_source_attention(wanted, attributes) if parts is not None else None
+    except GraphrecError:  # a model trained without user sources: nothing to say about them
+        return
+    if parts is None:
+        return
+    names, vectors = parts[0], parts[1].to(torch.float32).cpu()
+    weights = None if attention is None else attention[1].to(torch.float32).cpu().numpy()
+    items = np.asarray(items, dtype=np.int64)
+    for row, row_explanations in enumerate(explanations):
+        recommended = items[row][items[row] >= 0]
+        shares = (vectors[row] @ item_emb[torch.from_numpy(recommended)].to(torch.float32).t()).t().numpy()
+        for explanation, share in zip(row_explanations, shares):
+            explanation.user_sources = dict(zip(names, share.astype(float).tolist()))
+            if weights is not None:
+                explanation.user_source_weights = dict(zip(names, weights[row].astype(float).tolist()))
+
+
 def _empty_evidence(history: sp.csr_matrix, items: np.ndarray,
                     top: int) -> tuple[np.ndarray, sp.csr_matrix, np.ndarray, np.ndarray]:
     """Checked ``items`` and ``history``, and the ``[B, k, top]`` indices (-1) and values (NaN) to fill."""
@@ -279,5 +325,5 @@ def _padded_rows(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
     return padded, padded >= 0
 
 
-__all__ = ["AttentionSpread", "Explanation", "attention_spread", "contributing_history_items", "explain_items",
-           "modality_weights", "nearest_history_items"]
+__all__ = ["AttentionSpread", "Explanation", "add_user_sources", "attention_spread", "contributing_history_items",
+           "explain_items", "modality_weights", "nearest_history_items"]

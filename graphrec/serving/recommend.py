@@ -16,13 +16,20 @@ the one-layer neighbourhood aggregation of LightGCN (with uniform weights) appli
 to the final item representations. It scores items that resemble the given ones,
 :math:`\langle \mathbf{u}_{\text{new}}, \mathbf{v}_j \rangle = \frac{1}{|\mathcal{H}|}
 \sum_{i \in \mathcal{H}} \langle \mathbf{v}_i, \mathbf{v}_j \rangle`.
+
+A user known only by attribute values (``{"age": 25, "gender": "F", "occupation": "artist"}``) is
+placed by them, through the model's user sources (:func:`attributes_recommend`,
+:meth:`~graphrec.models.base.Recommender.score_new_users`): exactly as a cold user of the dataset
+with those attributes. A cold user of the dataset (no training interaction) is recommended by
+:func:`recommend` like any other, from its features; explanations then say which of its sources
+drove each score (:func:`~graphrec.serving.explain.add_user_sources`).
 """
 
 from __future__ import annotations
 
 import difflib
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +43,7 @@ from graphrec.data.dataset import SPLITS
 from graphrec.errors import GraphrecError
 from graphrec.evaluation import top_k
 from graphrec.models.base import Recommender, ScoreFn
-from graphrec.serving.explain import Explanation, explain_items
+from graphrec.serving.explain import Explanation, add_user_sources, explain_items
 
 if TYPE_CHECKING:
     from graphrec.training.run import Run
@@ -99,8 +106,13 @@ def recommend(run: Run, user_ids: Sequence[str], k: int = 20, explain: bool = Tr
             scores = score(torch.from_numpy(batch))
         excluded = None if seen is None else seen[batch]
         values, columns = rank(scores, k, excluded)
-        explanations = (explain_items(run.model, item_emb, item_ids, history[batch], columns)
-                        if history is not None else [None] * len(batch))
+        explanations: list[Any] = [None] * len(batch)
+        if history is not None:
+            explanations = explain_items(run.model, item_emb, item_ids, history[batch], columns)
+            cold = np.flatnonzero(np.diff(history[batch].indptr) == 0)
+            if len(cold) and run.model.scores_new_users:
+                add_user_sources([explanations[row] for row in cold], run.model, item_emb, columns[cold],
+                                 users=batch[cold])
         for user, user_values, user_columns, user_explanations in zip(batch, values, columns, explanations):
             keep = user_columns >= 0
             out.append(Recommendation(user_id=str(known_user_ids[user]),
@@ -136,6 +148,43 @@ def new_user_recommend(run: Run, item_ids: Sequence[str], k: int = 20, explain: 
     all_ids = dataset.items["item_id"].astype(str).to_numpy()
     keep = columns[0] >= 0
     explanations = explain_items(run.model, item_emb, all_ids, history, columns)[0] if explain else None
+    return Recommendation(user_id=user_id, items=all_ids[columns[0][keep]].tolist(),
+                          scores=values[0][keep].astype(float).tolist(), explanations=explanations)
+
+
+def attributes_recommend(run: Run, attributes: Mapping[str, Any], k: int = 20, explain: bool = True,
+                         user_id: str = "new user") -> Recommendation:
+    """Recommend for a user the run has never seen, from its attribute values alone (column -> value,
+    e.g. ``{"age": 25, "gender": "F", "occupation": "artist"}``), through the model's user sources.
+
+    Raises:
+        GraphrecError: the model cannot place a user by attributes, an attribute is not one the
+            model reads, or a value is unknown (the message names them).
+    """
+    _check_k(k)
+    if not isinstance(attributes, Mapping):
+        raise GraphrecError(f"a new user's attributes must be a mapping of column to value, got {attributes!r}")
+    if not attributes:
+        raise GraphrecError("a new user needs at least one attribute; none was given")
+    model = run.model.eval()
+    if not model.scores_new_users:
+        raise GraphrecError(f"model {run.model_config.name!r} cannot place a user by its attributes; models that "
+                            f"can: gat and vbpr with user_entities on, gfcf and mmgf")
+    item_emb: Tensor | None = None
+    with torch.no_grad():
+        if model.has_embeddings:
+            _, item_emb = _embeddings(run)
+            scores = model.new_user_embeddings([attributes]).to(torch.float32) @ item_emb.t()
+        else:
+            scores = model.score_new_users([attributes])
+    values, columns = rank(scores, k)
+    all_ids = run.dataset.items["item_id"].astype(str).to_numpy()
+    keep = columns[0] >= 0
+    explanations = None
+    if explain and item_emb is not None:
+        empty = sp.csr_matrix((1, run.dataset.num_items)).astype(np.float32)
+        explanations = explain_items(model, item_emb, all_ids, empty, columns)[0]
+        add_user_sources([explanations], model, item_emb, columns, attributes=[attributes])
     return Recommendation(user_id=user_id, items=all_ids[columns[0][keep]].tolist(),
                           scores=values[0][keep].astype(float).tolist(), explanations=explanations)
 
@@ -192,4 +241,5 @@ def _full_scores(model: torch.nn.Module, user_emb: Tensor, item_emb: Tensor, use
     return scorer(user_emb, item_emb, users)
 
 
-__all__ = ["DEFAULT_BATCH_SIZE", "Recommendation", "lookup_ids", "new_user_recommend", "rank", "recommend"]
+__all__ = ["DEFAULT_BATCH_SIZE", "Recommendation", "attributes_recommend", "lookup_ids", "new_user_recommend", "rank",
+           "recommend"]

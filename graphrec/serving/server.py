@@ -6,7 +6,10 @@ Endpoints (every id is an original id of the run's dataset; the OpenAPI schema i
 * ``POST /recommend`` ``{"users": [...], "k": 20, "exclude_seen": true, "explain": false}``: the
   top ``k`` items of each user, as :func:`~graphrec.serving.recommend.recommend` ranks them;
 * ``POST /recommend/new-user`` ``{"items": [...], "k": 20}``: a user the run has never seen,
-  folded in from the items they interacted with, without retraining (below);
+  folded in from the items they interacted with, without retraining (below); or
+  ``{"attributes": {"age": 25, "gender": "F", ...}, "k": 20}``: one known by attribute values only,
+  placed by the model's user sources (:func:`~graphrec.serving.recommend.attributes_recommend`; a
+  model that cannot, an unknown attribute or value, is a 400 naming it);
 * ``POST /similar-items`` ``{"item": "...", "k": 20}``: the items most like one item;
 * ``GET /health`` and ``GET /info`` (model, dataset, counts, the features' fingerprint, the index).
 
@@ -61,7 +64,7 @@ from torch import Tensor
 
 from graphrec.data.dataset import SPLITS
 from graphrec.errors import ConfigError, GraphrecError
-from graphrec.serving.explain import explain_items
+from graphrec.serving.explain import add_user_sources, explain_items
 from graphrec.serving.index import EmbeddingIndex
 from graphrec.serving.recommend import Recommendation, lookup_ids, rank
 
@@ -190,8 +193,12 @@ class RecommendationService:
             rows_values, rows_columns = values[start:stop, :query.k], columns[start:stop, :query.k]
             explanations: list[Any] = [None] * len(query.users)
             if query.explain and self.explainable:
-                explanations = explain_items(self.model, self.item_emb, self.item_ids, self.history[query.users],
-                                             rows_columns)
+                history = self.history[query.users]
+                explanations = explain_items(self.model, self.item_emb, self.item_ids, history, rows_columns)
+                cold = np.flatnonzero(np.diff(history.indptr) == 0)
+                if len(cold) and self.model.scores_new_users:  # users placed by their own sources
+                    add_user_sources([explanations[row] for row in cold], self.model, self.item_emb,
+                                     rows_columns[cold], users=query.users[cold])
             out.append([self._recommendation(self.user_ids[user], row_values, row_columns, why)
                         for user, row_values, row_columns, why in zip(query.users, rows_values, rows_columns,
                                                                       explanations)])
@@ -237,6 +244,13 @@ class RecommendationService:
         if explain and self.explainable:
             explanations = explain_items(self.model, self.item_emb, self.item_ids, history, columns)[0]
         return self._recommendation("new user", values[0], columns[0], explanations)
+
+    @torch.no_grad()
+    def new_user_from_attributes(self, attributes: dict[str, Any], k: int, explain: bool) -> Recommendation:
+        """Top-k for a user known only by attribute values (see the module docstring)."""
+        from graphrec.serving.recommend import attributes_recommend
+
+        return attributes_recommend(self.run, attributes, k=k, explain=explain and self.explainable)
 
     @torch.no_grad()
     def similar_items(self, item_id: str, k: int) -> Recommendation:
@@ -346,7 +360,7 @@ def create_app(config: ServerConfig, service: RecommendationService | None = Non
     """The FastAPI application serving ``config.run`` (loaded now unless ``service`` is given)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field
+    from pydantic import BaseModel, ConfigDict, Field, model_validator
 
     service = service or RecommendationService(config.run, max_k=config.max_k, use_index=config.use_index)
     batcher = ScoringBatcher(service, config.max_batch_users)
@@ -374,10 +388,19 @@ def create_app(config: ServerConfig, service: RecommendationService | None = Non
 
     class NewUserBody(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        items: list[str | int] = Field(min_length=1, max_length=10_000,
-                                       description="original ids of the items the new user interacted with")
+        items: list[str | int] | None = Field(None, min_length=1, max_length=10_000,
+                                              description="original ids of the items the new user interacted with")
+        attributes: dict[str, str | int | float | list[str] | None] | None = Field(
+            None, min_length=1, max_length=100,
+            description="the new user's attribute values, column -> value (instead of items)")
         k: int = Field(20, ge=1)
         explain: bool = False
+
+        @model_validator(mode="after")
+        def items_or_attributes(self) -> "NewUserBody":
+            if (self.items is None) == (self.attributes is None):
+                raise ValueError("give the new user's items or its attributes (one of the two)")
+            return self
 
     class SimilarItemsBody(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -419,7 +442,11 @@ def create_app(config: ServerConfig, service: RecommendationService | None = Non
     async def new_user(body: NewUserBody) -> dict[str, Any]:
         notes: list[str] = []
         k = service.capped_k(body.k, notes)
-        result = await asyncio.to_thread(service.new_user, [str(item) for item in body.items], k, body.explain)
+        if body.attributes is not None:
+            result = await asyncio.to_thread(service.new_user_from_attributes, dict(body.attributes), k, body.explain)
+        else:
+            assert body.items is not None  # checked by NewUserBody
+            result = await asyncio.to_thread(service.new_user, [str(item) for item in body.items], k, body.explain)
         return {"k": k, "result": result.to_dict(), "notes": notes}
 
     @app.post("/similar-items")

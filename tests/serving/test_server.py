@@ -249,3 +249,76 @@ def test_several_workers_and_a_missing_run_is_a_clear_error(runs, tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2 and "is not a graphrec run directory" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+# ------------------------------------------------------------------ users placed by their features
+@pytest.fixture(scope="module")
+def cold_runs(shared_data, tmp_path_factory):
+    """VBPR and ModalityGAT with user sources on ml-100k (age, gender, occupation), 10% of its users cold."""
+    from _cold_users import ml100k_cold_users
+
+    root = tmp_path_factory.mktemp("cold-users")
+    dataset, cold = ml100k_cold_users(shared_data, root / "converted")
+    path = dataset.save(root / "ml-100k-cold")
+    config = TrainConfig(epochs=2, progress=False, batch_size=4096, eval_ks=(20,))
+    vbpr = train(path, ModelConfig("vbpr", dim=16, user_entities=True), config, out=root / "vbpr", **QUIET)
+    gat = train(path, ModelConfig("gat", dim=16, layers=1), config, out=root / "gat", **QUIET)
+    user_ids = dataset.users["user_id"].astype(str).to_numpy()
+    return {"vbpr": vbpr, "gat": gat, "cold": [str(user) for user in user_ids[cold]], "cold_index": cold}
+
+
+def _attributes_of(run, user_index: int) -> dict:
+    record = run.dataset.users.iloc[int(user_index)]
+    return {"age": int(record["age"]), "gender": str(record["gender"]), "occupation": str(record["occupation"])}
+
+
+@pytest.mark.slow  # trains two models on ml-100k and starts a server
+def test_cold_and_new_users_from_their_attributes_over_http(cold_runs):
+    from graphrec.serving import attributes_recommend
+
+    run = cold_runs["gat"]
+    cold_id, cold_index = cold_runs["cold"][0], cold_runs["cold_index"][0]
+    given = _attributes_of(run, cold_index)
+    expected = attributes_recommend(run, given, k=10, explain=True)
+    # the new user with a cold user's attributes is that cold user, its seen items aside
+    assert expected.items == recommend(run, [cold_id], k=10, explain=False, exclude_seen=False)[0].items
+    why = expected.explanations[0]
+    assert set(why.user_sources) == {"average user", "user_age", "user_gender", "user_occupation"}
+    assert sum(why.user_sources.values()) == pytest.approx(expected.scores[0], rel=1e-4, abs=1e-6)
+    assert sum(why.user_source_weights.values()) == pytest.approx(1.0)
+    with server(run.path) as client:
+        body = client.post("/recommend/new-user", json={"attributes": given, "k": 10, "explain": True}).json()
+        assert body["result"]["items"] == expected.items
+        assert body["result"]["explanations"][0]["user_sources"] == pytest.approx(why.user_sources, rel=1e-4)
+        cold = client.post("/recommend", json={"users": [cold_id], "k": 10, "explain": True}).json()
+        assert cold["results"][0]["explanations"][0]["user_source_weights"] is not None
+        unknown = client.post("/recommend/new-user", json={"attributes": {"shoe_size": 44}})
+        assert unknown.status_code == 400 and "'shoe_size'" in unknown.json()["detail"]
+        value = client.post("/recommend/new-user", json={"attributes": {"occupation": "astronaut"}})
+        assert value.status_code == 400 and "'astronaut'" in value.json()["detail"]
+        both = client.post("/recommend/new-user", json={"attributes": given, "items": ["1"]})
+        assert both.status_code == 422 and "items or its attributes" in both.text
+    with server(cold_runs["vbpr"].path) as client:
+        body = client.post("/recommend/new-user", json={"attributes": given, "k": 5}).json()
+        assert body["result"]["items"] == attributes_recommend(cold_runs["vbpr"], given, k=5, explain=False).items
+
+
+@pytest.mark.slow  # shares the trained runs above; each command is a real subprocess
+def test_cli_recommends_for_cold_and_new_users(cold_runs):
+    from _cli import assert_clean_error, graphrec
+
+    run = cold_runs["vbpr"]
+    cold_id, cold_index = cold_runs["cold"][0], cold_runs["cold_index"][0]
+    given = _attributes_of(run, cold_index)
+    pairs = [arg for key, value in given.items() for arg in ("--attribute", f"{key}={value}")]
+    new = json.loads(graphrec("recommend", run.path, *pairs, "-k", "5", "--json", check=True).stdout)
+    as_json = json.loads(graphrec("recommend", run.path, "--user-attributes", json.dumps(given), "-k", "5", "--json",
+                                  check=True).stdout)
+    assert new[0]["items"] == as_json[0]["items"] == recommend(run, [cold_id], k=5, exclude_seen=False)[0].items
+    sources = {"average user", "user_age", "user_gender", "user_occupation"}
+    assert set(new[0]["explanations"][0]["user_sources"]) == sources
+    cold = graphrec("recommend", run.path, "--user", cold_id, "-k", "3", check=True).stdout
+    assert "user features average user " in cold and ", user_age " in cold
+    assert_clean_error(graphrec("recommend", run.path, "--attribute", "shoe_size=44"), 2, "'shoe_size'")
+    assert_clean_error(graphrec("recommend", run.path, "--user-attributes", "[1]"), 2, "expects a JSON object")
+    assert_clean_error(graphrec("recommend", run.path), 2, "give --user ID, or a new user's --attribute")
