@@ -131,11 +131,16 @@ def build_graph(dataset: Dataset, config: GraphConfig = GraphConfig()) -> Hetero
 
 
 def default_user_entity_columns(dataset: Dataset) -> list[str]:
-    """The user columns that become entities when ``GraphConfig.user_entities`` is None."""
+    """The user columns that become entities when ``GraphConfig.user_entities`` is None. Columns
+    the dataset's reader records as its hidden truth (``latent_user_columns``: the synthetic
+    set's ``taste_cluster``, which decides what a user picks) are left out: they would hand a
+    model the answer."""
     limit = max(2, dataset.num_users // 2)
+    reader = dataset.manifest.get("provenance", {}).get("reader", {})
+    latent = set(reader.get("latent_user_columns", [])) if isinstance(reader, dict) else set()
     chosen = []
     for column in dataset.users.columns:
-        if column in ("user", "user_id"):
+        if column in ("user", "user_id") or column in latent:
             continue
         values = dataset.users[column]
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):

@@ -307,6 +307,9 @@ def _selected_metrics(selected: Run) -> dict[str, Any]:
     metrics = {"valid": selected.evaluate("valid")}
     if selected.dataset.split_counts()["test"]:
         metrics["test_without_refit"] = selected.evaluate("test")
+    users = cold_users(selected.dataset)
+    if len(users) and selected.dataset.csr("valid")[users].nnz:
+        metrics["valid_cold_users"] = selected.evaluate("valid", protocol="cold_users")
     return metrics
 
 
@@ -344,7 +347,7 @@ def _final_metrics(run: Run, result: TrainResult, reference: dict[str, Any] | No
                                     f"cut-offs of {len(cold)} or more, where every cold item is in the list")
     else:
         result.notes.append("the dataset has no test split: only validation metrics are reported")
-    metrics.update(_cold_user_metrics(run, selected, result.notes))
+    metrics.update(_cold_user_metrics(run, reference, result.notes))
     metrics.update({
         "best_epoch": result.best_epoch,
         "stopped_reason": result.stopped_reason,
@@ -360,17 +363,22 @@ def _final_metrics(run: Run, result: TrainResult, reference: dict[str, Any] | No
     return metrics
 
 
-def _cold_user_metrics(run: Run, selected: Run | None, notes: list[str]) -> dict[str, Any]:
+def _cold_user_metrics(run: Run, reference: dict[str, Any] | None, notes: list[str]) -> dict[str, Any]:
     """``valid_cold_users`` and ``test_cold_users``: the users without training interactions, who
     are scored from their features alone (a model that cannot read them scores them as an
-    untrained user). Selection and early stopping never read these."""
+    untrained user). Selection and early stopping never read these. With the refit protocol,
+    ``reference`` holds the selected model's ``valid_cold_users``, as it holds its ``valid``."""
     users = cold_users(run.dataset)
     if len(users) == 0:
         return {}
     blocks: dict[str, Any] = {}
-    for split, source in (("valid", selected or run), ("test", run)):
-        if run.dataset.csr(split)[users].nnz:
-            blocks[f"{split}_cold_users"] = source.evaluate(split, protocol="cold_users")
+    if reference is not None:
+        if "valid_cold_users" in reference:
+            blocks["valid_cold_users"] = reference["valid_cold_users"]
+    elif run.dataset.csr("valid")[users].nnz:
+        blocks["valid_cold_users"] = run.evaluate("valid", protocol="cold_users")
+    if run.dataset.csr("test")[users].nnz:
+        blocks["test_cold_users"] = run.evaluate("test", protocol="cold_users")
     notes.append(f"{len(users):,} users have no training interactions (cold users): they are measured apart "
                  f"(valid_cold_users, test_cold_users)" + (", not in the warm averages" if holds_out_cold_users(
                      run.dataset) else "") + "; early stopping and selection read the warm validation metric")

@@ -87,3 +87,16 @@ def test_ml100k_users_become_age_gender_and_occupation_nodes(shared_data, tmp_pa
     assert len(data["user_occupation"].names) == 21 and data["user_gender"].names == ["F", "M"]
     assert data["user_age"].num_nodes == 8
     assert user_entities(data)["user_age"][0].shape[1] == 943
+
+
+def test_the_synthetic_taste_cluster_is_hidden_truth_and_never_a_default_entity(tmp_path):
+    from graphrec.data.convert import convert
+
+    dataset = convert("synthetic", "-", tmp_path / "syn", reader_options={"users": 60, "items": 40, "audio": False,
+                                                                            "video": False}, log=None).dataset
+    assert "taste_cluster" in dataset.users.columns
+    data = build_graph(load_dataset(tmp_path / "syn"))
+    assert "user_taste_cluster" not in data.node_types
+    assert {"user_gender", "user_occupation", "user_country"} <= set(user_entity_node_types(data))
+    explicit = build_graph(load_dataset(tmp_path / "syn"), GraphConfig(user_entities=("taste_cluster",)))
+    assert user_entity_node_types(explicit) == ["user_taste_cluster"]

@@ -368,6 +368,8 @@ def generate(config: SyntheticConfig, workdir: Path) -> RawDataset:
         "config": asdict(config),
         "files": [f"{folder}/" for folder, on in (("images", True), ("audio", config.audio),
                                                    ("video", config.video)) if on],
+        # the generator's hidden truth: no model may read it by default (see graph.hetero)
+        "latent_user_columns": ["taste_cluster"],
     }
     return RawDataset(interactions=interactions, items=items_table, users=users_table,
                       user_universe=user_ids.tolist(), item_universe=item_ids.tolist(),
