@@ -45,7 +45,7 @@ def test_committed_notebook_has_no_outputs():
     assert all(not cell.outputs and cell.execution_count is None for cell in code_cells)
 
 
-@pytest.mark.slow  # a real Jupyter kernel trains four models: about 25 s on two cores
+@pytest.mark.slow  # a real Jupyter kernel encodes four modalities and trains four models: about a minute on two cores
 def test_quickstart_notebook_runs(tmp_path: Path, this_python_kernel: str):
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     # One extra cell records which interpreter the kernel ran.
@@ -77,11 +77,15 @@ def test_quickstart_notebook_runs(tmp_path: Path, this_python_kernel: str):
 
     assert re.search(r"^\s+1\. .+ score .+attention: .*text \d\.\d\d", text, re.MULTILINE)
     assert "because you liked: " in text and "new user picked:" in text
+    # one audio and one video item, with the attention the GAT gives their clip and video
+    assert re.search(r"^dominant frequency \d+ Hz$", text, re.MULTILINE)
+    assert re.search(r"^  audio audio/item_\d+\.wav \(sound '[^']+'\): attention \d\.\d\d$", text, re.MULTILINE)
+    assert re.search(r"^  video video/item_\d+\.mp4 \(motion '[^']+'\): attention \d\.\d\d$", text, re.MULTILINE)
 
     images = [output for output in outputs
               if output["output_type"] == "display_data" and "image/png" in output.get("data", {})]
-    # item pictures, ego-graph, three training curves, model comparison
-    assert len(images) >= 6
+    # item pictures, a clip, a video's frames, ego-graph, three training curves, model comparison
+    assert len(images) >= 8
     assert all((workdir / "quickstart-output" / model / "metrics.json").is_file() for model in MODELS)
     assert all((workdir / "quickstart-output" / model / "curves.png").is_file() for model in ("lightgcn", "vbpr",
                                                                                                "gat"))
