@@ -136,5 +136,5 @@ def interaction_sampler(dataset: Dataset, fanout: tuple[int, ...], seed: int,
     from graphrec.graph import GraphConfig, build_graph
     from graphrec.sampling import make_neighbor_sampler
 
-    graph = build_graph(dataset, GraphConfig(entities=(), modalities=()))
+    graph = build_graph(dataset, GraphConfig(entities=(), modalities=(), user_entities=(), user_modalities=()))
     return make_neighbor_sampler(graph, list(fanout), seed=seed, device=device)

@@ -20,7 +20,7 @@ from torch_geometric.sampler import HeteroSamplerOutput, NodeSamplerInput
 from torch_geometric.utils import degree, scatter
 
 from graphrec.data.convert import ConvertConfig, convert
-from graphrec.graph import build_graph
+from graphrec.graph import GraphConfig, build_graph
 from graphrec.sampling import TorchNeighborSampler, merge_nodes, sample_csc
 
 INTERACTS = ("user", "interacts", "item")
@@ -33,7 +33,8 @@ REV_HAS_GENRE = ("genre", "rev_has_genre", "item")
 def graph(shared_data, tmp_path_factory) -> HeteroData:
     result = convert("movielens", shared_data / "ml-100k", tmp_path_factory.mktemp("sampling") / "ml",
                      ConvertConfig(min_rating=3, split="random"))
-    return build_graph(result.dataset)
+    # users, items and genres: the fan-outs below name each of their edge types
+    return build_graph(result.dataset, GraphConfig(user_entities=()))
 
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),

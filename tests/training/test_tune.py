@@ -4,6 +4,7 @@ survive SIGKILL and take two processes at once."""
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
 import signal
@@ -122,7 +123,11 @@ def _tune_command(dataset, study_dir, trials):
 
 
 def _trials(study_dir):
-    storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir / 'study.db'}")
+    # tune creates the database's tables holding this lock: opening the storage outside it could
+    # create them at the same moment, and one of the two would fail
+    with open(study_dir / ".study.open.lock", "a") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        storage = optuna.storages.RDBStorage(f"sqlite:///{study_dir / 'study.db'}")
     try:
         return optuna.load_study(study_name="graphrec", storage=storage).get_trials(deepcopy=False)
     except KeyError:  # the database exists, its study record not yet
