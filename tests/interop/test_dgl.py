@@ -72,7 +72,8 @@ def graph(ml100k: HeteroData):
 
 def test_node_types_and_counts_are_kept(ml100k, graph):
     assert isinstance(graph, dgl.DGLGraph)
-    assert sorted(graph.ntypes) == sorted(ml100k.node_types) == ["genre", "item", "release", "user"]
+    assert sorted(graph.ntypes) == sorted(ml100k.node_types) == ["genre", "item", "release", "user", "user_age",
+                                                                 "user_gender", "user_occupation"]
     for node_type in ml100k.node_types:
         assert graph.num_nodes(node_type) == ml100k[node_type].num_nodes
     assert graph.num_nodes("user") == 943 and graph.num_nodes("item") == 1682
@@ -82,7 +83,8 @@ def test_node_types_and_counts_are_kept(ml100k, graph):
 
 def test_canonical_edge_types_and_endpoints_are_identical(ml100k, graph):
     assert sorted(graph.canonical_etypes) == sorted(ml100k.edge_types)
-    assert len(graph.canonical_etypes) == 6  # interacts, has_genre, has_release and their reverses
+    # interacts, has_genre, has_release, the user's age group, gender and occupation, and their reverses
+    assert len(graph.canonical_etypes) == 12
     for edge_type in ml100k.edge_types:
         edge_index = ml100k[edge_type].edge_index
         assert graph.num_edges(edge_type) == edge_index.size(1)
