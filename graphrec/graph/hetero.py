@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 from torch_geometric.data import HeteroData
 
-from graphrec.data.dataset import Dataset
+from graphrec.data.dataset import Dataset, ModalityFeatures
 from graphrec.errors import GraphrecError
 
 USER = "user"
@@ -110,12 +110,7 @@ def build_graph(dataset: Dataset, config: GraphConfig = GraphConfig()) -> Hetero
                             f"differ from each other and from 'user' / 'item')")
 
     for name in modalities:
-        feature = dataset.features[name]
-        present = np.flatnonzero(np.asarray(feature.mask, dtype=bool))
-        data[name].x = torch.from_numpy(np.ascontiguousarray(feature.values[present], dtype=np.float32))
-        data[name].item_index = torch.from_numpy(present.astype(np.int64))
-        _add_relation(data, (ITEM, f"has_{name}", name), np.stack([present, np.arange(len(present))]),
-                      config.reverse_edges)
+        _add_feature_nodes(data, ITEM, name, dataset.features[name], config.reverse_edges)
 
     for column in entity_columns:
         node_type = ENTITY_NODE_TYPES.get(column, column)
@@ -191,13 +186,7 @@ def _add_user_side(data: HeteroData, dataset: Dataset, config: GraphConfig) -> N
         raise GraphrecError(f"user-side node type name(s) {clashes} used twice (user modalities and user "
                             f"columns must differ from each other and from the item side's node types)")
     for name in modalities:
-        feature = dataset.user_features[name]
-        node_type = USER_PREFIX + name
-        present = np.flatnonzero(np.asarray(feature.mask, dtype=bool))
-        data[node_type].x = torch.from_numpy(np.ascontiguousarray(feature.values[present], dtype=np.float32))
-        data[node_type].user_index = torch.from_numpy(present.astype(np.int64))
-        _add_relation(data, (USER, f"has_{node_type}", node_type), np.stack([present, np.arange(len(present))]),
-                      config.reverse_edges)
+        _add_feature_nodes(data, USER, USER_PREFIX + name, dataset.user_features[name], config.reverse_edges)
     for column in columns:
         node_type = USER_PREFIX + column
         user_index, entity_index, names = _entity_edges(user_entity_values(dataset.users[column]))
@@ -207,6 +196,17 @@ def _add_user_side(data: HeteroData, dataset: Dataset, config: GraphConfig) -> N
         data[node_type].names = names
         _add_relation(data, (USER, f"has_{node_type}", node_type), np.stack([user_index, entity_index]),
                       config.reverse_edges)
+
+
+def _add_feature_nodes(data: HeteroData, owner: str, node_type: str, feature: ModalityFeatures,
+                       reverse: bool) -> None:
+    """One node per ``owner`` row (item or user) that has the modality: ``x`` its feature row and
+    ``<owner>_index`` the row, linked by ``(owner, has_<node type>, node type)``."""
+    present = np.flatnonzero(np.asarray(feature.mask, dtype=bool))
+    data[node_type].x = torch.from_numpy(np.ascontiguousarray(feature.values[present], dtype=np.float32))
+    data[node_type][f"{owner}_index"] = torch.from_numpy(present.astype(np.int64))
+    _add_relation(data, (owner, f"has_{node_type}", node_type), np.stack([present, np.arange(len(present))]),
+                  reverse)
 
 
 def _add_relation(data: HeteroData, edge_type: tuple[str, str, str], edge_index: np.ndarray,

@@ -156,6 +156,7 @@ from graphrec.models.user_side import (
     UserAttributes,
     UserSources,
     average_user,
+    subset_positions,
     warm_users,
 )
 
@@ -630,10 +631,7 @@ class ModalityGAT(Recommender):
             return self.item_embedding.weight.new_zeros(count, self.dim), None
         inputs = {name: getattr(self, f"features_{name}") if items is None
                   else getattr(self, f"features_{name}").index_select(0, items) for name in self.modality_names}
-        position = None
-        if items is not None and self.entity_names:
-            position = torch.full((self.num_items,), -1, dtype=torch.long, device=items.device)
-            position[items] = torch.arange(count, device=items.device)
+        position = subset_positions(items, self.num_items) if items is not None and self.entity_names else None
         for name in self.entity_names:
             item_index, entities = getattr(self, f"entity_index_{name}")
             if position is not None:
@@ -755,9 +753,7 @@ class ModalityGAT(Recommender):
         if item_ids is None:
             messages = values.unsqueeze(1) * layer0.index_select(0, columns)
             return torch.zeros_like(layer0).index_add(0, rows, messages)
-        position = torch.full((self.num_items,), -1, dtype=torch.long, device=item_ids.device)
-        position[item_ids] = torch.arange(item_ids.numel(), device=item_ids.device)
-        local = position[rows]
+        local = subset_positions(item_ids, self.num_items)[rows]
         keep = local >= 0
         local, columns, values = local[keep], columns[keep], values[keep]
         neighbours, inverse = torch.unique(columns, return_inverse=True)

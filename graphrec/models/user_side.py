@@ -176,6 +176,14 @@ def _missing(value: Any) -> bool:
     return bool(pd.isna(value))
 
 
+def subset_positions(subset: Tensor, total: int) -> Tensor:
+    """Where each of ``total`` rows stands in the distinct indices ``subset`` (-1: not in it), to
+    restrict edges to the subset's rows and number them locally."""
+    position = torch.full((total,), -1, dtype=torch.long, device=subset.device)
+    position[subset] = torch.arange(subset.numel(), device=subset.device)
+    return position
+
+
 class UserSources(torch.nn.Module):
     """The users' sources as model inputs: the mean learned embedding of each entity type (``dim``
     wide) and each user modality's features as they are (see the module docstring).
@@ -242,10 +250,7 @@ class UserSources(torch.nn.Module):
         count = self.num_users if users is None else users.numel()
         inputs = {name: getattr(self, f"features_{name}") if users is None
                   else getattr(self, f"features_{name}").index_select(0, users) for name in self.modality_names}
-        position = None
-        if users is not None and self.entity_names:
-            position = torch.full((self.num_users,), -1, dtype=torch.long, device=users.device)
-            position[users] = torch.arange(count, device=users.device)
+        position = subset_positions(users, self.num_users) if users is not None and self.entity_names else None
         for name in self.entity_names:
             user_index, entities = getattr(self, f"entity_index_{name}")
             if position is not None:
