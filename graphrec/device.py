@@ -6,6 +6,9 @@ when there is one, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import torch
 
 from graphrec.errors import ConfigError
@@ -25,3 +28,8 @@ def resolve_device(spec: str) -> torch.device:
     if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
         raise ConfigError(f"{spec!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)", field="device")
     return device
+
+
+def fp16_on_cuda(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The encoders' inference precision: fp16 autocast on a CUDA device, full precision elsewhere."""
+    return torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else contextlib.nullcontext()

@@ -33,7 +33,6 @@ below ``silence_rms``) makes its row a missing modality, reported by row, file a
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 from collections.abc import Callable, Sequence
@@ -51,7 +50,7 @@ from tqdm.auto import tqdm
 
 from graphrec.data.dataset import Dataset, ModalityFeatures
 from graphrec.data.storage import DEFAULT_MAX_BYTES, read_regular_file
-from graphrec.device import resolve_device
+from graphrec.device import fp16_on_cuda, resolve_device
 from graphrec.encoders.cache import ENCODER_FORMAT_VERSION, EmbeddingCache, identity_digest
 from graphrec.encoders.media import check_has_files, default_cache_root, encode_media_files, media_column
 from graphrec.encoders.text import load_hub_model
@@ -168,8 +167,7 @@ class AudioEncoder:
             # CLAP's fusion extractor flags one clip of a batch at random as longer than its window when
             # none is; none is (max_seconds is checked against the window), and the flag must not be random.
             inputs["is_longer"] = torch.zeros_like(inputs["is_longer"])
-        autocast = (torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda"
-                    else contextlib.nullcontext())
+        autocast = fp16_on_cuda(self.device)
         with torch.inference_mode(), autocast:
             if self.pooling == "projection":
                 output = self.model.get_audio_features(**inputs)

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from graphrec.data.dataset import Dataset, ModalityFeatures
 from graphrec.data.storage import DEFAULT_MAX_BYTES
-from graphrec.device import resolve_device
+from graphrec.device import fp16_on_cuda, resolve_device
 from graphrec.encoders.cache import (
     ENCODER_FORMAT_VERSION,
     EmbeddingCache,
@@ -197,8 +197,7 @@ class ImageEncoder:
 
     def forward(self, batch: Tensor) -> Tensor:
         """Features of a preprocessed ``[B, 3, H, W]`` batch, as ``float32`` on the CPU."""
-        autocast = (torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda"
-                    else contextlib.nullcontext())
+        autocast = fp16_on_cuda(self.device)
         with torch.inference_mode(), autocast:
             features = self.model(batch.to(self.device, non_blocking=True))
         return features.flatten(1).float().cpu()

@@ -24,7 +24,6 @@ after a single request (see :func:`_unreachable_hub`) instead of a minute of ret
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from huggingface_hub.utils import HfHubHTTPError
 from tqdm.auto import tqdm
 
 from graphrec.data.dataset import SIDES, Dataset, ModalityFeatures
-from graphrec.device import resolve_device
+from graphrec.device import fp16_on_cuda, resolve_device
 from graphrec.encoders.bundled import BUNDLED_MINILM, bundled_minilm
 from graphrec.encoders.cache import (
     ENCODER_FORMAT_VERSION,
@@ -179,8 +178,7 @@ class TextEncoder:
         if not len(texts):
             return out
         order = np.argsort(-np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), kind="stable")
-        autocast = (torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda"
-                    else contextlib.nullcontext())
+        autocast = fp16_on_cuda(self.device)
         bar = tqdm(total=len(texts), unit="text", desc="encoding text", disable=None if progress is None
                    else not progress)
         with torch.inference_mode(), autocast, bar:

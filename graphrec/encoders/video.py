@@ -31,7 +31,6 @@ missing modality, reported by row, file and reason.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 from collections.abc import Callable, Sequence
@@ -49,7 +48,7 @@ from tqdm.auto import tqdm
 
 from graphrec.data.dataset import Dataset, ModalityFeatures
 from graphrec.data.storage import DEFAULT_MAX_BYTES, read_regular_file
-from graphrec.device import resolve_device
+from graphrec.device import fp16_on_cuda, resolve_device
 from graphrec.encoders.cache import ENCODER_FORMAT_VERSION, EmbeddingCache, identity_digest
 from graphrec.encoders.image import (
     ImageEncoder,
@@ -227,8 +226,7 @@ class VideoEncoder:
 
     def forward(self, clips: Tensor) -> Tensor:
         """Features of a preprocessed ``[B, C, T, H, W]`` batch, as ``float32`` on the CPU."""
-        autocast = (torch.autocast("cuda", dtype=torch.float16) if self.device.type == "cuda"
-                    else contextlib.nullcontext())
+        autocast = fp16_on_cuda(self.device)
         with torch.inference_mode(), autocast:
             features = self.model(clips.to(self.device, non_blocking=True))
         return features.flatten(1).float().cpu()
