@@ -16,6 +16,7 @@ from graphrec.evaluation.ranking import (
     evaluate,
     evaluate_embeddings,
     evaluate_many,
+    evaluate_splits,
     metric_names,
     top_k,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "evaluate",
     "evaluate_embeddings",
     "evaluate_many",
+    "evaluate_splits",
     "gini_index",
     "metric_names",
     "ranking_metrics",

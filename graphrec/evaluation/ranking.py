@@ -36,8 +36,9 @@ Users are processed ``batch_size`` at a time, so memory is
 
 from __future__ import annotations
 
+import functools
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -267,51 +268,74 @@ def evaluate(score_fn: ScoreFn, dataset: Dataset, split: str = "test", config: E
             or NaN for an item it could recommend (NaN on masked items does not
             matter); the cold protocol finds no cold item.
     """
-    return _evaluate(score_fn, dataset, split, config, item_features, torch.device(device), owns_scores=False)
+    return _evaluate(score_fn, dataset, [split], config, item_features, torch.device(device), owns_scores=False)[0]
 
 
-def evaluate_many(score_fn: Callable[[Tensor], Sequence[Tensor]], count: int, dataset: Dataset,
+def evaluate_many(score_fn: Callable[[Tensor], Iterable[Tensor | int]], count: int, dataset: Dataset,
                   split: str = "valid", config: EvalConfig = EvalConfig(),
                   item_features: np.ndarray | Tensor | None = None,
                   device: torch.device | str = "cpu") -> list[EvaluationResult]:
-    """:func:`evaluate` of ``count`` scorings in one pass over the users: ``score_fn(users)`` returns
-    ``count`` score matrices ``[B, num_items]``, one per candidate (say, per hyperparameter setting
-    of a closed-form model), and each is ranked and measured as :func:`evaluate` would.
+    """:func:`evaluate` of ``count`` scorings in one pass over the users: ``score_fn(users)`` gives,
+    for each of the ``count`` candidates in order (say, each hyperparameter setting of a closed-form
+    model), its score matrix ``[B, num_items]``, or the index of an earlier candidate whose scores
+    it shares; each is ranked and measured as :func:`evaluate` would.
 
-    The matrices must be fresh tensors of this call, which the evaluator masks in place. One tensor
-    may stand for several candidates (settings that come to the same scores): it is ranked once and
-    its measures repeated. The masks and ground truth of a batch are gathered once for all candidates."""
+    The evaluator ranks each matrix before it draws the next one from ``score_fn``'s iterable and
+    masks it in place, so the matrices must belong to this call, and a generator may write every
+    candidate's scores into one buffer (the candidates then cost one matrix of memory, not
+    ``count``). The masks and ground truth of a batch are gathered once for all candidates."""
     device = torch.device(device)
     targets = _targets(dataset, split, config.protocol)
     accumulators = [_Accumulator(targets, dataset, split, config, item_features, device) for _ in range(count)]
     for start in range(0, len(targets.users), config.batch_size):
         users = targets.users[start:start + config.batch_size]
-        with torch.no_grad():
-            all_scores = list(score_fn(torch.as_tensor(users, dtype=torch.long, device=device)))
-        if len(all_scores) != count:
-            raise GraphrecError(f"score_fn returned {len(all_scores)} score matrices; expected {count}")
         batch = accumulators[0].prepare(users)
-        ranked: dict[int, _Accumulator] = {}
-        for accumulator, scores in zip(accumulators, all_scores, strict=True):
-            if id(scores) in ranked and accumulator.beyond is None:
-                accumulator.repeat_last(ranked[id(scores)])
-                continue
-            ranked[id(scores)] = accumulator
-            accumulator.add(users, _checked_scores(scores, users, dataset.num_items, device, owns_scores=True),
-                            batch)
-        del all_scores
+        drawn = 0
+        with torch.no_grad():
+            for scores in score_fn(torch.as_tensor(users, dtype=torch.long, device=device)):
+                if drawn == count:
+                    raise GraphrecError(f"score_fn gave more than the {count} score matrices expected")
+                if isinstance(scores, int):
+                    if not 0 <= scores < drawn:
+                        raise GraphrecError(f"score_fn's candidate {drawn} shares the scores of candidate "
+                                            f"{scores}, which is not an earlier one")
+                    accumulators[drawn].repeat_last(accumulators[scores])
+                else:
+                    accumulators[drawn].add(users, _checked_scores(scores, users, dataset.num_items, device,
+                                                                   owns_scores=True), batch)
+                drawn += 1
+        if drawn != count:
+            raise GraphrecError(f"score_fn gave {drawn} score matrices; expected {count}")
     return [accumulator.result() for accumulator in accumulators]
 
 
-def _evaluate(score_fn: ScoreFn, dataset: Dataset, split: str, config: EvalConfig,
+def evaluate_splits(score_fn: ScoreFn, dataset: Dataset, splits: Sequence[str], config: EvalConfig = EvalConfig(),
+                    item_features: np.ndarray | Tensor | None = None, device: torch.device | str = "cpu",
+                    owns_scores: bool = False) -> list[EvaluationResult]:
+    """:func:`evaluate` of one scoring on several ``splits`` (say, ``valid`` and ``test``) in one pass:
+    each batch of the users any split evaluates is scored once and measured on each split (its own
+    ground truth and masks), as :func:`evaluate` of each split would. ``owns_scores``: the scores are
+    fresh tensors of this call, which the evaluator may mask in place."""
+    return _evaluate(score_fn, dataset, splits, config, item_features, torch.device(device), owns_scores)
+
+
+def _evaluate(score_fn: ScoreFn, dataset: Dataset, splits: Sequence[str], config: EvalConfig,
               item_features: np.ndarray | Tensor | None, device: torch.device,
-              owns_scores: bool) -> EvaluationResult:
-    targets = _targets(dataset, split, config.protocol)
-    accumulator = _Accumulator(targets, dataset, split, config, item_features, device)
-    for start in range(0, len(targets.users), config.batch_size):
-        users = targets.users[start:start + config.batch_size]
-        accumulator.add(users, _score_batch(score_fn, users, dataset.num_items, device, owns_scores))
-    return accumulator.result()
+              owns_scores: bool) -> list[EvaluationResult]:
+    targets = [_targets(dataset, split, config.protocol) for split in splits]
+    accumulators = [_Accumulator(target, dataset, split, config, item_features, device)
+                    for target, split in zip(targets, splits, strict=True)]
+    everyone = functools.reduce(np.union1d, [target.users for target in targets])
+    for start in range(0, len(everyone), config.batch_size):
+        users = everyone[start:start + config.batch_size]
+        scores = _score_batch(score_fn, users, dataset.num_items, device, owns_scores)
+        for index, (target, accumulator) in enumerate(zip(targets, accumulators, strict=True)):
+            evaluated = np.isin(users, target.users)
+            if evaluated.all():  # masking writes into the scores: the last split may take them
+                accumulator.add(users, scores if index == len(targets) - 1 else scores.clone())
+            elif evaluated.any():
+                accumulator.add(users[evaluated], scores[torch.as_tensor(evaluated, device=device)])
+    return [accumulator.result() for accumulator in accumulators]
 
 
 @dataclass
@@ -340,6 +364,8 @@ class _Accumulator:
             self.beyond = BeyondAccuracy(config.ks, np.arange(dataset.num_items) if targets.candidates is None
                                          else targets.candidates, train_counts, features, device)
         self.collected: dict[str, list[Tensor]] = {}
+        #: The top lists of the last batch (items, recommended), which :meth:`repeat_last` replays.
+        self.last_lists: tuple[Tensor, Tensor] | None = None
 
     def prepare(self, users: np.ndarray) -> _Batch:
         """What measuring a batch of ``users`` needs besides the scores: their masked entries and
@@ -371,11 +397,15 @@ class _Accumulator:
         if self.beyond is not None:
             items = top_columns if self.candidates is None else self.candidates[top_columns]
             self.beyond.update(items, recommended)
+            self.last_lists = (items, recommended)
 
     def repeat_last(self, other: _Accumulator) -> None:
         """Take ``other``'s measures of its last batch as this scoring's (the same scores)."""
         for name, values in other.collected.items():
             self.collected.setdefault(name, []).append(values[-1])
+        if self.beyond is not None:
+            assert other.last_lists is not None  # other measured a batch with the same config
+            self.beyond.update(*other.last_lists)
 
     def result(self) -> EvaluationResult:
         config, targets = self.config, self.targets
@@ -410,7 +440,7 @@ def evaluate_embeddings(user_emb: Tensor, item_emb: Tensor, dataset: Dataset, sp
     def score(users: Tensor) -> Tensor:
         return users_on_device[users] @ items_t
 
-    return _evaluate(score, dataset, split, config, item_features, device, owns_scores=True)
+    return _evaluate(score, dataset, [split], config, item_features, device, owns_scores=True)[0]
 
 
 def _check_features(item_features: np.ndarray | Tensor | None, num_items: int) -> Tensor | None:

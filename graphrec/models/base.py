@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Self
 
@@ -220,10 +220,13 @@ class Recommender(torch.nn.Module, abc.ABC):
         user_emb, item_emb = self.embed_layerwise()
         return lambda users: self.full_scores(user_emb, item_emb, users)
 
-    def setting_scorer(self, settings: Sequence[Mapping[str, Any]]) -> Callable[[Tensor], list[Tensor]]:
-        """``users -> [scores under settings[0], scores under settings[1], ...]``, each ``[B, num_items]``,
-        computed in one pass over the users (sharing what the settings have in common), so that
-        selection on validation costs about one scoring pass (when :attr:`selects_on_validation`)."""
+    def setting_scorer(self, settings: Sequence[Mapping[str, Any]]) -> Callable[[Tensor], Iterable[Tensor | int]]:
+        """``users -> scores under settings[0], scores under settings[1], ...``, each ``[B, num_items]``
+        or the index of an earlier setting with the same scores, computed in one pass over the users
+        (sharing what the settings have in common), so that selection on validation costs about one
+        scoring pass (when :attr:`selects_on_validation`). It is read as
+        :func:`~graphrec.evaluation.evaluate_many` reads its ``score_fn``: each matrix is used up before
+        the next is drawn, so a generator may reuse one buffer."""
         raise GraphrecError(f"model {self.name!r} does not choose its options on the validation split")
 
     def select(self, setting: Mapping[str, Any]) -> None:

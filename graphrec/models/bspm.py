@@ -43,13 +43,14 @@ float32 scores keep their precision only for moderate sharpening times (:data:`M
 
 Memory and the item–item graph are as in :mod:`graphrec.models.gfcf`; the products after the first
 (of the sparse :math:`r_u`) act on dense signals and take the factored route
-:math:`(x \tilde{R}^\top) \tilde{R}`. Scoring holds a few dense :math:`B \times N` buffers, plus one per
-searched :math:`T_s` value and one per setting.
+:math:`(x \tilde{R}^\top) \tilde{R}`. Scoring holds a few dense :math:`B \times N` buffers, plus two per
+searched :math:`T_s` value (its base and its ideal term); the settings share one more.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -72,7 +73,9 @@ from graphrec.models.gfcf import (
     chunked,
     filter_repr,
     grid_metadata,
+    on_device,
     resolve_setting,
+    shared_list,
     user_ids,
 )
 
@@ -83,6 +86,8 @@ STEP_POLYNOMIALS: dict[str, tuple[float, ...]] = {"euler": (1.0, 1.0), "rk4": (1
 #: The largest sum of absolute coefficients of the scoring polynomial (about :math:`e^{T_s}`): float32
 #: rounding of the scores then stays below about 1e-3 of the signal.
 MAX_COEFFICIENTS = 1e4
+#: Users whose ODE steps run together: torch's sparse-dense products are fastest on narrow signals.
+PROPAGATE_USERS = 128
 #: Singular vectors of the ideal low-pass filter when ``k`` is not given (the published setting).
 DEFAULT_K = 448
 
@@ -180,11 +185,11 @@ class BSPM(Recommender):
     def reset_parameters(self) -> None:
         """Nothing to learn: the filters are fixed by the training graph."""
 
-    def setting_scorer(self, settings: Sequence[Mapping[str, Any]]) -> Callable[[Tensor], list[Tensor]]:
-        """Settings that come to the same options share one score tensor: the evaluator copies before it masks."""
+    def setting_scorer(self, settings: Sequence[Mapping[str, Any]]) -> Callable[[Tensor], Iterable[Tensor | int]]:
+        """Settings that come to the same options are scored once: the later ones give the index of the first."""
         chosen = [resolve_setting(self, self.search, setting, self.basis.rank) for setting in settings]
         self._sharpen_ideal({_setting(options)[0] for options in chosen})
-        return lambda users: [scores.to(users.device) for scores in self._scores(user_ids(users), chosen)]
+        return lambda users: on_device(self._setting_scores(self.graph.rows(user_ids(users)), chosen), users.device)
 
     def select(self, setting: Mapping[str, Any]) -> None:
         self.options = resolve_setting(self, self.search, setting, self.basis.rank)
@@ -225,41 +230,58 @@ class BSPM(Recommender):
         return self._row_scores(self.graph.rows(users), settings)
 
     def _row_scores(self, rows: sp.csr_matrix, settings: Sequence[BSPMOptions]) -> list[Tensor]:
+        """The scores of ``rows`` under each of ``settings``: a list (settings with the same options
+        share a tensor)."""
+        return shared_list(self._setting_scores(rows, settings, fresh=True))
+
+    def _setting_scores(self, rows: sp.csr_matrix, settings: Sequence[BSPMOptions],
+                        fresh: bool = False) -> Iterator[Tensor | int]:
+        """The scores ``[B, N]`` of ``rows`` under each of ``settings`` in turn, or, for a setting with
+        the options of an earlier one, that one's index; unless ``fresh``, written into one buffer that
+        the next setting overwrites (as :meth:`graphrec.models.gfcf.GFCF._setting_scores`)."""
         chosen = [_setting(options) for options in settings]
-        polynomials = {time: self.search.score_polynomial(time) for time, _ in chosen}
-        sums: dict[float, Tensor] = {}
-
-        def accumulate(signal: Tensor, power: int) -> None:
-            for time, c in polynomials.items():
-                if power < len(c) and c[power] != 0:
-                    if time in sums:
-                        sums[time].add_(signal, alpha=float(c[power]))
-                    else:
-                        sums[time] = signal * float(c[power])
-
-        degree = max(len(c) for c in polynomials.values()) - 1
-        if any(c[0] != 0 for c in polynomials.values()):
-            accumulate(torch.from_numpy(rows.toarray()), 0)
-        signal = None
-        for power in range(1, degree + 1):  # the sequence r, r P~, r P~^2, ... one product each
-            signal = self.graph.linear(rows) if signal is None else self.graph.propagate(signal)
-            accumulate(signal, power)
-        del signal
+        bases = self._bases(rows, {time: self.search.score_polynomial(time) for time, _ in chosen})
         z = self.basis.project(rows)
-        wanted = set(chosen)
-        unique: dict[tuple[float, float], Tensor] = {}
-        for time in polynomials:
-            base = sums.pop(time) if time in sums else torch.zeros(rows.shape[0], self.num_items)
-            right = self._sharpened[time] if self.search.final_sharpening else self.basis.right
-            betas = sorted({beta for t, beta in wanted if t == time and beta != 0})
-            if len(betas) == 1 and (time, 0.0) not in wanted:  # one weight: its ideal term goes in place
-                unique[time, betas[0]] = base.addmm_(z, right, alpha=betas[0])
+        right = {time: self._sharpened[time] if self.search.final_sharpening else self.basis.right for time in bases}
+        if len(set(chosen)) == 1:  # one setting: its ideal term goes into its base in place
+            time, beta = chosen[0]
+            yield bases[time].addmm_(z, right[time], alpha=beta) if beta != 0 else bases[time]
+            yield from itertools.repeat(0, len(chosen) - 1)
+            return
+        ideals = {time: z @ right[time] for time in bases if any(t == time and beta != 0 for t, beta in chosen)}
+        first: dict[tuple[float, float], int] = {}
+        buffer: Tensor | None = None
+        for index, (time, beta) in enumerate(chosen):
+            if first.setdefault((time, beta), index) != index:
+                yield first[time, beta]
                 continue
-            if betas:
-                ideal = z @ right
-                unique.update({(time, beta): torch.add(base, ideal, alpha=beta) for beta in betas})
-            unique[time, 0.0] = base
-        return [unique[setting] for setting in chosen]
+            out = torch.empty_like(bases[time]) if fresh or buffer is None else buffer
+            buffer = out
+            yield out.copy_(bases[time]) if beta == 0 else torch.add(bases[time], ideals[time], alpha=beta, out=out)
+
+    def _bases(self, rows: sp.csr_matrix, polynomials: Mapping[float, np.ndarray]) -> dict[float, Tensor]:
+        r""":math:`r\,\sigma(\tilde{P})\, b(\tilde{P})` ``[B, N]`` of ``rows`` for each sharpening time's
+        polynomial, from one sequence :math:`r, r \tilde{P}, r \tilde{P}^2, \dots` (one product each), held
+        item-major (:meth:`~graphrec.models.gfcf.ItemGraph.propagate_columns`) a few users at a time."""
+        degree = max(len(c) for c in polynomials.values()) - 1
+        bases = {time: torch.empty(rows.shape[0], self.num_items) for time in polynomials}
+        for start in range(0, rows.shape[0], PROPAGATE_USERS):
+            block = rows[start:start + PROPAGATE_USERS]
+            sums = {time: torch.zeros(self.num_items, block.shape[0]) for time in polynomials}
+            signal = torch.empty(0)
+            for power in range(degree + 1):
+                terms = [(time, float(c[power])) for time, c in polynomials.items() if power < len(c) and c[power] != 0]
+                if power == 0:
+                    signal = torch.from_numpy(block.toarray().T) if terms else signal
+                elif power == 1:
+                    signal = self.graph.linear(block).t().contiguous()
+                else:
+                    signal = self.graph.propagate_columns(signal)
+                for time, coefficient in terms:
+                    sums[time].add_(signal, alpha=coefficient)
+            for time, total in sums.items():
+                bases[time][start:start + PROPAGATE_USERS] = total.t()
+        return bases
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {filter_repr(self.graph, self.basis)}"

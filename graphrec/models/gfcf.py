@@ -66,8 +66,10 @@ takes ``dense`` below :data:`DENSE_SVD_ENTRIES` matrix entries and :data:`AUTO_S
 
 from __future__ import annotations
 
+import itertools
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -90,8 +92,11 @@ ITEM_GRAPHS: tuple[str, ...] = ("auto", "materialise", "on_the_fly")
 DENSE_SVD_ENTRIES = 4_000_000
 #: ``solver="auto"`` above :data:`DENSE_SVD_ENTRIES`.
 AUTO_SVD_SOLVER = "randomized"
-#: Users per sparse product: bounds the sparse intermediates of a large batch (not its dense scores).
-USER_CHUNK = 2048
+#: Users per sparse product: bounds the sparse intermediates of a large batch (not its dense scores);
+#: smaller products also keep their work in cache (``benchmarks/graph_filter_kernels.py``).
+USER_CHUNK = 256
+#: Rows of a sparse product below which it is not worth another thread.
+LINEAR_ROWS_PER_THREAD = 64
 
 #: Warm users whose training rows make a cold user's pseudo-history, unless told otherwise.
 DEFAULT_COLD_USER_NEIGHBOURS = 50
@@ -133,8 +138,8 @@ class LowPassOptions(ModelOptions):
 
     solver: str = field(default="auto", metadata={"help": "truncated SVD: randomized, arpack, dense (exact; small "
                                                           "graphs) or auto"})
-    oversampling: int = field(default=16, metadata={"help": "randomized SVD: random directions beyond k"})
-    power_iterations: int = field(default=4, metadata={"help": "randomized SVD: power iterations"})
+    oversampling: int = field(default=64, metadata={"help": "randomized SVD: random directions beyond k"})
+    power_iterations: int = field(default=2, metadata={"help": "randomized SVD: power iterations"})
     item_graph: str = field(default="auto", metadata={
         "help": "item–item graph: materialise it, or compute it on_the_fly from the interactions (auto: "
                 "materialise it when its estimated size fits item_graph_budget_mb)"})
@@ -247,13 +252,34 @@ class ItemGraph:
         return binary
 
     def linear(self, rows: sp.csr_matrix) -> Tensor:
-        r""":math:`r \tilde{P}` of sparse ``rows`` ``[B, N]``, dense."""
-        product = rows @ self.item_item if self.item_item is not None else (rows @ self.norm_t) @ self.norm
-        return torch.from_numpy(product.toarray())
+        r""":math:`r \tilde{P}` of sparse ``rows`` ``[B, N]``, dense. SciPy's sparse product runs on one
+        core but releases the GIL, so blocks of rows are multiplied on as many threads as torch uses."""
+        out = np.zeros(rows.shape, dtype=np.float32)  # toarray(out=) adds into it
+
+        def multiply(block: slice) -> None:
+            part = rows[block]
+            product = part @ self.item_item if self.item_item is not None else (part @ self.norm_t) @ self.norm
+            product.toarray(out=out[block])
+
+        threads = max(1, min(torch.get_num_threads(), rows.shape[0] // LINEAR_ROWS_PER_THREAD))
+        bounds = np.linspace(0, rows.shape[0], threads + 1).astype(int)
+        blocks = [slice(start, stop) for start, stop in itertools.pairwise(bounds)]
+        if threads == 1:
+            multiply(blocks[0])
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(multiply, blocks))
+        return torch.from_numpy(out)
 
     def propagate(self, x: Tensor) -> Tensor:
         r""":math:`x \tilde{P} = (x \tilde{R}^\top) \tilde{R}` of a dense ``x`` ``[B, N]``."""
-        return (self._norm_t @ (self._norm @ x.t())).t().contiguous()
+        return self.propagate_columns(x.t().contiguous()).t().contiguous()
+
+    def propagate_columns(self, x: Tensor) -> Tensor:
+        r""":math:`\tilde{P} x = \tilde{R}^\top (\tilde{R} x)` of dense signals held item-major, ``x``
+        ``[N, B]`` contiguous: torch's sparse-dense product reads the dense operand by rows, so a chain
+        of products (an ODE's steps) is fastest kept in this layout."""
+        return self._norm_t @ (self._norm @ x)
 
     def max_rank(self) -> int:
         """The most singular vectors a truncated SVD of :math:`\\tilde{R}` can give: ``min(M, N) - 1``."""
@@ -354,6 +380,19 @@ def chunked(score: Callable[[np.ndarray], Tensor], users: Tensor, num_items: int
     return out.to(users.device)
 
 
+def on_device(scores: Iterable[Tensor | int], device: torch.device) -> Iterator[Tensor | int]:
+    """A setting scorer's items (score matrices, or indices of earlier settings) with the matrices on ``device``."""
+    return (item if isinstance(item, int) else item.to(device) for item in scores)
+
+
+def shared_list(scores: Iterable[Tensor | int]) -> list[Tensor]:
+    """A setting scorer's items as a list of fresh score matrices, an index standing for the earlier matrix."""
+    out: list[Tensor] = []
+    for item in scores:
+        out.append(out[item] if isinstance(item, int) else item)
+    return out
+
+
 def user_ids(users: Tensor) -> np.ndarray:
     """User indices as a NumPy array (the sparse products run on the CPU, with SciPy)."""
     return users.detach().to("cpu", torch.long).numpy()
@@ -434,11 +473,11 @@ class GFCF(Recommender):
     def reset_parameters(self) -> None:
         """Nothing to learn: the filters are fixed by the training graph."""
 
-    def setting_scorer(self, settings: Sequence[Mapping[str, Any]]) -> Callable[[Tensor], list[Tensor]]:
-        """Settings that come to the same options (``alpha = 0`` for every ``k``, or ``k`` capped) share
-        one score tensor: the evaluator copies before it masks."""
+    def setting_scorer(self, settings: Sequence[Mapping[str, Any]]) -> Callable[[Tensor], Iterable[Tensor | int]]:
+        """Settings that come to the same options (``alpha = 0`` for every ``k``, or ``k`` capped) are
+        scored once: the later ones give the index of the first."""
         chosen = [resolve_setting(self, self.search, setting, self.basis.rank) for setting in settings]
-        return lambda users: [scores.to(users.device) for scores in self._scores(user_ids(users), chosen)]
+        return lambda users: on_device(self._setting_scores(self.graph.rows(user_ids(users)), chosen), users.device)
 
     def select(self, setting: Mapping[str, Any]) -> None:
         self.options = resolve_setting(self, self.search, setting, self.basis.rank)
@@ -469,22 +508,40 @@ class GFCF(Recommender):
         return self._row_scores(self.graph.rows(users), settings)
 
     def _row_scores(self, rows: sp.csr_matrix, settings: Sequence[GFCFOptions]) -> list[Tensor]:
+        """The scores of ``rows`` under each of ``settings``: a list (settings with the same options
+        share a tensor)."""
+        return shared_list(self._setting_scores(rows, settings, fresh=True))
+
+    def _setting_scores(self, rows: sp.csr_matrix, settings: Sequence[GFCFOptions],
+                        fresh: bool = False) -> Iterator[Tensor | int]:
+        """The scores ``[B, N]`` of ``rows`` under each of ``settings`` in turn, or, for a setting with
+        the options of an earlier one, that one's index. Unless ``fresh``, the settings after the
+        first are written into one buffer, which the next overwrites (what
+        :func:`~graphrec.evaluation.evaluate_many` allows): a search then holds the linear term, one
+        ideal term per ``k`` and that buffer, however many ``alpha`` it tries."""
         linear = self.graph.linear(rows)
-        chosen = [_alpha_k(options) for options in settings]
-        with_ideal = sorted({(alpha, k) for alpha, k in chosen if alpha != 0})
-        if not with_ideal:
-            return [linear] * len(chosen)
-        z = self.basis.project(rows)
+        chosen = [(alpha, k if alpha != 0 else 0) for alpha, k in map(_alpha_k, settings)]  # alpha = 0: no k
+        ks = sorted({k for alpha, k in chosen if alpha != 0})
         if len(set(chosen)) == 1:  # one setting: its ideal term goes into the linear scores in place
-            alpha, k = with_ideal[0]
-            return [self.basis.expand(z, 0, k, out=linear, alpha=alpha)] * len(chosen)
-        unique = {(alpha, k): linear for alpha, k in chosen if alpha == 0}
-        ideal, done = torch.zeros_like(linear), 0
-        for k in sorted({k for _, k in with_ideal}):  # the ideal term of k: the running sum of its first k vectors
-            self.basis.expand(z, done, k, out=ideal)
-            done = k
-            unique.update({(alpha, k_): torch.add(linear, ideal, alpha=alpha) for alpha, k_ in with_ideal if k_ == k})
-        return [unique[setting] for setting in chosen]
+            alpha, k = chosen[0]
+            yield linear if alpha == 0 else self.basis.expand(self.basis.project(rows), 0, k, out=linear, alpha=alpha)
+            yield from itertools.repeat(0, len(chosen) - 1)
+            return
+        ideals: dict[int, Tensor] = {}
+        if ks:
+            z, running, done = self.basis.project(rows), torch.zeros_like(linear), 0
+            for k in ks:  # the ideal term of k: the running sum of its first k vectors
+                running = self.basis.expand(z, done, k, out=running)
+                ideals[k], done = running if k == ks[-1] else running.clone(), k
+        first: dict[tuple[float, int], int] = {}
+        buffer: Tensor | None = None
+        for index, (alpha, k) in enumerate(chosen):
+            if first.setdefault((alpha, k), index) != index:
+                yield first[alpha, k]
+                continue
+            out = torch.empty_like(linear) if fresh or buffer is None else buffer
+            buffer = out
+            yield out.copy_(linear) if alpha == 0 else torch.add(linear, ideals[k], alpha=alpha, out=out)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {filter_repr(self.graph, self.basis)}"

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -286,7 +286,7 @@ class MultimodalGraphFilter(GFCF):
                                 "(modality_weights): select a setting first, or give them values")
         return replace(options, modality_weights=format_weights(weights)), weights
 
-    def setting_scorer(self, settings: Sequence[Mapping[str, Any]]) -> Callable[[Tensor], list[Tensor]]:
+    def setting_scorer(self, settings: Sequence[Mapping[str, Any]]) -> Callable[[Tensor], Iterable[Tensor | int]]:
         chosen = [self._resolve(setting) for setting in settings]
         return lambda users: [scores.to(users.device) for scores in self._row_scores_mm(self.graph.rows(
             user_ids(users)), chosen)]

@@ -37,7 +37,7 @@ from graphrec.data.storage import (
 )
 from graphrec.device import resolve_device
 from graphrec.errors import DataFormatError, DatasetExistsError, GraphrecError, Interrupted, RunFailedError
-from graphrec.evaluation import EvalConfig, cold_items, cold_users, evaluate, evaluate_embeddings
+from graphrec.evaluation import EvalConfig, cold_items, cold_users, evaluate_splits
 from graphrec.models import MODELS, ModelConfig, Recommender, build_model
 from graphrec.training.checkpoint import load_tensors, save_tensors
 from graphrec.training.config import TrainConfig
@@ -79,10 +79,15 @@ class Run:
 
     def evaluate(self, split: str = "test", protocol: str = "warm", ks: tuple[int, ...] | None = None,
                  beyond_accuracy: bool = True) -> dict[str, float]:
-        if split == "valid" and self.refit:
+        return self.evaluate_splits([split], protocol, ks, beyond_accuracy)[0]
+
+    def evaluate_splits(self, splits: Sequence[str], protocol: str = "warm", ks: tuple[int, ...] | None = None,
+                        beyond_accuracy: bool = True) -> list[dict[str, float]]:
+        """:meth:`evaluate` of each of ``splits``, scoring the users once for all of them."""
+        if "valid" in splits and self.refit:
             raise GraphrecError("this run was refit on train + valid, so its model has seen the validation split; "
                                 "the validation metrics of the selected model are in its metrics.json")
-        return evaluate_model(self.model, self.dataset, split, EvalConfig(
+        return evaluate_model_splits(self.model, self.dataset, splits, EvalConfig(
             ks=ks or self.train_config.eval_ks, batch_size=self.train_config.eval_batch_size, protocol=protocol,
             beyond_accuracy=beyond_accuracy))
 
@@ -90,15 +95,25 @@ class Run:
 @torch.no_grad()
 def evaluate_model(model: Recommender, dataset: Dataset, split: str, config: EvalConfig) -> dict[str, float]:
     """Full-ranking metrics of ``model`` on ``split`` (train items masked; valid too when testing)."""
+    return evaluate_model_splits(model, dataset, [split], config)[0]
+
+
+@torch.no_grad()
+def evaluate_model_splits(model: Recommender, dataset: Dataset, splits: Sequence[str],
+                          config: EvalConfig) -> list[dict[str, float]]:
+    """:func:`evaluate_model` of each of ``splits``, in one scoring pass over the users."""
     model.eval()
     features = _item_features_for_diversity(dataset)
     if not model.has_embeddings:
-        return evaluate(model.scorer(), dataset, split=split, config=config, item_features=features,
-                        device=_model_device(model)).metrics
-    # Layer-wise inference gives the same embeddings in bounded memory.
-    user_emb, item_emb = model.embed_layerwise()
-    return evaluate_embeddings(user_emb, item_emb, dataset, split=split, config=config,
-                               item_features=features, device=user_emb.device).metrics
+        results = evaluate_splits(model.scorer(), dataset, splits, config, item_features=features,
+                                  device=_model_device(model))
+    else:
+        # Layer-wise inference gives the same embeddings in bounded memory.
+        user_emb, item_emb = model.embed_layerwise()
+        items_t = item_emb.t()
+        results = evaluate_splits(lambda users: user_emb[users] @ items_t, dataset, splits, config,
+                                  item_features=features, device=user_emb.device, owns_scores=True)
+    return [result.metrics for result in results]
 
 
 def _model_device(model: Recommender) -> torch.device:
@@ -304,9 +319,11 @@ def _refit_closed_form(dataset: Dataset, model_config: ModelConfig, config: Trai
 def _selected_metrics(selected: Run) -> dict[str, Any]:
     """What the refit protocol reports of the model selected on validation: its validation metrics
     (the refit model has trained on that split) and, for reference, its test metrics."""
-    metrics = {"valid": selected.evaluate("valid")}
     if selected.dataset.split_counts()["test"]:
-        metrics["test_without_refit"] = selected.evaluate("test")
+        valid, test = selected.evaluate_splits(["valid", "test"])
+        metrics = {"valid": valid, "test_without_refit": test}
+    else:
+        metrics = {"valid": selected.evaluate("valid")}
     users = cold_users(selected.dataset)
     if len(users) and selected.dataset.csr("valid")[users].nnz:
         metrics["valid_cold_users"] = selected.evaluate("valid", protocol="cold_users")
@@ -319,11 +336,18 @@ def _final_metrics(run: Run, result: TrainResult, reference: dict[str, Any] | No
     what :func:`_selected_metrics` measured of the model chosen on validation: validation metrics
     are that model's (the refit one has trained on the validation split), test metrics the refit
     model's, beside the selected model's for reference."""
+    has_test = run.dataset.split_counts()["test"] > 0
+    if reference is not None:
+        valid, test = reference["valid"], run.evaluate("test") if has_test else None
+    elif has_test:
+        valid, test = run.evaluate_splits(["valid", "test"])
+    else:
+        valid, test = run.evaluate("valid"), None
     metrics: dict[str, Any] = {
         "model": run.model_config.name,
         "dataset": run.dataset.name,
         "protocol": "refit on train + valid" if reference is not None else "selected on validation",
-        "valid": reference["valid"] if reference is not None else run.evaluate("valid"),
+        "valid": valid,
     }
     if selection is not None:
         metrics["selection"] = selection.to_dict()
@@ -332,8 +356,8 @@ def _final_metrics(run: Run, result: TrainResult, reference: dict[str, Any] | No
                             "epochs": [record.to_dict() for record in refitted.history] if refitted else [],
                             "lr_decay_epochs": refitted.lr_decay_epochs if refitted else [],
                             "train_seconds": refitted.train_seconds if refitted else 0.0}
-    if run.dataset.split_counts()["test"]:
-        metrics["test"] = run.evaluate("test")
+    if test is not None:
+        metrics["test"] = test
         if reference is not None:
             metrics["test_without_refit"] = reference["test_without_refit"]
         cold = cold_items(run.dataset)

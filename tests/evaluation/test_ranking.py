@@ -13,7 +13,15 @@ import torch
 
 from graphrec.data.dataset import SPLIT_DTYPE, Dataset
 from graphrec.errors import GraphrecError
-from graphrec.evaluation import EvalConfig, cold_items, evaluate, evaluate_embeddings, evaluate_many, top_k
+from graphrec.evaluation import (
+    EvalConfig,
+    cold_items,
+    evaluate,
+    evaluate_embeddings,
+    evaluate_many,
+    evaluate_splits,
+    top_k,
+)
 from graphrec.evaluation.ranking import metric_names
 
 
@@ -178,6 +186,33 @@ def test_evaluate_many_equals_evaluate_of_each_even_when_scorings_share_a_tensor
     many = evaluate_many(score_fn, 3, dataset, "test", config)
     single = [evaluate(lambda users, t=table: t[users], dataset, "test", config).metrics for table in tables]
     assert many[0].metrics == single[0] and many[2].metrics == single[0] and many[1].metrics == single[1]
+
+
+@pytest.mark.parametrize("owns_scores", [False, True])
+def test_evaluate_splits_equals_evaluate_of_each_split(owns_scores):
+    """Valid and test in one pass, over users that only one of them evaluates as well as both:
+    each split's metrics and per-user measures are evaluate's, and the scores are never masked twice."""
+    dataset = random_dataset(11, num_interactions=400)
+    valid_users = set(dataset.interactions.query("split == 'valid'")["user"])
+    test_users = set(dataset.interactions.query("split == 'test'")["user"])
+    assert valid_users - test_users and test_users - valid_users and valid_users & test_users
+    table = torch.as_tensor(np.random.default_rng(4).normal(size=(dataset.num_users, dataset.num_items)),
+                            dtype=torch.float32)
+    calls = []
+
+    def score_fn(users):
+        calls.append(len(users))
+        return table[users].clone() if owns_scores else table[users]
+
+    config = EvalConfig(ks=(5, 20), batch_size=7)
+    valid, test = evaluate_splits(score_fn, dataset, ["valid", "test"], config, owns_scores=owns_scores)
+    assert sum(calls) == len(valid_users | test_users)
+    for result, split in ((valid, "valid"), (test, "test")):
+        alone = evaluate(lambda users: table[users], dataset, split, config)
+        assert result.metrics == alone.metrics
+        np.testing.assert_array_equal(result.users, alone.users)
+        for name, values in alone.per_user.items():
+            np.testing.assert_array_equal(result.per_user[name], values)
 
 
 def test_batch_size_does_not_change_results():
