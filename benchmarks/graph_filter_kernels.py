@@ -7,10 +7,11 @@ runs in this one process, one measurement after another; "peak MiB" is the proce
 size during a measurement, reset before it (``/proc/self/clear_refs``; empty where the kernel lacks it).
 
 1. **Truncated SVD** of R̃ at the largest k of GF-CF's grid (448): ARPACK (``scipy.sparse.linalg.svds``
-   in float64, the baseline) against the randomized solver (``torch.svd_lowrank`` with GF-CF's default
-   oversampling and power iterations): seconds, and GF-CF's validation Recall@20 at every setting of its
-   grid with each basis; also how far the two top-k subspaces agree (mean squared cosine of their
-   principal angles) and the relative error of the k-th singular value.
+   in float64, the baseline) against the randomized solver (``torch.svd_lowrank``) at GF-CF's default
+   oversampling and power iterations and the settings around it (:data:`SVD_VARIANTS`): seconds, and
+   GF-CF's validation Recall@20 at every setting of its grid with each basis; also how far the two top-k
+   subspaces agree (mean squared cosine of their principal angles) and the relative error of the k-th
+   singular value.
 2. **The item–item graph**: r_u P̃ for batches of 2048 users through P̃ materialised (the baseline) and
    on the fly as (r_u R̃ᵀ) R̃: seconds per batch (median over batches spread through the users, the two
    paths alternating), peak memory with only that path's graph alive, P̃'s build seconds and size
@@ -26,8 +27,9 @@ size during a measurement, reset before it (``/proc/self/clear_refs``; empty whe
    ``test.txt``, all in from the converted dataset to the test metrics.
 
 Run: ``.venv/bin/python benchmarks/graph_filter_kernels.py`` (about 15 minutes on two cores). Writes
-``benchmarks/results/graph_filter_kernels.json``. ``--quick`` is the smoke test: a 300-user Gowalla
-excerpt, k = 64 in part 1, no MovieLens, written to ``results/smoke/graph_filter_kernels.json``.
+``benchmarks/results/graph_filter_kernels.json``; ``--parts 1,3`` runs only those parts. ``--quick`` is
+the smoke test: a 300-user Gowalla excerpt, k = 64 in part 1, no MovieLens, written to
+``results/smoke/graph_filter_kernels.json``.
 """
 
 from __future__ import annotations
@@ -96,15 +98,21 @@ def describe(setting: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ 1. the SVD
+#: Part 1's solvers: name -> (oversampling, power iterations); the randomized solver at GF-CF's default
+#: and at the settings around it (ARPACK reads neither).
+SVD_VARIANTS: dict[str, tuple[int, int]] = {
+    "arpack": (0, 0),
+    **{f"randomized q=k+{o}, {i} power iterations": (o, i) for o, i in ((16, 4), (16, 2), (16, 1), (64, 2))},
+}
 def svd_solvers(dataset: Dataset, rank: int, select_batch: int) -> dict[str, Any]:
     graph = ItemGraph(dataset.csr("train"))
     defaults = GFCFOptions()
     runs: dict[str, Any] = {}
     vectors: dict[str, np.ndarray] = {}
-    for solver in ("arpack", "randomized"):
+    for solver, (oversampling, power_iterations) in SVD_VARIANTS.items():
         with measured() as svd:
-            values, vectors[solver] = truncated_svd(graph.norm, rank, solver, defaults.oversampling,
-                                                    defaults.power_iterations, seed=0)
+            values, vectors[solver] = truncated_svd(graph.norm, rank, solver.split(" ")[0], oversampling,
+                                                    power_iterations, seed=0)
         model = GFCF(graph, LowPassBasis(graph, vectors[solver]), defaults)
         settings = defaults.settings()
         with measured() as scoring:
@@ -243,7 +251,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smoke test: a 300-user Gowalla excerpt, k = 64 in part 1, no MovieLens (writes "
                              "results/smoke/)")
+    parser.add_argument("--parts", default="1,2,3,4", help="which parts to run (comma-separated; runs of fewer "
+                                                            "parts write to results/smoke/)")
     args = parser.parse_args()
+    parts = {int(part) for part in args.parts.split(",")}
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="graphrec-filters-"))
     try:
@@ -259,26 +270,35 @@ def main() -> None:
             "description": __doc__.splitlines()[0], "threads": args.threads, "quick": args.quick,
             "dataset": {"users": dataset.num_users, "items": dataset.num_items, **counts},
         }
-        print("1. truncated SVD, ARPACK (baseline) against randomized", flush=True)
-        payload["svd"] = svd_solvers(dataset, rank, args.select_batch)
-        print("\n2. r P~: materialised P~ (baseline) against on the fly", flush=True)
-        train = dataset.csr("train")
-        graphs = {"gowalla": train, "gowalla, first 1/2 of users": train[:train.shape[0] // 2],
-                  "gowalla, first 1/4 of users": train[:train.shape[0] // 4]}
-        if not args.quick and (DATA / "ml-1m-lightgcn").is_dir():
-            convert("lightgcn", DATA / "ml-1m-lightgcn", work / "ml-1m")
-            graphs["ml-1m"] = load_dataset(work / "ml-1m").csr("train")
-        payload["item_graph"] = item_graph_paths(graphs, 2 if args.quick else args.timed_batches,
-                                                 GFCFOptions().item_graph_budget_mb)
-        print("\n3. end to end on the validation split: GF-CF (baseline) and BSPM, default options", flush=True)
-        payload["end_to_end"] = end_to_end(dataset, args.select_batch)
-        print("\n4. paper split: GF-CF alpha=0.3, k=256, train.txt -> test.txt", flush=True)
-        payload["paper_split"] = paper_split(work / "gowalla")
+        if 1 in parts:
+            print("1. truncated SVD, ARPACK (baseline) against randomized", flush=True)
+            payload["svd"] = svd_solvers(dataset, rank, args.select_batch)
+        if 2 in parts:
+            print("\n2. r P~: materialised P~ (baseline) against on the fly", flush=True)
+            payload["item_graph"] = item_graph_paths(_graphs(dataset, work, args.quick),
+                                                     2 if args.quick else args.timed_batches,
+                                                     GFCFOptions().item_graph_budget_mb)
+        if 3 in parts:
+            print("\n3. end to end on the validation split: GF-CF (baseline) and BSPM, default options", flush=True)
+            payload["end_to_end"] = end_to_end(dataset, args.select_batch)
+        if 4 in parts:
+            print("\n4. paper split: GF-CF alpha=0.3, k=256, train.txt -> test.txt", flush=True)
+            payload["paper_split"] = paper_split(work / "gowalla")
         payload["prototype"] = PROTOTYPE
         payload["published_test_recall@20"] = PUBLISHED
-        write_results("graph_filter_kernels", payload, results_dir(partial=args.quick))
+        write_results("graph_filter_kernels", payload, results_dir(partial=args.quick or parts != {1, 2, 3, 4}))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _graphs(dataset: Dataset, work: Path, quick: bool) -> dict[str, Any]:
+    train = dataset.csr("train")
+    graphs = {"gowalla": train, "gowalla, first 1/2 of users": train[:train.shape[0] // 2],
+              "gowalla, first 1/4 of users": train[:train.shape[0] // 4]}
+    if not quick and (DATA / "ml-1m-lightgcn").is_dir():
+        convert("lightgcn", DATA / "ml-1m-lightgcn", work / "ml-1m")
+        graphs["ml-1m"] = load_dataset(work / "ml-1m").csr("train")
+    return graphs
 
 
 if __name__ == "__main__":

@@ -364,6 +364,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "mmrec-bench",
                         help="where the prepared datasets are kept")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1 (seed 0 chooses each grid point), got {args.seeds}")
+    unknown = sorted(set(args.regimes.split(",")) - set(REGIMES))
+    if unknown and not args.quick:
+        parser.error(f"--regimes: no regime {', '.join(unknown)} (there are {', '.join(REGIMES)})")
     args.work.mkdir(parents=True, exist_ok=True)
     regimes = QUICK_REGIME if args.quick else {name: REGIMES[name] for name in args.regimes.split(",")}
     if args.quick:

@@ -325,16 +325,19 @@ def _evaluate(score_fn: ScoreFn, dataset: Dataset, splits: Sequence[str], config
     targets = [_targets(dataset, split, config.protocol) for split in splits]
     accumulators = [_Accumulator(target, dataset, split, config, item_features, device)
                     for target, split in zip(targets, splits, strict=True)]
+    # Measuring only masks the scores in place, with -inf over the split's seen items, and valid's seen
+    # items (train) are among test's (train + valid): measured valid first, test can take the same tensor.
+    order = sorted(range(len(splits)), key=lambda index: EVALUATED_SPLITS.index(splits[index]))
     everyone = functools.reduce(np.union1d, [target.users for target in targets])
     for start in range(0, len(everyone), config.batch_size):
         users = everyone[start:start + config.batch_size]
         scores = _score_batch(score_fn, users, dataset.num_items, device, owns_scores)
-        for index, (target, accumulator) in enumerate(zip(targets, accumulators, strict=True)):
-            evaluated = np.isin(users, target.users)
-            if evaluated.all():  # masking writes into the scores: the last split may take them
-                accumulator.add(users, scores if index == len(targets) - 1 else scores.clone())
+        for index in order:
+            evaluated = np.isin(users, targets[index].users)
+            if evaluated.all():
+                accumulators[index].add(users, scores)
             elif evaluated.any():
-                accumulator.add(users[evaluated], scores[torch.as_tensor(evaluated, device=device)])
+                accumulators[index].add(users[evaluated], scores[torch.as_tensor(evaluated, device=device)])
     return [accumulator.result() for accumulator in accumulators]
 
 

@@ -188,10 +188,11 @@ def test_evaluate_many_equals_evaluate_of_each_even_when_scorings_share_a_tensor
     assert many[0].metrics == single[0] and many[2].metrics == single[0] and many[1].metrics == single[1]
 
 
+@pytest.mark.parametrize("splits", [("valid", "test"), ("test", "valid")])
 @pytest.mark.parametrize("owns_scores", [False, True])
-def test_evaluate_splits_equals_evaluate_of_each_split(owns_scores):
-    """Valid and test in one pass, over users that only one of them evaluates as well as both:
-    each split's metrics and per-user measures are evaluate's, and the scores are never masked twice."""
+def test_evaluate_splits_equals_evaluate_of_each_split(owns_scores, splits):
+    """Valid and test in one pass (one tensor a batch, which both mask in turn), over users that only
+    one of them evaluates as well as both: each split's metrics and per-user measures are evaluate's."""
     dataset = random_dataset(11, num_interactions=400)
     valid_users = set(dataset.interactions.query("split == 'valid'")["user"])
     test_users = set(dataset.interactions.query("split == 'test'")["user"])
@@ -205,9 +206,10 @@ def test_evaluate_splits_equals_evaluate_of_each_split(owns_scores):
         return table[users].clone() if owns_scores else table[users]
 
     config = EvalConfig(ks=(5, 20), batch_size=7)
-    valid, test = evaluate_splits(score_fn, dataset, ["valid", "test"], config, owns_scores=owns_scores)
+    results = evaluate_splits(score_fn, dataset, list(splits), config, owns_scores=owns_scores)
     assert sum(calls) == len(valid_users | test_users)
-    for result, split in ((valid, "valid"), (test, "test")):
+    for result, split in zip(results, splits):
+        assert result.split == split
         alone = evaluate(lambda users: table[users], dataset, split, config)
         assert result.metrics == alone.metrics
         np.testing.assert_array_equal(result.users, alone.users)
