@@ -114,7 +114,7 @@ def reciprocal_rank(scores: Tensor, relevant: Tensor, top_hits: Tensor | None = 
         has_hit = top_hits.any(dim=1)
         first_hit = top_hits.to(torch.uint8).argmax(dim=1)
         rr = torch.where(has_hit, 1.0 / (first_hit + 1).to(torch.float64), rr)
-        todo = (~has_hit).nonzero().squeeze(1)
+        todo = (~has_hit & relevant.any(dim=1)).nonzero().squeeze(1)  # a row without relevant items gets 0
         if todo.numel() == 0:
             return rr
         if todo.numel() < scores.size(0):

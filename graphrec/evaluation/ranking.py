@@ -334,10 +334,8 @@ def _evaluate(score_fn: ScoreFn, dataset: Dataset, splits: Sequence[str], config
         scores = _score_batch(score_fn, users, dataset.num_items, device, owns_scores)
         for index in order:
             evaluated = np.isin(users, targets[index].users)
-            if evaluated.all():
-                accumulators[index].add(users, scores)
-            elif evaluated.any():
-                accumulators[index].add(users[evaluated], scores[torch.as_tensor(evaluated, device=device)])
+            if evaluated.any():
+                accumulators[index].add(users, scores, evaluated=None if evaluated.all() else evaluated)
     return [accumulator.result() for accumulator in accumulators]
 
 
@@ -378,29 +376,38 @@ class _Accumulator:
                       torch.as_tensor(seen.col, dtype=torch.long, device=self.device),
                       _rows_dense(self.targets.ground_truth, users, self.device))
 
-    def add(self, users: np.ndarray, scores: Tensor, batch: _Batch | None = None) -> None:
+    def add(self, users: np.ndarray, scores: Tensor, batch: _Batch | None = None,
+            evaluated: np.ndarray | None = None) -> None:
         """Measure one batch: ``scores`` ``[B, num_items]`` of ``users``, which masking overwrites
-        (``batch``: :meth:`prepare` of ``users``, made here when not given)."""
+        (``batch``: :meth:`prepare` of ``users``, made here when not given). ``evaluated``: which rows
+        this scoring measures (bool ``[B]``; all when ``None``), so that a batch scored for several
+        splits is not copied for each: the other rows are masked and ranked, and left out."""
         targets, config, device = self.targets, self.config, self.device
         batch = self.prepare(users) if batch is None else batch
         scores[batch.seen_rows, batch.seen_columns] = float("-inf")
         relevant = batch.relevant
         if self.candidates is not None:
             scores, relevant = scores[:, self.candidates], relevant[:, self.candidates]
+        keep = None if evaluated is None else torch.as_tensor(evaluated, device=device)
+
+        def kept(values: Tensor) -> Tensor:
+            return values if keep is None else values[keep]
+
         top_scores, top_columns = top_k(scores, max(config.ks))
-        _check_no_nan(top_scores, users)
+        measured_users = users if evaluated is None else users[evaluated]
+        _check_no_nan(kept(top_scores), measured_users)
         recommended = top_scores != float("-inf")
         hits = relevant.gather(1, top_columns) & recommended
-        num_relevant = torch.as_tensor(np.diff(targets.ground_truth.indptr)[users], device=device)
-        measured = ranking_metrics(hits, num_relevant, config.ks)
+        num_relevant = torch.as_tensor(np.diff(targets.ground_truth.indptr)[measured_users], device=device)
+        measured = ranking_metrics(kept(hits), num_relevant, config.ks)
         if config.full_mrr:
-            measured["mrr"] = reciprocal_rank(scores, relevant, top_hits=hits)
+            measured["mrr"] = kept(reciprocal_rank(scores, relevant, top_hits=hits))
         for name, values in measured.items():
             self.collected.setdefault(name, []).append(values.cpu())
         if self.beyond is not None:
             items = top_columns if self.candidates is None else self.candidates[top_columns]
-            self.beyond.update(items, recommended)
-            self.last_lists = (items, recommended)
+            self.last_lists = (kept(items), kept(recommended))
+            self.beyond.update(*self.last_lists)
 
     def repeat_last(self, other: _Accumulator) -> None:
         """Take ``other``'s measures of its last batch as this scoring's (the same scores)."""
