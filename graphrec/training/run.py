@@ -185,8 +185,12 @@ def _train(dataset: Dataset, model: ModelConfig | str, config: TrainConfig, out_
     build_seconds = time.perf_counter() - started
     if recommender.trained_by_gradient:
         check_trainable(recommender, dataset, config)  # before the run directory is made
+    # _fit_and_test takes the model out of this list: holding it only there, it can free a closed-form
+    # model before the refit builds the next one.
+    built = [recommender]
+    del recommender
     if out_path is None or not is_main:
-        return _fit_and_test(dataset, model_config, config, recommender, build_seconds, carve_note, out_path,
+        return _fit_and_test(dataset, model_config, config, built, build_seconds, carve_note, out_path,
                              resume, log, observers)
     try:
         out_path.mkdir(parents=True, exist_ok=True)
@@ -196,7 +200,7 @@ def _train(dataset: Dataset, model: ModelConfig | str, config: TrainConfig, out_
     if not resume:
         _clear_previous_run(out_path, log)
     try:
-        run = _fit_and_test(dataset, model_config, config, recommender, build_seconds, carve_note, out_path,
+        run = _fit_and_test(dataset, model_config, config, built, build_seconds, carve_note, out_path,
                             resume, log, observers)
     except Interrupted as exc:
         _set_status(out_path, "interrupted", str(exc))
@@ -223,9 +227,10 @@ def _set_status(out: Path, status: str, reason: str | None = None) -> None:
         write_json(out / "run.json", spec)
 
 
-def _fit_and_test(dataset: Dataset, model_config: ModelConfig, config: TrainConfig, recommender: Recommender,
+def _fit_and_test(dataset: Dataset, model_config: ModelConfig, config: TrainConfig, built: list[Recommender],
                   build_seconds: float, carve_note: str | None, out_path: Path | None, resume: bool,
                   log: Callable[[str], None], observers: Sequence[Observer] = ()) -> Run:
+    recommender = built.pop()  # the only reference left (see _train)
     is_main = int(os.environ.get("RANK", "0")) == 0
     device = resolve_device(config.device)
     log(f"training {model_config.name} on {dataset.name!r} ({dataset.num_users:,} users, {dataset.num_items:,} "
