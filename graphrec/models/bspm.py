@@ -77,6 +77,7 @@ from graphrec.models.gfcf import (
     resolve_setting,
     shared_list,
     user_ids,
+    weighted_sums,
 )
 
 #: ODE solvers: fixed-step Euler and classical fourth-order Runge–Kutta.
@@ -238,7 +239,7 @@ class BSPM(Recommender):
                         fresh: bool = False) -> Iterator[Tensor | int]:
         """The scores ``[B, N]`` of ``rows`` under each of ``settings`` in turn, or, for a setting with
         the options of an earlier one, that one's index; unless ``fresh``, written into one buffer that
-        the next setting overwrites (as :meth:`graphrec.models.gfcf.GFCF._setting_scores`)."""
+        the next setting overwrites (:func:`~graphrec.models.gfcf.weighted_sums`)."""
         chosen = [_setting(options) for options in settings]
         bases = self._bases(rows, {time: self.search.score_polynomial(time) for time, _ in chosen})
         z = self.basis.project(rows)
@@ -249,15 +250,7 @@ class BSPM(Recommender):
             yield from itertools.repeat(0, len(chosen) - 1)
             return
         ideals = {time: z @ right[time] for time in bases if any(t == time and beta != 0 for t, beta in chosen)}
-        first: dict[tuple[float, float], int] = {}
-        buffer: Tensor | None = None
-        for index, (time, beta) in enumerate(chosen):
-            if first.setdefault((time, beta), index) != index:
-                yield first[time, beta]
-                continue
-            out = torch.empty_like(bases[time]) if fresh or buffer is None else buffer
-            buffer = out
-            yield out.copy_(bases[time]) if beta == 0 else torch.add(bases[time], ideals[time], alpha=beta, out=out)
+        yield from weighted_sums(chosen, [(bases[time], ideals.get(time), beta) for time, beta in chosen], fresh)
 
     def _bases(self, rows: sp.csr_matrix, polynomials: Mapping[float, np.ndarray]) -> dict[float, Tensor]:
         r""":math:`r\,\sigma(\tilde{P})\, b(\tilde{P})` ``[B, N]`` of ``rows`` for each sharpening time's

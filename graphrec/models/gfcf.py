@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Self, TypeVar
@@ -385,6 +385,27 @@ def on_device(scores: Iterable[Tensor | int], device: torch.device) -> Iterator[
     return (item if isinstance(item, int) else item.to(device) for item in scores)
 
 
+def weighted_sums(keys: Sequence[Hashable], terms: Sequence[tuple[Tensor, Tensor | None, float]],
+                  fresh: bool) -> Iterator[Tensor | int]:
+    """For each setting in turn, ``base + weight * ideal`` of its ``terms`` (``base`` alone at weight 0),
+    or, for a setting with the key of an earlier one, that one's index. Unless ``fresh``, the sums are
+    written into one buffer, which the next overwrites (what :func:`~graphrec.evaluation.evaluate_many`
+    allows)."""
+    first: dict[Hashable, int] = {}
+    buffer: Tensor | None = None
+    for index, (key, (base, ideal, weight)) in enumerate(zip(keys, terms, strict=True)):
+        if first.setdefault(key, index) != index:
+            yield first[key]
+            continue
+        out = torch.empty_like(base) if fresh or buffer is None else buffer
+        buffer = out
+        if weight == 0:
+            yield out.copy_(base)
+        else:
+            assert ideal is not None  # a weighted setting has its ideal term
+            yield torch.add(base, ideal, alpha=weight, out=out)
+
+
 def shared_list(scores: Iterable[Tensor | int]) -> list[Tensor]:
     """A setting scorer's items as a list of fresh score matrices, an index standing for the earlier matrix."""
     out: list[Tensor] = []
@@ -515,10 +536,9 @@ class GFCF(Recommender):
     def _setting_scores(self, rows: sp.csr_matrix, settings: Sequence[GFCFOptions],
                         fresh: bool = False) -> Iterator[Tensor | int]:
         """The scores ``[B, N]`` of ``rows`` under each of ``settings`` in turn, or, for a setting with
-        the options of an earlier one, that one's index. Unless ``fresh``, the settings after the
-        first are written into one buffer, which the next overwrites (what
-        :func:`~graphrec.evaluation.evaluate_many` allows): a search then holds the linear term, one
-        ideal term per ``k`` and that buffer, however many ``alpha`` it tries."""
+        the options of an earlier one, that one's index. Unless ``fresh``, the settings are written
+        into one buffer, which the next overwrites (:func:`weighted_sums`): a search then holds the
+        linear term, one ideal term per ``k`` and that buffer, however many ``alpha`` it tries."""
         linear = self.graph.linear(rows)
         chosen = [(alpha, k if alpha != 0 else 0) for alpha, k in map(_alpha_k, settings)]  # alpha = 0: no k
         ks = sorted({k for alpha, k in chosen if alpha != 0})
@@ -533,15 +553,7 @@ class GFCF(Recommender):
             for k in ks:  # the ideal term of k: the running sum of its first k vectors
                 running = self.basis.expand(z, done, k, out=running)
                 ideals[k], done = running if k == ks[-1] else running.clone(), k
-        first: dict[tuple[float, int], int] = {}
-        buffer: Tensor | None = None
-        for index, (alpha, k) in enumerate(chosen):
-            if first.setdefault((alpha, k), index) != index:
-                yield first[alpha, k]
-                continue
-            out = torch.empty_like(linear) if fresh or buffer is None else buffer
-            buffer = out
-            yield out.copy_(linear) if alpha == 0 else torch.add(linear, ideals[k], alpha=alpha, out=out)
+        yield from weighted_sums(chosen, [(linear, ideals.get(k), alpha) for alpha, k in chosen], fresh)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, {filter_repr(self.graph, self.basis)}"
