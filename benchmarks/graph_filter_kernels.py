@@ -7,8 +7,9 @@ runs in this one process, one measurement after another; "peak MiB" is the proce
 size during a measurement, reset before it (``/proc/self/clear_refs``; empty where the kernel lacks it).
 
 1. **Truncated SVD** of R̃ at the largest k of GF-CF's grid (448): ARPACK (``scipy.sparse.linalg.svds``
-   in float64, the baseline) against the randomized solver (``torch.svd_lowrank``) at GF-CF's default
-   oversampling and power iterations and the settings around it (:data:`SVD_VARIANTS`): seconds, and
+   in float64, the baseline) against graphrec's randomized solver (``gfcf.randomized_svd``) at GF-CF's default
+   oversampling and power iterations and the settings around it, and ``torch.svd_lowrank``, which graphrec
+   used before, at the default (:data:`SVD_VARIANTS`): seconds, and
    GF-CF's validation Recall@20 at every setting of its grid with each basis; also how far the two top-k
    subspaces agree (mean squared cosine of their principal angles) and the relative error of the k-th
    singular value.
@@ -47,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from _common import DATA, print_table, results_dir, tiny_gowalla, write_results
 
@@ -98,12 +100,28 @@ def describe(setting: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ 1. the SVD
-#: Part 1's solvers: name -> (oversampling, power iterations); the randomized solver at GF-CF's default
-#: and at the settings around it (ARPACK reads neither).
+#: Part 1's solvers: name -> (oversampling, power iterations); graphrec's randomized solver at GF-CF's
+#: default and at the settings around it, and torch.svd_lowrank (what graphrec used before) at the default
+#: (ARPACK reads neither).
 SVD_VARIANTS: dict[str, tuple[int, int]] = {
     "arpack": (0, 0),
-    **{f"randomized q=k+{o}, {i} power iterations": (o, i) for o, i in ((16, 4), (16, 2), (16, 1), (64, 2))},
+    "torch.svd_lowrank q=k+64, 2 power iterations": (64, 2),
+    **{f"randomized q=k+{o}, {i} power iterations": (o, i) for o, i in ((64, 2), (16, 2), (64, 1), (64, 4))},
 }
+
+
+def svd_lowrank(matrix: sp.csr_matrix, k: int, oversampling: int, power_iterations: int,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`torch.svd_lowrank` on ``matrix`` (as a sparse COO tensor), its top ``k`` values and right vectors."""
+    coo = matrix.tocoo()
+    tensor = torch.sparse_coo_tensor(torch.from_numpy(np.stack([coo.row, coo.col]).astype(np.int64)),
+                                     torch.from_numpy(coo.data.astype(np.float32)), coo.shape).coalesce()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # svd_lowrank draws from the global generator
+        _, values, vectors = torch.svd_lowrank(tensor, q=k + oversampling, niter=power_iterations)
+    return values[:k].double().numpy(), np.ascontiguousarray(vectors[:, :k].numpy(), dtype=np.float32)
+
+
 def svd_solvers(dataset: Dataset, rank: int, select_batch: int) -> dict[str, Any]:
     graph = ItemGraph(dataset.csr("train"))
     defaults = GFCFOptions()
@@ -111,8 +129,11 @@ def svd_solvers(dataset: Dataset, rank: int, select_batch: int) -> dict[str, Any
     vectors: dict[str, np.ndarray] = {}
     for solver, (oversampling, power_iterations) in SVD_VARIANTS.items():
         with measured() as svd:
-            values, vectors[solver] = truncated_svd(graph.norm, rank, solver.split(" ")[0], oversampling,
-                                                    power_iterations, seed=0)
+            if solver.startswith("torch."):
+                values, vectors[solver] = svd_lowrank(graph.norm, rank, oversampling, power_iterations, seed=0)
+            else:
+                values, vectors[solver] = truncated_svd(graph.norm, rank, solver.split(" ")[0], oversampling,
+                                                        power_iterations, seed=0)
         model = GFCF(graph, LowPassBasis(graph, vectors[solver]), defaults)
         settings = defaults.settings()
         with measured() as scoring:
