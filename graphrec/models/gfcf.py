@@ -57,7 +57,8 @@ the mean degree of the user behind an interaction (4 GB at :math:`c = 50`); on t
 
 **Truncated SVD** (``solver``): ``randomized`` is Halko et al.'s randomised range finder
 (:func:`randomized_svd`) with ``oversampling`` extra directions and ``power_iterations`` power
-iterations, an approximation of the top-:math:`k` subspace; ``arpack`` is :func:`scipy.sparse.linalg.svds` in float64, converged to
+iterations, an approximation of the top-:math:`k` subspace; ``arpack`` is
+:func:`scipy.sparse.linalg.svds` in float64, converged to
 ARPACK's tolerance (as the authors' Lanczos ``sparsesvd``);
 ``dense`` is LAPACK's exact SVD of :math:`\tilde{R}` as a dense matrix (small graphs only); ``auto``
 takes ``dense`` below :data:`DENSE_SVD_ENTRIES` matrix entries and :data:`AUTO_SVD_SOLVER` above
