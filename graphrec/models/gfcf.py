@@ -332,7 +332,6 @@ def truncated_svd(matrix: sp.csr_matrix, k: int, solver: str = "auto", oversampl
     raise ConfigError(f"must be one of {', '.join(SVD_SOLVERS)}, got {solver!r}", field="solver")
 
 
-
 def randomized_svd(matrix: sp.csr_matrix, k: int, width: int, power_iterations: int,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
     r"""The ``k`` largest singular values and right singular vectors of ``matrix`` :math:`A`
@@ -342,13 +341,14 @@ def randomized_svd(matrix: sp.csr_matrix, k: int, width: int, power_iterations: 
     a sketch this wide (about ``k + 64`` directions): it re-orthonormalises every power iteration with a
     Householder QR, where the subspace only needs rescaling (an LU factor :math:`PL` of :math:`Y = PLU`
     spans the same subspace as :math:`Y`, and is what scikit-learn's ``randomized_svd`` uses); and it
-    takes the final SVD of the ``width`` :math:`	imes N` matrix :math:`B = Q^	op A` with LAPACK's
-    bidiagonalisation of all of it, where the eigendecomposition of the ``width`` :math:`	imes`
-    ``width`` Gram matrix :math:`B B^	op` (in float64) gives the same top ``k`` for a fraction of the
-    work: :math:`B B^	op = W \Sigma^2 W^	op`, :math:`V = B^	op W \Sigma^{-1}`.
+    takes the final SVD of the ``width`` :math:`\times N` matrix :math:`B = Q^\top A` with LAPACK's
+    bidiagonalisation of all of it, where the eigendecomposition of the ``width`` :math:`\times`
+    ``width`` Gram matrix :math:`B B^\top` (in float64) gives the same top ``k`` for a fraction of the
+    work: :math:`B B^\top = W \Sigma^2 W^\top`, :math:`V = B^\top W \Sigma^{-1}`.
     ``benchmarks/graph_filter_kernels.py`` measures both against ARPACK.
     """
-    a, a_t = _torch_csr(matrix.astype(np.float32)), _torch_csr(matrix.T.tocsr().astype(np.float32))
+    matrix = matrix.astype(np.float32, copy=False)
+    a, a_t = _torch_csr(matrix), _torch_csr(matrix.T.tocsr())
     generator = torch.Generator().manual_seed(seed)
     sample = a @ torch.randn(matrix.shape[1], width, generator=generator)  # [M, width]
     for _ in range(power_iterations):
@@ -373,6 +373,7 @@ def _lu_span(sample: Tensor) -> Tensor:
     for row, pivot in enumerate(pivots.numpy() - 1):
         order[[row, pivot]] = order[[pivot, row]]
     return torch.empty_like(lower).index_copy_(0, torch.from_numpy(order), lower)
+
 
 class LowPassBasis:
     r"""The ideal low-pass filter :math:`D_I^{-1/2} V_K V_K^\top D_I^{1/2}` in its two factors:
