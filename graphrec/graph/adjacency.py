@@ -113,14 +113,13 @@ def propagate(adjacency: Tensor, x: Tensor) -> Tensor:
     return SymmetricPropagation.apply(adjacency, x)
 
 
-def torch_csr(matrix: sp.spmatrix) -> Tensor:
+def torch_csr(matrix: sp.csr_matrix | sp.csc_matrix) -> Tensor:
     """``matrix`` as a torch CSR ``float32`` tensor with int64 indices, sorted within each row."""
-    matrix = sp.csr_matrix(matrix)
-    if not matrix.has_sorted_indices:
-        matrix = matrix.sorted_indices()
-    return _csr_tensor(torch.from_numpy(matrix.indptr.astype(np.int64)),
-                       torch.from_numpy(matrix.indices.astype(np.int64)),
-                       torch.from_numpy(matrix.data.astype(np.float32)), matrix.shape)
+    csr = matrix.tocsr()
+    if not csr.has_sorted_indices:
+        csr = csr.sorted_indices()
+    return _csr_tensor(torch.from_numpy(csr.indptr.astype(np.int64)), torch.from_numpy(csr.indices.astype(np.int64)),
+                       torch.from_numpy(csr.data.astype(np.float32)), (int(csr.shape[0]), int(csr.shape[1])))
 
 
 class SparseProduct(torch.autograd.Function):
