@@ -65,7 +65,7 @@ with :math:`c` over all users (all items). One modality has no pair, hence no co
 
 **Hyperparameters.** The defaults are the authors' (MMRec ``LGMRec.yaml``, its Amazon Baby setting):
 :math:`d = 64`, :math:`L = 2`, :math:`L_m = 2`, :math:`K = 4`, :math:`L_H = 1`, keep rate 0.5
-(``dropout`` :math:`p = 0.5`), :math:`\alpha = 0.3`, :math:`\tau_g = \tau_c = 0.2`. The authors'
+(``hyperedge_dropout`` :math:`p = 0.5`), :math:`\alpha = 0.3`, :math:`\tau_g = \tau_c = 0.2`. The authors'
 :math:`\lambda_c = 10^{-4}` weighs a sum over the batch's 2048 rows; here the term is a mean over the
 batch, whatever its size, so the same weight is :math:`2048 \cdot 10^{-4} \approx 0.2`. Their L2 term
 (:math:`10^{-6}` on the norms of the batch's final embeddings) is the trainer's ``reg`` here, on the id
@@ -123,7 +123,7 @@ class LGMRecOptions(ModelOptions):
                                                  "space": {"choices": (4, 16, 64)}})
     hyper_layers: int = field(default=1, metadata={"help": "hypergraph propagation layers L_H",
                                                    "space": {"choices": (1, 2)}})
-    dropout: float = field(default=0.5, metadata={
+    hyperedge_dropout: float = field(default=0.5, metadata={
         "help": "share p of the hyperedge dependencies dropped while training (1 - the authors' keep rate)",
         "space": {"low": 0.5, "high": 0.8}})
     global_weight: float = field(default=0.3, metadata={"help": "weight alpha of the global hypergraph embeddings",
@@ -139,7 +139,7 @@ class LGMRecOptions(ModelOptions):
     def __post_init__(self) -> None:
         check_positive(self, "dim", "hyperedges", "hyper_layers", "gumbel_temperature", "cl_temperature")
         check_non_negative(self, "layers", "modality_layers", "global_weight", "cl_weight")
-        check_dropout(self, "dropout")
+        check_dropout(self, "hyperedge_dropout")
 
 
 def hypergraph_contrast(anchors: Tensor, positives: Tensor, candidates: Tensor, temperature: float) -> Tensor:
@@ -171,7 +171,7 @@ class LGMRec(Recommender):
 
     def __init__(self, num_users: int, num_items: int, users: Tensor, items: Tensor, features: Sequence[Tensor],
                  masks: Sequence[Tensor], dim: int = 64, num_layers: int = 2, modality_layers: int = 2,
-                 hyperedges: int = 4, hyper_layers: int = 1, dropout: float = 0.5, global_weight: float = 0.3,
+                 hyperedges: int = 4, hyper_layers: int = 1, hyperedge_dropout: float = 0.5, global_weight: float = 0.3,
                  cl_weight: float = 0.2, gumbel_temperature: float = 0.2, cl_temperature: float = 0.2,
                  seed: int = 0) -> None:
         super().__init__(num_users, num_items)
@@ -189,7 +189,7 @@ class LGMRec(Recommender):
         self.modality_layers = int(modality_layers)
         self.num_hyperedges = int(hyperedges)
         self.hyper_layers = int(hyper_layers)
-        self.dropout = float(dropout)
+        self.hyperedge_dropout = float(hyperedge_dropout)
         self.global_weight = float(global_weight)
         self.cl_weight = float(cl_weight)
         self.gumbel_temperature = float(gumbel_temperature)
@@ -243,8 +243,9 @@ class LGMRec(Recommender):
                    [torch.from_numpy(feature.values) for feature in chosen],
                    [torch.from_numpy(np.asarray(feature.mask, dtype=bool)) for feature in chosen],
                    dim=options.dim, num_layers=options.layers, modality_layers=options.modality_layers,
-                   hyperedges=options.hyperedges, hyper_layers=options.hyper_layers, dropout=options.dropout,
-                   global_weight=options.global_weight, cl_weight=options.cl_weight,
+                   hyperedges=options.hyperedges, hyper_layers=options.hyper_layers,
+                   hyperedge_dropout=options.hyperedge_dropout, global_weight=options.global_weight,
+                   cl_weight=options.cl_weight,
                    gumbel_temperature=options.gumbel_temperature, cl_temperature=options.cl_temperature, seed=seed)
 
     def reset_parameters(self) -> None:
@@ -288,9 +289,9 @@ class LGMRec(Recommender):
             uniform = torch.rand(logits.shape, generator=generator, device=logits.device)
             logits = logits - torch.log(-torch.log(uniform.clamp(min=1e-20)))
         weights = torch.softmax(logits / self.gumbel_temperature, dim=1) * mask.unsqueeze(1)
-        if generator is not None and self.dropout > 0:
-            kept = torch.rand(logits.shape, generator=generator, device=logits.device) >= self.dropout
-            weights = weights * kept / (1.0 - self.dropout)
+        if generator is not None and self.hyperedge_dropout > 0:
+            kept = torch.rand(logits.shape, generator=generator, device=logits.device) >= self.hyperedge_dropout
+            weights = weights * kept / (1.0 - self.hyperedge_dropout)
         return weights
 
     def _hypergraph(self, index: int, items: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -362,8 +363,8 @@ class LGMRec(Recommender):
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, dim={self.dim}, num_layers={self.num_layers}, "
                 f"modality_layers={self.modality_layers}, hyperedges={self.num_hyperedges}, "
-                f"hyper_layers={self.hyper_layers}, dropout={self.dropout}, global_weight={self.global_weight}, "
-                f"cl_weight={self.cl_weight}")
+                f"hyper_layers={self.hyper_layers}, hyperedge_dropout={self.hyperedge_dropout}, "
+                f"global_weight={self.global_weight}, cl_weight={self.cl_weight}")
 
 
 __all__ = ["LGMRec", "LGMRecOptions", "hypergraph_contrast"]

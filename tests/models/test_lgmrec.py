@@ -215,7 +215,8 @@ def test_reset_parameters_is_reproducible_from_the_seed():
 @pytest.mark.parametrize(("values", "field"), [
     ({"dim": 0}, "dim"), ({"hyperedges": -4}, "hyperedges"), ({"hyperedges": 0}, "hyperedges"),
     ({"hyper_layers": 0}, "hyper_layers"), ({"layers": -1}, "layers"), ({"modality_layers": -1}, "modality_layers"),
-    ({"dropout": 1.0}, "dropout"), ({"dropout": -0.1}, "dropout"), ({"global_weight": -0.3}, "global_weight"),
+    ({"hyperedge_dropout": 1.0}, "hyperedge_dropout"),
+    ({"hyperedge_dropout": -0.1}, "hyperedge_dropout"), ({"global_weight": -0.3}, "global_weight"),
     ({"cl_weight": -1e-4}, "cl_weight"), ({"gumbel_temperature": 0.0}, "gumbel_temperature"),
     ({"cl_temperature": -0.2}, "cl_temperature")])
 def test_bad_options_are_config_errors_naming_the_option(values, field):
