@@ -209,7 +209,7 @@ class LGMRec(Recommender):
         self.num_modalities = len(features)
         for index, (values, mask) in enumerate(zip(features, masks, strict=True)):
             have = mask.to(torch.bool)
-            zeroed = values.detach().to(torch.float32) * have.unsqueeze(1)
+            zeroed = torch.where(have.unsqueeze(1), values.detach().to(torch.float32), 0.0)
             user_has = np.asarray(interactions @ have.numpy().astype(np.float32)).ravel() > 0
             self.register_buffer(f"features_{index}", zeroed, persistent=False)
             self.register_buffer(f"item_mask_{index}", have.to(torch.float32), persistent=False)
