@@ -2,12 +2,15 @@
 content graphs."""
 
 from graphrec.graph.adjacency import (
+    SparseProduct,
     SymmetricPropagation,
     WeightedPropagation,
     normalized_adjacency,
     propagate,
     propagate_weighted,
+    sparse_product,
     symmetric_csr_pattern,
+    torch_csr,
 )
 from graphrec.graph.content import content_graph, content_graphs, knn_cosine_graph, symmetric_normalize
 from graphrec.graph.hetero import (
@@ -32,6 +35,7 @@ __all__ = [
     "ENTITY_NODE_TYPES",
     "INTERACTS",
     "GraphConfig",
+    "SparseProduct",
     "SymmetricPropagation",
     "WeightedPropagation",
     "build_graph",
@@ -47,9 +51,11 @@ __all__ = [
     "normalized_adjacency",
     "propagate",
     "propagate_weighted",
+    "sparse_product",
     "symmetric_csr_pattern",
     "symmetric_normalize",
     "to_networkx",
+    "torch_csr",
     "user_entities",
     "user_entity_node_types",
     "user_modalities",

@@ -20,7 +20,9 @@ Because :math:`\tilde{\mathbf{A}}` is symmetric, the gradient of
 = \tilde{\mathbf{A}} \, \partial L / \partial \mathbf{Y}`: one more sparse product of
 the same kind as the forward. :class:`SymmetricPropagation` uses exactly that,
 whereas stock autograd through a CSR product transposes the matrix and costs
-several forwards.
+several forwards. A constant matrix that is not symmetric (the interaction matrix
+:math:`\mathbf{R}`, a k-NN item graph) is multiplied by :class:`SparseProduct`, given with its
+transpose, whose backward is the transposed product.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 
@@ -71,13 +74,16 @@ def normalized_adjacency(num_users: int, num_items: int, users: Tensor | np.ndar
 
 def _csr(crow_indices: Tensor, col_indices: Tensor, values: Tensor, num_nodes: int) -> Tensor:
     """A square CSR matrix from indices built here (valid by construction, so not re-checked)."""
+    return _csr_tensor(crow_indices, col_indices, values, (num_nodes, num_nodes))
+
+
+def _csr_tensor(crow_indices: Tensor, col_indices: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
     with warnings.catch_warnings():
         # torch calls CSR "beta" and, in some versions, warns even when checks are explicitly off;
         # the products used here are covered by the tests.
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
-        return torch.sparse_csr_tensor(crow_indices, col_indices, values, (num_nodes, num_nodes),
-                                       check_invariants=False)
+        return torch.sparse_csr_tensor(crow_indices, col_indices, values, shape, check_invariants=False)
 
 
 class SymmetricPropagation(torch.autograd.Function):
@@ -105,6 +111,38 @@ def propagate(adjacency: Tensor, x: Tensor) -> Tensor:
     if adjacency.requires_grad:
         raise ValueError("propagate() treats the adjacency as a constant; it must not require grad")
     return SymmetricPropagation.apply(adjacency, x)
+
+
+def torch_csr(matrix: sp.csr_matrix | sp.csc_matrix) -> Tensor:
+    """``matrix`` as a torch CSR ``float32`` tensor with int64 indices, sorted within each row."""
+    csr = matrix.tocsr()
+    if not csr.has_sorted_indices:
+        csr = csr.sorted_indices()
+    return _csr_tensor(torch.from_numpy(csr.indptr.astype(np.int64)), torch.from_numpy(csr.indices.astype(np.int64)),
+                       torch.from_numpy(csr.data.astype(np.float32)), (int(csr.shape[0]), int(csr.shape[1])))
+
+
+class SparseProduct(torch.autograd.Function):
+    r""":math:`\mathbf{Y} = S \mathbf{X}` for a constant sparse :math:`S` given with its transpose,
+    whose backward is :math:`\nabla_{\mathbf{X}} = S^\top \nabla_{\mathbf{Y}}`."""
+
+    @staticmethod
+    def forward(ctx: Any, matrix: Tensor, transpose: Tensor, x: Tensor) -> Tensor:
+        ctx.save_for_backward(transpose)
+        return matrix @ x
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[None, None, Tensor]:
+        (transpose,) = ctx.saved_tensors
+        return None, None, transpose @ grad_output
+
+
+def sparse_product(matrix: Tensor, transpose: Tensor, x: Tensor) -> Tensor:
+    """``matrix @ x`` for a constant sparse ``matrix`` whose ``transpose`` (as :func:`torch_csr` of
+    the transposed matrix) carries the gradient back to ``x``."""
+    if matrix.requires_grad or transpose.requires_grad:
+        raise ValueError("sparse_product() treats the matrix as a constant; it must not require grad")
+    return SparseProduct.apply(matrix, transpose, x)
 
 
 def symmetric_csr_pattern(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:

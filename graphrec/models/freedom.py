@@ -57,7 +57,7 @@ them is frozen either way); the pruned edges are drawn with the Gumbel-top-:math
 :math:`2^{24}` edges), from a generator seeded by the model's seed and an epoch counter,
 so that every process of a distributed run prunes the same edges and a resumed run the same
 as an uninterrupted one. The item graph is not symmetric, so its product has its own
-backward (:class:`_Product`), the transposed product.
+backward (:class:`~graphrec.graph.adjacency.SparseProduct`), the transposed product.
 
 Neighbour sampling does not apply: the item–item convolution and the pruned graph are
 whole-graph operations (``supports_subgraphs`` is off, so the trainer refuses it).
@@ -73,7 +73,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -82,7 +82,7 @@ from torch import Tensor
 
 from graphrec.data.dataset import Dataset
 from graphrec.errors import ConfigError, GraphrecError
-from graphrec.graph.adjacency import normalized_adjacency, propagate
+from graphrec.graph.adjacency import normalized_adjacency, propagate, sparse_product, torch_csr
 from graphrec.graph.content import knn_cosine_graph, symmetric_normalize, weighted_sum
 from graphrec.graph.hetero import chosen_modalities
 from graphrec.models.base import ModelOptions, Recommender, check_non_negative, check_positive
@@ -141,30 +141,6 @@ def frozen_item_graph(features: Sequence[np.ndarray], masks: Sequence[np.ndarray
     return weighted_sum(graphs, named_weights)
 
 
-class _Product(torch.autograd.Function):
-    r""":math:`\mathbf{Y} = S \mathbf{X}` for a constant sparse :math:`S` given with its transpose,
-    whose backward is :math:`S^\top \nabla_{\mathbf{Y}}`."""
-
-    @staticmethod
-    def forward(ctx: Any, matrix: Tensor, transpose: Tensor, x: Tensor) -> Tensor:
-        ctx.save_for_backward(transpose)
-        return matrix @ x
-
-    @staticmethod
-    def backward(ctx: Any, grad_output: Tensor) -> tuple[None, None, Tensor]:
-        (transpose,) = ctx.saved_tensors
-        return None, None, transpose @ grad_output
-
-
-def _torch_csr(matrix: sp.csr_matrix) -> Tensor:
-    matrix = matrix.tocsr()
-    matrix.sort_indices()
-    return torch.sparse_csr_tensor(torch.from_numpy(matrix.indptr.astype(np.int64)),
-                                   torch.from_numpy(matrix.indices.astype(np.int64)),
-                                   torch.from_numpy(matrix.data.astype(np.float32)), matrix.shape,
-                                   check_invariants=False)
-
-
 class FREEDOM(Recommender):
     """FREEDOM over the training edges ``users[k] -> items[k]`` and a frozen ``item_graph``
     ``[I, I]`` (:func:`frozen_item_graph`), with the pretrained ``features`` of each modality for
@@ -213,8 +189,8 @@ class FREEDOM(Recommender):
         adjacency = normalized_adjacency(num_users, num_items, train_users, train_items)
         self.register_buffer("adjacency", adjacency, persistent=False)
         self.register_buffer("pruned", adjacency, persistent=False)
-        self.register_buffer("item_graph", _torch_csr(item_graph), persistent=False)
-        self.register_buffer("item_graph_t", _torch_csr(item_graph.T.tocsr()), persistent=False)
+        self.register_buffer("item_graph", torch_csr(item_graph), persistent=False)
+        self.register_buffer("item_graph_t", torch_csr(item_graph.T), persistent=False)
         self.register_buffer("epochs_pruned", torch.zeros((), dtype=torch.long))
         self.num_modalities = len(features)
         for index, value in enumerate(features):
@@ -285,7 +261,7 @@ class FREEDOM(Recommender):
         final = total / (self.num_layers + 1)
         content = self.item_embedding.weight
         for _ in range(self.item_layers):
-            content = _Product.apply(self.item_graph, self.item_graph_t, content)
+            content = sparse_product(self.item_graph, self.item_graph_t, content)
         return final[:self.num_users], final[self.num_users:] + content
 
     def embed(self) -> tuple[Tensor, Tensor]:

@@ -29,6 +29,7 @@ from graphrec.models.baselines import Popularity, RandomScores
 from graphrec.models.bspm import BSPM
 from graphrec.models.freedom import FREEDOM
 from graphrec.models.gfcf import GFCF
+from graphrec.models.lgmrec import LGMRec
 from graphrec.models.lightgcn import LightGCN
 from graphrec.models.mf import MF
 from graphrec.models.mmgf import MultimodalGraphFilter
@@ -128,6 +129,7 @@ MODELS = ModelRegistry([
     BSPM,
     MultimodalGraphFilter,
     FREEDOM,
+    LGMRec,
 ])
 
 

@@ -4,33 +4,22 @@ reference, the modality BPR terms, option errors, and its whole life through the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
+from _multimodal import dense_normalized, graphrec
 from test_models import NUM_ITEMS, NUM_USERS, planted_dataset
 
 from graphrec.data.convert import convert
-from graphrec.data.dataset import Dataset, ModalityFeatures, load_dataset
+from graphrec.data.dataset import Dataset, ModalityFeatures
 from graphrec.errors import ConfigError, GraphrecError
 from graphrec.models import MODELS, ModelConfig
 from graphrec.models.freedom import FREEDOM, FREEDOMOptions, frozen_item_graph, modality_weights
 from graphrec.training.bpr import bpr_loss
 from graphrec.training.run import TrainConfig, load_run, train
-
-
-def dense_normalized(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int) -> np.ndarray:
-    """D^-1/2 A D^-1/2 of the bipartite graph, densely."""
-    n = num_users + num_items
-    adjacency = np.zeros((n, n))
-    adjacency[users, num_users + items] = 1.0
-    adjacency[num_users + items, users] = 1.0
-    degree = adjacency.sum(1)
-    scale = np.where(degree > 0, 1 / np.sqrt(np.maximum(degree, 1e-12)), 0.0)
-    return scale[:, None] * adjacency * scale[None, :]
 
 
 def dense_knn(values: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
@@ -219,29 +208,6 @@ def test_a_dataset_without_features_is_refused_and_neighbour_sampling_too(tmp_pa
                           sampling="neighbor"), out=tmp_path / "run", log=lambda _: None)
 
 
-@pytest.fixture(scope="module")
-def synthetic_with_features(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    """A real synthetic dataset with features that show its planted attributes (one-hot colour, shape,
-    texture for an 'image'; category and brand for a 'text')."""
-    destination = tmp_path_factory.mktemp("synthetic") / "data"
-    convert("synthetic", "-", destination, reader_options={"users": 300, "items": 120, "seed": 2,
-                                                           "mean_interactions": 12, "image_size": 16})
-    dataset = load_dataset(destination)
-    import pandas as pd
-
-    items = dataset.items.assign(category=dataset.items["categories"].map(lambda c: c[0]))
-
-    def one_hot(*columns: str) -> np.ndarray:
-        frame = items[list(columns)].astype(str)
-        return pd.get_dummies(frame).to_numpy(np.float32) + 0.05 * np.random.default_rng(0).normal(
-            size=(len(frame), 1)).astype(np.float32)
-
-    dataset = Dataset(dataset.name, dataset.interactions, items, dataset.users, {
-        "image": ModalityFeatures("image", one_hot("colour", "shape", "texture"), np.ones(len(items), bool)),
-        "text": ModalityFeatures("text", one_hot("category", "brand"), np.ones(len(items), bool))})
-    return dataset
-
-
 def test_trains_through_the_real_trainer_and_beats_its_untrained_self(synthetic_with_features, tmp_path):
     dataset = synthetic_with_features
     config = TrainConfig(epochs=15, batch_size=256, lr=0.01, reg=0.0, progress=False, seed=0, patience=15)
@@ -255,11 +221,6 @@ def test_trains_through_the_real_trainer_and_beats_its_untrained_self(synthetic_
     loaded = load_run(tmp_path / "run", dataset=dataset)
     users = torch.arange(dataset.num_users)
     torch.testing.assert_close(loaded.model.scorer()(users), run.model.scorer()(users))
-
-
-def graphrec(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "graphrec", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"})
 
 
 @pytest.mark.slow  # seven real subprocesses, each importing torch
