@@ -91,7 +91,8 @@ def load_tensors(path: Path, what: str = "checkpoint") -> Any:
         raise DataFormatError(f"the {what} is missing or not a file", path=path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
+    # garbage bytes can also drive the unpickler's stack empty (IndexError)
+    except (pickle.UnpicklingError, IndexError) as exc:
         with open(path, "rb") as handle:
             is_pickle = handle.read(1) == b"\x80"  # the protocol opcode every pickle since protocol 2 starts with
         if is_pickle and "Weights only load failed" in str(exc):
