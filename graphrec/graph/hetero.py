@@ -86,6 +86,19 @@ def chosen_modalities(dataset: Dataset, chosen: Sequence[str] | None) -> list[st
     return list(dataset.features) if chosen is None else list(chosen)
 
 
+def required_modalities(dataset: Dataset, chosen: Sequence[str] | None, model: str, purpose: str) -> list[str]:
+    """:func:`chosen_modalities` for a model that cannot run without item features (``purpose``: what
+    it needs them for): a :class:`~graphrec.errors.GraphrecError` when there is none, or one is absent."""
+    names = chosen_modalities(dataset, chosen)
+    if not names:
+        raise GraphrecError(f"model {model!r} needs item features for {purpose}, but dataset {dataset.name!r} "
+                            f"has no modality; run `graphrec encode` first")
+    missing = [name for name in names if name not in dataset.features]
+    if missing:
+        raise GraphrecError(f"dataset {dataset.name!r} has no modality {missing}")
+    return names
+
+
 def build_graph(dataset: Dataset, config: GraphConfig = GraphConfig()) -> HeteroData:
     """Build the heterogeneous graph of ``dataset`` from its training interactions."""
     data = HeteroData()

@@ -81,10 +81,10 @@ import torch
 from torch import Tensor
 
 from graphrec.data.dataset import Dataset
-from graphrec.errors import ConfigError, GraphrecError
+from graphrec.errors import ConfigError
 from graphrec.graph.adjacency import normalized_adjacency, propagate, sparse_product, torch_csr
 from graphrec.graph.content import knn_cosine_graph, symmetric_normalize, weighted_sum
-from graphrec.graph.hetero import chosen_modalities
+from graphrec.graph.hetero import required_modalities
 from graphrec.models.base import ModelOptions, Recommender, check_non_negative, check_positive
 from graphrec.training.bpr import bpr_loss
 
@@ -203,13 +203,7 @@ class FREEDOM(Recommender):
     @classmethod
     def from_dataset(cls, dataset: Dataset, options: FREEDOMOptions, seed: int = 0) -> FREEDOM:
         """FREEDOM over the dataset's training interactions and its chosen modalities (all by default)."""
-        names = chosen_modalities(dataset, options.modalities)
-        if not names:
-            raise GraphrecError(f"model 'freedom' needs item features for its item–item graph, but dataset "
-                                f"{dataset.name!r} has no modality; run `graphrec encode` first")
-        missing = [name for name in names if name not in dataset.features]
-        if missing:
-            raise GraphrecError(f"dataset {dataset.name!r} has no modality {missing}")
+        names = required_modalities(dataset, options.modalities, "freedom", "its item–item graph")
         chosen = [dataset.features[name] for name in names]
         weights = modality_weights(names, options.image_weight)
         item_graph = frozen_item_graph([feature.values for feature in chosen], [feature.mask for feature in chosen],

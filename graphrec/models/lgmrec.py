@@ -106,9 +106,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from graphrec.data.dataset import Dataset
-from graphrec.errors import GraphrecError
 from graphrec.graph.adjacency import normalized_adjacency, propagate, sparse_product, torch_csr
-from graphrec.graph.hetero import chosen_modalities
+from graphrec.graph.hetero import required_modalities
 from graphrec.models.base import ModelOptions, Recommender, check_dropout, check_non_negative, check_positive
 
 
@@ -230,13 +229,7 @@ class LGMRec(Recommender):
     @classmethod
     def from_dataset(cls, dataset: Dataset, options: LGMRecOptions, seed: int = 0) -> LGMRec:
         """LGMRec over the dataset's training interactions and its chosen modalities (all by default)."""
-        names = chosen_modalities(dataset, options.modalities)
-        if not names:
-            raise GraphrecError(f"model 'lgmrec' needs item features for its modality embeddings and hyperedges, "
-                                f"but dataset {dataset.name!r} has no modality; run `graphrec encode` first")
-        missing = [name for name in names if name not in dataset.features]
-        if missing:
-            raise GraphrecError(f"dataset {dataset.name!r} has no modality {missing}")
+        names = required_modalities(dataset, options.modalities, "lgmrec", "its modality embeddings and hyperedges")
         chosen = [dataset.features[name] for name in names]
         users, items = dataset.pairs("train")
         return cls(dataset.num_users, dataset.num_items, torch.from_numpy(users), torch.from_numpy(items),
