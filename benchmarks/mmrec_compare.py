@@ -15,7 +15,10 @@ as the quickstart does), **and MovieLens-100K**:
 
 Each is written once with ``graphrec export --format mmrec`` into a fresh scratch folder under the
 system's temporary directory (MMRec caches its k-NN graphs in the dataset folder), and MMRec reads
-exactly that split and those features.
+exactly that split and those features. One exception, because MMRec counts the items as the largest id
+in its ``.inter`` file plus one: items past that id (the dense set's last item has no interaction in any
+split) lose their feature rows in MMRec's copy, so that its models start; they are never scored, and
+graphrec still ranks them among the candidates.
 
 **One protocol.** Both frameworks rank all items and report Recall@20 and NDCG@20 on the test split
 at the epoch of best validation Recall@20, with each user's training and validation items masked
@@ -75,6 +78,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from _common import DATA, RESULTS, ROOT, SMOKE_RESULTS, print_table, write_markdown, write_results
 
@@ -216,6 +220,17 @@ def export_for_mmrec(path: Path, scratch: Path, dataset: Dataset) -> tuple[Path,
     out = scratch / "data" / name
     subprocess.run([sys.executable, "-m", "graphrec", "export", str(path), str(out), "--format", "mmrec"],
                    check=True, capture_output=True, text=True)
+    # MMRec counts items as the largest id in the .inter file plus one, so the feature rows of items past
+    # it (items with no interaction in any split) make VBPR's concatenation fail; they are never scored
+    used = int(dataset.interactions["item"].max()) + 1
+    if used < dataset.num_items:
+        print(f"  MMRec's copy leaves out the features of the last {dataset.num_items - used} item(s), which have no "
+              "interaction in any split (MMRec counts items from the .inter file); graphrec ranks them too",
+              flush=True)
+        for feature in out.glob("*_feat.npy"):
+            np.save(feature, np.load(feature)[:used])
+        for mask in out.glob("*_mask.npy"):
+            np.save(mask, np.load(mask)[:used])
     src = scratch / "src"
     shutil.copytree(PEERS / "src", src)
     (src / "configs" / "dataset" / f"{name}.yaml").write_text(
