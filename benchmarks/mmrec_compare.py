@@ -80,7 +80,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _common import DATA, RESULTS, ROOT, SMOKE_RESULTS, print_table, write_markdown, write_results
+from _common import DATA, ROOT, print_table, results_dir, write_markdown, write_results
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.data.dataset import Dataset, load_dataset
@@ -495,7 +495,7 @@ def main() -> None:
     if args.quick:
         args.seeds = 2
     budget = Budget(epochs=2 if args.quick else args.epochs, patience=2 if args.quick else Budget.patience)
-    directory = SMOKE_RESULTS if args.quick or args.epochs != Budget.epochs else RESULTS
+    directory = results_dir(partial=args.quick or args.epochs != Budget.epochs)
     skipped = mmrec_available()
     if skipped:
         print(f"MMRec's side skipped: {skipped}", flush=True)
