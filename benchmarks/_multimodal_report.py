@@ -23,7 +23,8 @@ TITLES = {"ml100k_warm": "MovieLens-100K, warm protocol (test, train+valid items
                          "test_cold ranks among cold items only)",
           "synthetic": "Synthetic dataset (text + images, 20% cold items): modality ablation"}
 TUNING_COLUMNS = ["variant", "valid recall@20", "valid ndcg@20", "valid cold-item recall@20", "best epoch", "s"]
-PAIRED_LABELS = ("LightGCN", "ModalityGAT")
+#: ``--paired-seeds``: the baseline first, then the models compared with it seed by seed.
+PAIRED_LABELS = ("LightGCN", "ModalityGAT", "FREEDOM")
 
 
 # ------------------------------------------------------------------------------------------ table rows
@@ -66,7 +67,8 @@ def paired_line(paired: dict[str, Any] | None) -> str:
     verdict = ("the target's gain lies above the whole interval" if paired["target_gain"] > high else
                "the interval reaches the target's gain" if paired["target_gain"] >= low else
                "the whole interval lies above the target's gain")
-    return (f"- warm, paired by seed ({paired['seeds']} seeds): ModalityGAT minus LightGCN test Recall@20 "
+    model, baseline = paired.get("model", "ModalityGAT"), paired.get("baseline", "LightGCN")
+    return (f"- warm, paired by seed ({paired['seeds']} seeds): {model} minus {baseline} test Recall@20 "
             f"{paired['mean']:+.4f} ± {paired['std']:.4f}, 95% interval [{low:+.4f}, {high:+.4f}], paired t-test "
             f"p = {paired['p_value']:.2f}; the {WARM_TARGET}x target needs {paired['target_gain']:+.4f}: {verdict}.")
 
@@ -174,19 +176,34 @@ def results_markdown(payload: dict[str, Any]) -> str:
 
 def paired_markdown(payload: dict[str, Any]) -> str:
     """``multimodal_warm_paired.md``: the warm target on more seeds, seed by seed."""
-    seeds, summary, paired = payload["seeds"], payload["table"], payload["paired"]
-    lines = ["# Warm target on more seeds: ModalityGAT against LightGCN, paired by seed", "",
+    seeds, summary = payload["seeds"], payload["table"]
+    baseline, *models = [label for label in PAIRED_LABELS if any(entry["label"] == label for entry in summary)]
+    comparisons = payload["comparisons"]
+    lines = ["# Warm target on more seeds: " + " and ".join(models) + f" against {baseline}, paired by seed", "",
              f"Command: `{payload['command']}` (written by `benchmarks/multimodal.py`). The warm protocol and "
              f"budget of `multimodal.md`, seeds {seeds[0]} to {seeds[-1]}; "
              f"{runs_at_a_time(payload['workers'])} on {payload['machine']['cpus']} CPUs, "
-             f"{payload['seconds'] / 60:.1f} min.", "",
-             *markdown_table(*summary_table("ml100k_warm", summary)),
-             "", f"- warm ratio of the means: {payload['ratio']:.3f}x (target {WARM_TARGET}x)", paired_line(paired), "",
-             "| seed | " + " | ".join(PAIRED_LABELS) + " | difference |", "|---|---|---|---|"]
+             f"{payload['seconds'] / 60:.1f} min.", ""]
+    if payload.get("freedom_grid"):
+        lines += ["FREEDOM's options were chosen on seed 0's validation split (the test split unread):", "",
+                  "| options | valid recall@20 | valid ndcg@20 | best epoch |", "|---|---|---|---|"]
+        lines += [f"| {', '.join(f'{k}={v}' for k, v in record['options'].items())} | "
+                  f"{record['valid']['recall@20']:.4f} | {record['valid']['ndcg@20']:.4f} | {record['best_epoch']} |"
+                  for record in payload["freedom_grid"]]
+        lines.append("")
+    lines += [*markdown_table(*summary_table("ml100k_warm", summary)), ""]
+    for model, comparison in comparisons.items():
+        lines += [f"- {model}: warm ratio of the means {comparison['ratio']:.3f}x {baseline} (target {WARM_TARGET}x)",
+                  paired_line(comparison["paired"])]
     by_label = {entry["label"]: entry["test recall@20"]["values"] for entry in summary}
+    lines += ["", "| seed | " + " | ".join([baseline, *models]) + " | " +
+              " | ".join(f"{model} − {baseline}" for model in models) + " |",
+              "|---" * (2 + 2 * len(models)) + "|"]
     for position, seed in enumerate(seeds):
-        lightgcn, gat = by_label["LightGCN"][position], by_label["ModalityGAT"][position]
-        lines.append(f"| {seed} | {lightgcn:.4f} | {gat:.4f} | {gat - lightgcn:+.4f} |")
+        reference = by_label[baseline][position]
+        values = [by_label[model][position] for model in models]
+        lines.append(f"| {seed} | {reference:.4f} | " + " | ".join(f"{value:.4f}" for value in values) + " | " +
+                     " | ".join(f"{value - reference:+.4f}" for value in values) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -44,22 +44,24 @@ def mean_of(summary: list[dict[str, Any]], label: str, key: str) -> float:
     return next(entry[key]["mean"] for entry in summary if entry["label"] == label)
 
 
-def paired_gain(warm: list[dict[str, Any]], key: str = "test recall@20") -> dict[str, Any] | None:
-    """ModalityGAT minus LightGCN seed by seed (each seed is one split and one training seed for both).
+def paired_gain(warm: list[dict[str, Any]], key: str = "test recall@20", model: str = "ModalityGAT",
+                baseline: str = "LightGCN") -> dict[str, Any] | None:
+    """``model`` minus ``baseline`` seed by seed (each seed is one split and one training seed for both).
 
     The per-seed differences cancel the split's own variation, which dominates the spread of
     either model's mean; returns their mean, sample std, 95% t-interval and two-sided paired
     t-test p-value, and the gain the :data:`WARM_TARGET` asks for (``None`` with fewer than two seeds).
     """
-    gat, lightgcn = (next(entry for entry in warm if entry["label"] == label) for label in ("ModalityGAT", "LightGCN"))
-    by_seed = dict(zip(lightgcn["seeds"], lightgcn[key]["values"]))
-    pairs = [(value, by_seed[seed]) for seed, value in zip(gat["seeds"], gat[key]["values"]) if seed in by_seed]
+    ours, reference = (next(entry for entry in warm if entry["label"] == label) for label in (model, baseline))
+    by_seed = dict(zip(reference["seeds"], reference[key]["values"]))
+    pairs = [(value, by_seed[seed]) for seed, value in zip(ours["seeds"], ours[key]["values"]) if seed in by_seed]
     if len(pairs) < 2:
         return None
     differences = np.array([a - b for a, b in pairs])
     mean, std = float(differences.mean()), float(differences.std(ddof=1))
     half_width = float(scipy.stats.t.ppf(0.975, len(pairs) - 1)) * std / len(pairs) ** 0.5
-    return {"seeds": len(pairs), "mean": mean, "std": std, "ci95": [mean - half_width, mean + half_width],
+    return {"model": model, "baseline": baseline,
+            "seeds": len(pairs), "mean": mean, "std": std, "ci95": [mean - half_width, mean + half_width],
             "p_value": float(scipy.stats.ttest_rel([a for a, _ in pairs], [b for _, b in pairs]).pvalue),
             "target_gain": (WARM_TARGET - 1) * statistics.fmean(b for _, b in pairs), "values": differences.tolist()}
 

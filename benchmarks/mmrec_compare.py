@@ -54,16 +54,19 @@ created as ``../shared/peers/README.md`` says). Each regime writes ``results/mmr
 after every arm it trains; ``--regimes``, ``--seeds`` and ``--arms`` (e.g. ``--arms 'graphrec VBPR,mmrec
 VBPR'``) choose what runs, a run with other ``--epochs`` writes to ``results/smoke/``. ``--extend`` keeps
 what that file already holds (each arm's seed-0 grid and choice, and the seeds it ran) and trains only what
-is missing: new arms, and the seeds up to ``--seeds`` of the arms chosen; so a stopped run resumes, and a
-costly arm may keep fewer seeds than the others (the ``seeds`` column says how many each has; every run
-records the commit that trained it). ``--quick`` is the smoke test: a 300 × 200
-synthetic set, one grid point per model, two epochs, written to ``results/smoke/``; without MMRec's
-environment or its code it runs graphrec's side alone and says that MMRec's was skipped.
+is missing: new arms, and the seeds up to ``--seeds`` of the arms chosen; so a stopped run resumes, two
+runs of different ``--arms`` may extend one file at the same time (each saves under a lock, taking the
+other's arms from the file as it then is), and a costly arm may keep fewer seeds than the others (the
+``seeds`` column says how many each has; every run records the commit that trained it). ``--quick`` is
+the smoke test: a 300 × 200 synthetic set, one grid point per model, two epochs, written to
+``results/smoke/``; without MMRec's environment or its code it runs graphrec's side alone and says that
+MMRec's was skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -320,24 +323,27 @@ COMMIT = commit()
 
 
 def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace, budget: Budget,
-                   quick: bool, skip_mmrec: str | None, previous: dict[str, Any] | None,
-                   save: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-    """Train the arms of ``args`` on regime ``name``, seed by seed, keeping what ``previous`` (the regime's last
-    results, with ``--extend``) already holds, and ``save`` the regime's results after every arm."""
+                   quick: bool, skip_mmrec: str | None, previous: Callable[[], dict[str, Any] | None],
+                   save: Callable[[Callable[[], dict[str, Any]]], dict[str, Any]]) -> dict[str, Any]:
+    """Train the arms of ``args`` on regime ``name``, seed by seed, keeping what ``previous()`` (the regime's
+    results on disk, with ``--extend``) already holds, and ``save`` the regime's results after every arm.
+
+    ``save`` takes a function that builds the results, called while ``save`` holds the file: with ``--extend``
+    it takes the arms this run does not train from the file as it is then, so runs of different arms
+    (``--arms``) may extend one file at once."""
     if name == "sparse":
         budget = replace(budget, epochs=min(budget.epochs, SPARSE_EPOCHS), eval_every=SPARSE_EVAL_EVERY,
                          patience=SPARSE_PATIENCE)
     path = prepare(args.work, name, options)
     dataset = load_dataset(path)
     print(f"\n== {name}: {describe(dataset)}", flush=True)
-    if previous is not None and (previous["options"] != options or previous["budget"] != asdict(budget)):
+    first = previous()
+    if first is not None and (first["options"] != options or first["budget"] != asdict(budget)):
         raise SystemExit(f"--extend: the {name} results on disk were made with other data or another budget "
-                         f"({previous['options']}, {previous['budget']}); run without --extend to replace them")
-    grids: dict[str, list[dict[str, Any]]] = dict(previous["grids"]) if previous else {}
-    runs: dict[str, list[dict[str, Any]]] = (
-        {key: list(value) for key, value in previous["runs"].items()} if previous else {}
-    )
-    not_run: dict[str, str] = dict(previous.get("arms_not_run", {})) if previous else {}
+                         f"({first['options']}, {first['budget']}); run without --extend to replace them")
+    grids: dict[str, list[dict[str, Any]]] = dict(first["grids"]) if first else {}
+    runs: dict[str, list[dict[str, Any]]] = {key: list(value) for key, value in first["runs"].items()} if first else {}
+    not_run: dict[str, str] = dict(first.get("arms_not_run", {})) if first else {}
     chosen = [arm for arm in ARMS if args.arms is None or arm.key in args.arms]
     arms = []
     for arm in chosen:
@@ -348,9 +354,14 @@ def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace,
         else:
             arms.append(arm)
             not_run.pop(arm.key, None)
-    known = [arm for arm in ARMS if arm.key in runs or arm in arms]
+    own = {arm.key for arm in chosen}
 
     def result() -> dict[str, Any]:
+        if (latest := previous()) is not None:  # what a run of other arms saved meanwhile
+            for key in latest["runs"].keys() - own:
+                runs[key], grids[key] = latest["runs"][key], latest["grids"][key]
+            not_run.update({key: why for key, why in latest.get("arms_not_run", {}).items() if key not in own})
+        known = [arm for arm in ARMS if arm.key in runs]
         summary = {arm.key: {**summarise(arm, runs[arm.key]), "chosen": runs[arm.key][0]["point"]}
                    for arm in known if runs.get(arm.key)}
         return {"options": options, "dataset": describe(dataset), "budget": asdict(budget), "summary": summary,
@@ -383,8 +394,8 @@ def compare_regime(name: str, options: dict[str, Any], args: argparse.Namespace,
                     f"{r['point']} valid {r['valid']['recall@20']:.4f} test {r['test']['recall@20']:.4f} "
                     f"({r['epochs']} ep, {statistics.fmean(r['epoch_seconds'] or [0]):.2f} s/ep)" for r in results)
                     + f"  [{time.perf_counter() - started:.0f} s]", flush=True)
-                save(result())
-    return result()
+                save(result)
+    return save(result)
 
 
 def checks(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -501,22 +512,27 @@ def main() -> None:
         print(f"MMRec's side skipped: {skipped}", flush=True)
     for name, options in regimes.items():
         stem = "mmrec_compare" if args.quick else f"mmrec_compare_{name}"
-        previous = None
-        if args.extend and (directory / f"{stem}.json").is_file():
-            previous = json.loads((directory / f"{stem}.json").read_text())["regimes"][name]
         started = time.perf_counter()
 
-        def save(regime: dict[str, Any], name: str = name, stem: str = stem, started: float = started) -> None:
-            payload: dict[str, Any] = {"budget": regime["budget"], "seeds": args.seeds, "regimes": {name: regime},
-                                       "wall_seconds": time.perf_counter() - started,
-                                       "load_average": os.getloadavg()}
-            if skipped:
-                payload["skipped"] = f"MMRec's side: {skipped}"
-            write_results(stem, payload, directory)
-            write_markdown(directory / f"{stem}.md", markdown(payload))
+        def previous(name: str = name, stem: str = stem) -> dict[str, Any] | None:
+            path = directory / f"{stem}.json"
+            return json.loads(path.read_text())["regimes"][name] if args.extend and path.is_file() else None
+
+        def save(build: Callable[[], dict[str, Any]], name: str = name, stem: str = stem,
+                 started: float = started) -> dict[str, Any]:
+            with open(args.work / f".{stem}.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies
+                regime = build()
+                payload: dict[str, Any] = {"budget": regime["budget"], "seeds": args.seeds,
+                                           "regimes": {name: regime}, "wall_seconds": time.perf_counter() - started,
+                                           "load_average": os.getloadavg()}
+                if skipped:
+                    payload["skipped"] = f"MMRec's side: {skipped}"
+                write_results(stem, payload, directory)
+                write_markdown(directory / f"{stem}.md", markdown(payload))
+            return regime
 
         regime = compare_regime(name, options, args, budget, args.quick, skipped, previous, save)
-        save(regime)
         print(f"\n{name}")
         print_table(table(regime), COLUMNS)
         for key, value in regime["checks"].items():

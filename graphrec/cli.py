@@ -152,10 +152,13 @@ def export(
 ) -> None:
     """Write the dataset, on exactly its split, in a peer library's format."""
     from graphrec.data.dataset import load_dataset
-    from graphrec.data.export import export_dataset
+    from graphrec.data.export import export_dataset, export_notes
 
-    path = export_dataset(load_dataset(dataset), format, out, overwrite=overwrite)
+    loaded = load_dataset(dataset)
+    path = export_dataset(loaded, format, out, overwrite=overwrite)
     typer.echo(f"wrote {format} files to {path}")
+    for note in export_notes(loaded, format):
+        typer.echo(f"note: {note}", err=True)
 
 
 @app.command()

@@ -107,3 +107,50 @@ def test_multimodal_ablation_quick_mode():
     assert all(0 <= row["recall@20"] <= 1 and row["entropy"] is not None for row in result["table"])
     table_lines = (SMOKE / "multimodal_ablation.md").read_text().count("\n|")
     assert table_lines == len(result["table"]) + 2  # the rows, the header and its rule
+
+
+@pytest.mark.slow  # seven one-epoch runs in a subprocess, about half a minute once ml-100k is encoded
+def test_multimodal_paired_quick_mode():
+    """``multimodal.py --paired-seeds 2 --quick``: FREEDOM's options chosen on validation, then ModalityGAT and
+    FREEDOM against LightGCN seed by seed, each paired difference matching the seeds' own figures."""
+    if not DATA.is_dir():
+        pytest.skip(f"needs the real datasets at {DATA}")
+    output = SMOKE / "multimodal_warm_paired.json"
+    output.unlink(missing_ok=True)
+    command = [sys.executable, str(BENCHMARKS / "multimodal.py"), "--paired-seeds", "2", "--quick"]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=400,
+                               env={**os.environ, "GRAPHREC_DATA": str(DATA)})
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    result = json.loads(output.read_text())
+    assert result["freedom_grid"] and all("test" not in record for record in result["freedom_grid"])
+    values = {entry["label"]: entry["test recall@20"]["values"] for entry in result["table"]}
+    assert set(values) == {"LightGCN", "ModalityGAT", "FREEDOM"}
+    for model in ("ModalityGAT", "FREEDOM"):
+        paired = result["comparisons"][model]["paired"]
+        assert paired["baseline"] == "LightGCN" and paired["seeds"] == 2
+        assert paired["values"] == pytest.approx([a - b for a, b in zip(values[model], values["LightGCN"])])
+    markdown = (SMOKE / "multimodal_warm_paired.md").read_text()
+    assert "FREEDOM − LightGCN" in markdown and markdown.count("\n| 1 |") == 1
+
+
+@pytest.mark.slow  # three quick runs in subprocesses, two of them at once: about 40 s
+def test_mmrec_compare_runs_of_other_arms_extend_one_file_at_once():
+    """``mmrec_compare.py --extend`` in two processes at once, on different ``--arms``: the file ends with the
+    arms of both and those it held before, each with its seeds."""
+    script = str(BENCHMARKS / "mmrec_compare.py")
+    output = SMOKE / "mmrec_compare.json"
+    output.unlink(missing_ok=True)
+    env = {**os.environ, "GRAPHREC_DATA": str(DATA)}
+    first = subprocess.run([sys.executable, script, "--quick", "--arms", "graphrec LightGCN"], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=400, env=env)
+    assert first.returncode == 0, first.stderr[-4000:]
+    both = [subprocess.Popen([sys.executable, script, "--quick", "--extend", "--arms", arms], cwd=REPO_ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+            for arms in ("graphrec VBPR", "graphrec mmgf,graphrec FREEDOM")]
+    for process in both:
+        _, stderr = process.communicate(timeout=400)
+        assert process.returncode == 0, stderr[-4000:]
+    regime = json.loads(output.read_text())["regimes"]["quick"]
+    expected = {"graphrec LightGCN", "graphrec VBPR", "graphrec mmgf", "graphrec FREEDOM"}
+    assert set(regime["runs"]) == set(regime["summary"]) == expected
+    assert all(len(runs) == 2 for runs in regime["runs"].values())  # --quick trains seeds 0 and 1

@@ -11,6 +11,9 @@
 Each export is written to a temporary directory and renamed into place. Ids are written as
 they are, never quoted or rewritten: an id the format cannot hold (a tab or line break in the
 tab-separated formats, any whitespace in LightGCN's space-separated lists) is an error naming it.
+:func:`export_notes` says what a peer will read differently from graphrec (``graphrec export`` prints it):
+MMRec counts the users and items as the largest id in its ``.inter`` file plus one, so trailing users
+or items without interactions drop out of its models while the feature files keep their rows.
 Converting an export back gives the identical interactions, ids and split; ``recbole`` and
 ``mmrec`` also keep ratings and timestamps (and ``mmrec`` the features, with
 ``<modality>_mask.npy`` beside a matrix when some items lack that modality, which graphrec's
@@ -48,6 +51,23 @@ def export_dataset(dataset: Dataset, format: str, out: str | Path, overwrite: bo
         write_json(tmp / EXPORT_MARKER, {"format": format, "dataset": dataset.name,
                                          "source": None if dataset.path is None else str(Path(dataset.path).resolve())})
     return out
+
+
+def export_notes(dataset: Dataset, format: str) -> list[str]:
+    """What the peer library reading the ``format`` export of ``dataset`` sees differently from graphrec."""
+    if format != "mmrec":
+        return []
+    notes = []
+    for kind, total in (("user", dataset.num_users), ("item", dataset.num_items)):
+        counted = int(dataset.interactions[kind].max()) + 1 if len(dataset.interactions) else 0
+        if counted < total:
+            note = (f"the last {total - counted} of {total} {kind}s have no interaction in any split, and MMRec "
+                    f"counts {counted} {kind}s (the largest {kind} id in {dataset.name}.inter plus one)")
+            if kind == "item" and dataset.features:
+                note += (f"; the feature files keep all {total} rows, which some of MMRec's models refuse "
+                         f"(VBPR): cut the rows past item id {counted - 1} for MMRec")
+            notes.append(note)
+    return notes
 
 
 def _token(values: pd.Series, kind: str, forbidden: str = r"[\t\n\r]",

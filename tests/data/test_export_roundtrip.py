@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from graphrec.data.convert import ConvertConfig, convert
 from graphrec.data.dataset import Dataset, ModalityFeatures
-from graphrec.data.export import EXPORT_MARKER, export_dataset
+from graphrec.data.export import EXPORT_MARKER, export_dataset, export_notes
 from graphrec.errors import GraphrecError
 
 READER_OF_EXPORT = {"recbole": "recbole", "mmrec": "mmrec", "lightgcn": "lightgcn"}
@@ -117,3 +120,24 @@ def test_an_export_cannot_replace_the_dataset_it_reads(movielens, tmp_path):
     with pytest.raises(GraphrecError, match="which this command reads"):
         export_dataset(movielens, "recbole", movielens.path, overwrite=True)
     assert (movielens.path / "manifest.json").is_file()
+
+
+def test_mmrec_export_notes_trailing_items_without_interactions(movielens, tmp_path):
+    """MMRec counts items from its .inter file: an export whose last items never occur says so, and still
+    writes every feature row (the export stays a faithful round trip)."""
+    assert export_notes(movielens, "recbole") == []
+    last = movielens.interactions["item"].max()
+    kept = movielens.interactions[movielens.interactions["item"] < last - 1]
+    dropped = movielens.interactions["item"].ge(last - 1).sum()
+    assert dropped > 0
+    dataset = Dataset(movielens.name, kept, movielens.items, movielens.users, features=movielens.features)
+    notes = export_notes(dataset, "mmrec")
+    assert len(notes) == 1
+    assert f"the last {movielens.num_items - (last - 1)} of {movielens.num_items} items" in notes[0]
+    assert f"past item id {last - 2}" in notes[0]
+    saved = dataset.save(tmp_path / "trailing")
+    completed = subprocess.run([sys.executable, "-m", "graphrec", "export", str(saved), str(tmp_path / "mm"),
+                                "--format", "mmrec"], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert f"note: {notes[0]}" in completed.stderr
+    assert np.load(tmp_path / "mm" / "text_feat.npy").shape[0] == movielens.num_items
