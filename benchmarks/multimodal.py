@@ -46,9 +46,10 @@ contrastive alignments (InfoNCE, BM3's bootstrap) one at a time, on the validati
 ``multimodal_ablation.json`` and ``.md``. The tables then train, per protocol, the variant best on that
 protocol's validation split (:func:`chosen_gat`). ``--core`` trains only the rows the targets compare.
 
-``--paired-seeds N`` checks the warm target alone on more seeds: LightGCN and ModalityGAT on
-seeds 0..N-1, compared seed by seed (a paired t-interval of the difference), written to
-``multimodal_warm_paired.json`` and ``.md`` (10 seeds: about 7 minutes on 2 CPU cores).
+``--paired-seeds N`` checks the warm target alone on more seeds: ModalityGAT and FREEDOM (its options
+first chosen on seed 0's validation split) against LightGCN on seeds 0..N-1, compared seed by seed (a
+paired t-interval of the difference), written to ``multimodal_warm_paired.json`` and ``.md`` (10 seeds,
+one run at a time: about 27 minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -167,13 +168,18 @@ FREEDOM_GRID: list[dict[str, Any]] = [{"pruning": pruning, "layers": layers}
                                       for pruning in (0.9, 0.8) for layers in (2, 3)]
 
 
+def best_on_validation(grid: list[dict[str, Any]]) -> dict[str, Any]:
+    """The options of the ``grid`` record (``{"options", "valid", ...}``) with the best validation Recall@20."""
+    return max(grid, key=lambda record: record["valid"]["recall@20"])["options"]
+
+
 def freedom_config(dim: int, options: dict[str, Any] | None = None) -> ModelConfig:
     """FREEDOM on ml-100k: ``options`` over its defaults, or else the point of :data:`FREEDOM_GRID` best on
     validation in ``results/multimodal_warm_paired.json`` (the defaults when that file has no grid)."""
     if options is None:
         path = RESULTS / "multimodal_warm_paired.json"
         grid = json.loads(path.read_text()).get("freedom_grid") if path.is_file() else None
-        options = max(grid, key=lambda record: record["valid"]["recall@20"])["options"] if grid else {}
+        options = best_on_validation(grid) if grid else {}
     return ModelConfig(name="freedom", dim=dim, **options)
 
 
@@ -692,8 +698,7 @@ def paired_check(args: argparse.Namespace, budget: Budget, partial: bool) -> Non
                                  "seconds": record["seconds"]})
             print(f"[{time.perf_counter() - started:6.0f}s] FREEDOM {options}: valid recall@20 "
                   f"{record['valid']['recall@20']:.4f}, best epoch {record['best_epoch']}", flush=True)
-        best = max(freedom_grid, key=lambda record: record["valid"]["recall@20"])["options"]
-        warm_arms, _ = ml100k_arms(budget.dim, freedom=freedom_config(budget.dim, best))
+        warm_arms, _ = ml100k_arms(budget.dim, freedom=freedom_config(budget.dim, best_on_validation(freedom_grid)))
         rows = {"ml100k_warm": [Row(arm) for label in PAIRED_LABELS for arm in warm_arms if arm.label == label]}
         collect_rows(submit_rows(pool, rows, paths, seeds, budget), rows, started)
     summary = summarise_rows(rows["ml100k_warm"])
